@@ -1,0 +1,92 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+/**
+ * The one registry of sagamesh's coded errors. Every error a client, a log line or a metric can
+ * see is one line here; docs/errors.md lists the same codes and a unit test keeps the two in step.
+ */
+export interface ErrorSpec {
+  readonly code: `SAGAMESH_ERR_${string}`;
+  readonly message: string;
+  readonly httpStatus: number;
+  readonly grpcStatus: GrpcStatus;
+  /** Whether the same request may succeed when tried again unchanged. */
+  readonly retryable: boolean;
+}
+
+function spec(
+  code: ErrorSpec['code'],
+  message: string,
+  httpStatus: number,
+  grpcStatus: GrpcStatus,
+  retryable: boolean,
+): ErrorSpec {
+  return Object.freeze({ code, message, httpStatus, grpcStatus, retryable });
+}
+
+export const ERRORS = Object.freeze({
+  // --- startup: configuration and saga definitions
+  CONFIG_INVALID: spec('SAGAMESH_ERR_CONFIG_INVALID', 'configuration is invalid', 500, GrpcStatus.INVALID_ARGUMENT, false),
+  SAGAS_DIR_UNREADABLE: spec('SAGAMESH_ERR_SAGAS_DIR_UNREADABLE', 'the sagas directory cannot be read', 500, GrpcStatus.FAILED_PRECONDITION, false),
+  DEF_YAML_SYNTAX: spec('SAGAMESH_ERR_DEF_YAML_SYNTAX', 'saga definition is not valid YAML', 500, GrpcStatus.INVALID_ARGUMENT, false),
+  DEF_SCHEMA: spec('SAGAMESH_ERR_DEF_SCHEMA', 'saga definition does not match the schema', 500, GrpcStatus.INVALID_ARGUMENT, false),
+  DEF_EXPRESSION: spec('SAGAMESH_ERR_DEF_EXPRESSION', 'saga definition has an invalid expression', 500, GrpcStatus.INVALID_ARGUMENT, false),
+  DEF_URL: spec('SAGAMESH_ERR_DEF_URL', 'step URL must fix scheme and host; only the path and query may use expressions', 500, GrpcStatus.INVALID_ARGUMENT, false),
+  DEF_STEP_REFERENCE: spec('SAGAMESH_ERR_DEF_STEP_REFERENCE', 'saga definition references an unknown or unreachable step', 500, GrpcStatus.INVALID_ARGUMENT, false),
+  DEF_CYCLE: spec('SAGAMESH_ERR_DEF_CYCLE', 'step dependencies form a cycle', 500, GrpcStatus.INVALID_ARGUMENT, false),
+  DEF_DUPLICATE: spec('SAGAMESH_ERR_DEF_DUPLICATE', 'two definitions or steps share a name or a match', 500, GrpcStatus.INVALID_ARGUMENT, false),
+  DEF_DEADLINE: spec('SAGAMESH_ERR_DEF_DEADLINE', 'saga deadline exceeds the configured maximum', 500, GrpcStatus.INVALID_ARGUMENT, false),
+  DEFINITIONS_INVALID: spec('SAGAMESH_ERR_DEFINITIONS_INVALID', 'saga definitions were rejected; nothing was loaded', 500, GrpcStatus.INVALID_ARGUMENT, false),
+
+  // --- bad client input: answered before any step is called
+  BODY_NOT_JSON: spec('SAGAMESH_ERR_BODY_NOT_JSON', 'request body must be a JSON document', 400, GrpcStatus.INVALID_ARGUMENT, false),
+  INPUT_INVALID: spec('SAGAMESH_ERR_INPUT_INVALID', 'request body does not match the saga input', 400, GrpcStatus.INVALID_ARGUMENT, false),
+
+  // --- saga outcomes
+  STEP_REJECTED: spec('SAGAMESH_ERR_STEP_REJECTED', 'a participant rejected a step', 409, GrpcStatus.ABORTED, false),
+  STEP_TIMEOUT: spec('SAGAMESH_ERR_STEP_TIMEOUT', 'a participant did not answer a step in time', 504, GrpcStatus.DEADLINE_EXCEEDED, true),
+  STEP_UNAVAILABLE: spec('SAGAMESH_ERR_STEP_UNAVAILABLE', 'a participant failed or was unreachable on every attempt', 503, GrpcStatus.UNAVAILABLE, true),
+  STEP_TEMPLATE: spec('SAGAMESH_ERR_STEP_TEMPLATE', 'a step request could not be built from the saga data', 422, GrpcStatus.FAILED_PRECONDITION, false),
+  SAGA_DEADLINE: spec('SAGAMESH_ERR_SAGA_DEADLINE', 'the saga did not finish before its deadline', 504, GrpcStatus.DEADLINE_EXCEEDED, true),
+  UPSTREAM_FAILED: spec('SAGAMESH_ERR_UPSTREAM_FAILED', 'the upstream (pivot step) answered with a failure', 502, GrpcStatus.ABORTED, true),
+  COMPENSATION_EXHAUSTED: spec('SAGAMESH_ERR_COMPENSATION_EXHAUSTED', 'a compensation exhausted its retries; the saga is stuck and needs an operator', 500, GrpcStatus.DATA_LOSS, false),
+
+  // --- the ext_proc stream and the process
+  PROTOCOL: spec('SAGAMESH_ERR_PROTOCOL', 'unexpected ext_proc message for the stream phase', 500, GrpcStatus.FAILED_PRECONDITION, false),
+  INTERNAL: spec('SAGAMESH_ERR_INTERNAL', 'internal error', 500, GrpcStatus.INTERNAL, true),
+});
+
+export type ErrorName = keyof typeof ERRORS;
+
+/** An error that carries its registry entry; `detail` says what exactly went wrong. */
+export class SagameshError extends Error {
+  readonly spec: ErrorSpec;
+  readonly details: readonly unknown[];
+
+  constructor(spec: ErrorSpec, detail?: string, details: readonly unknown[] = [], options?: ErrorOptions) {
+    super(detail ? `${spec.message}: ${detail}` : spec.message, options);
+    this.name = 'SagameshError';
+    this.spec = spec;
+    this.details = details;
+  }
+
+  get code(): ErrorSpec['code'] {
+    return this.spec.code;
+  }
+
+  toJSON(): { code: string; message: string; details?: readonly unknown[] } {
+    return this.details.length > 0
+      ? { code: this.code, message: this.message, details: this.details }
+      : { code: this.code, message: this.message };
+  }
+}
+
+export function isSagameshError(err: unknown): err is SagameshError {
+  return err instanceof SagameshError;
+}
+
+/** Wraps anything thrown into a SagameshError so callers always have a code. */
+export function toSagameshError(err: unknown): SagameshError {
+  if (isSagameshError(err)) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new SagameshError(ERRORS.INTERNAL, message, [], { cause: err });
+}

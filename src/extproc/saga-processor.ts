@@ -1,0 +1,274 @@
+import { ERRORS, SagameshError, toSagameshError } from '../errors';
+import type { Logger } from '../logger';
+import type { SagaDefinition, TemplateScope } from '../saga/definition';
+import { renderHeaders, renderResponse } from '../saga/render';
+import type { SagaExecution, SagaResult, SagaRunner } from '../saga/runner';
+import { dynamicMetadata, errorAnswer, failureAnswer, jsonResponse, SAGA_ID_HEADER } from './answers';
+import { headersToRecord, setHeaders, splitPath } from './headers';
+import type { CommonResponse, HttpBody, HttpHeaders, ProcessingResponse } from './messages';
+import type { Processor, StreamContext } from './processor';
+import { CONTINUE, PassThroughProcessor } from './processor';
+
+/**
+ * The Processor that runs sagas. Per stream (= per HTTP request):
+ *   request headers: match a definition; no match → CONTINUE and switch the rest of the stream off
+ *     (mode_override), so non-saga traffic costs one round trip;
+ *   request body (or headers with end_of_stream): validate the input, start the saga, and
+ *     - respond: aggregate → answer with an ImmediateResponse once the saga has settled;
+ *     - respond: upstream  → once the steps succeeded, let the request continue with the saga id
+ *       and step results added; then the upstream's response headers decide commit or compensate.
+ */
+
+export interface DefinitionMatcher {
+  match(method: string, path: string): SagaDefinition | undefined;
+}
+
+export interface SagaProcessorDeps {
+  /** Called per request, so a reloaded definition set applies to the next request. */
+  readonly definitions: () => DefinitionMatcher;
+  readonly runner: SagaRunner;
+  /** Longest a stream waits for a saga before answering with what is known; below Envoy's message_timeout. */
+  readonly answerBudgetMs: number;
+}
+
+interface Matched {
+  readonly definition: SagaDefinition;
+  readonly headers: Record<string, string>;
+  readonly method: string;
+  readonly path: string;
+  readonly query: Record<string, string>;
+}
+
+const timeout = (ms: number): { promise: Promise<'timeout'>; cancel: () => void } => {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
+};
+
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  const t = timeout(ms);
+  try {
+    return await Promise.race([promise, t.promise]);
+  } finally {
+    t.cancel();
+  }
+}
+
+/** What expressions may see of the request headers: no pseudo-headers, no credentials. */
+function visibleHeaders(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (!k.startsWith(':') && k !== 'authorization' && k !== 'cookie') out[k] = v;
+  }
+  return out;
+}
+
+export class SagaProcessor extends PassThroughProcessor implements Processor {
+  private matched?: Matched;
+  private execution?: SagaExecution;
+  private awaitingUpstream = false;
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly deps: SagaProcessorDeps,
+    context: StreamContext,
+  ) {
+    super();
+    this.logger = context.logger;
+  }
+
+  override async requestHeaders(message: HttpHeaders): Promise<ProcessingResponse> {
+    const headers = headersToRecord(message);
+    const method = (headers[':method'] ?? '').toUpperCase();
+    const { path, query } = splitPath(headers[':path'] ?? '/');
+    const definition = this.deps.definitions().match(method, path);
+    if (!definition) {
+      // Not a saga: stop asking for this stream's body and response.
+      return {
+        request_headers: { response: CONTINUE },
+        mode_override: { request_body_mode: 'NONE', response_header_mode: 'SKIP' },
+      };
+    }
+    this.matched = { definition, headers, method, path, query };
+    if (message.end_of_stream) return this.run(Buffer.alloc(0), 'request_headers');
+    return {
+      request_headers: { response: CONTINUE },
+      mode_override: { response_header_mode: definition.respond === 'upstream' ? 'SEND' : 'SKIP' },
+    };
+  }
+
+  override async requestBody(message: HttpBody): Promise<ProcessingResponse> {
+    if (!this.matched || this.execution) return super.requestBody(message);
+    return this.run(message.body ?? Buffer.alloc(0), 'request_body');
+  }
+
+  override async responseHeaders(message: HttpHeaders): Promise<ProcessingResponse> {
+    const execution = this.execution;
+    if (!execution || !this.awaitingUpstream) return super.responseHeaders(message);
+    this.awaitingUpstream = false;
+    const status = Number(headersToRecord(message)[':status'] ?? 0);
+    execution.upstreamResponded(status);
+    if (status > 0 && status < 400) {
+      return {
+        response_headers: { response: { ...CONTINUE, header_mutation: setHeaders({ [SAGA_ID_HEADER]: execution.sagaId }) } },
+        ...dynamicMetadata({ sagaId: execution.sagaId, saga: execution.definition.name, outcome: 'succeeded' }),
+      };
+    }
+    // The pivot failed: undo the steps, then replace the upstream's answer with the saga's.
+    return this.settle(execution);
+  }
+
+  override close(reason: 'ended' | 'cancelled'): void {
+    if (this.execution && this.awaitingUpstream) {
+      this.awaitingUpstream = false;
+      this.execution.upstreamFailed(`stream ${reason} before the upstream answered`);
+    }
+  }
+
+  private async run(raw: Buffer, phase: 'request_headers' | 'request_body'): Promise<ProcessingResponse> {
+    const matched = this.matched;
+    if (!matched) throw new SagameshError(ERRORS.PROTOCOL, 'saga run without a matched request');
+    const { definition } = matched;
+    let body: unknown;
+    try {
+      body = this.parseBody(definition, raw, matched.headers['content-type']);
+    } catch (err) {
+      const e = toSagameshError(err);
+      this.logger.info({ saga: definition.name, code: e.code, details: e.details }, 'saga request rejected');
+      return errorAnswer(e, definition.name);
+    }
+
+    const request: TemplateScope['request'] = {
+      method: matched.method,
+      path: matched.path,
+      query: matched.query,
+      headers: visibleHeaders(matched.headers),
+      body,
+    };
+    const traceparent = matched.headers['traceparent'];
+    const requestId = matched.headers['x-request-id'];
+    try {
+      this.execution = await this.deps.runner.start(definition, request, {
+        ...(traceparent ? { traceparent } : {}),
+        ...(requestId ? { requestId } : {}),
+      });
+    } catch (err) {
+      const e = toSagameshError(err);
+      this.logger.error({ err: e, saga: definition.name }, 'saga could not start');
+      return errorAnswer(e, definition.name);
+    }
+    const execution = this.execution;
+    if (definition.respond === 'aggregate') return this.settle(execution);
+
+    const reached = await within(execution.stepsDone, this.deps.answerBudgetMs);
+    if (reached !== 'pivot') return this.settle(execution);
+    return this.continueToUpstream(execution, phase);
+  }
+
+  /** Parses and validates the request body the definition needs. Throws coded 400s. */
+  private parseBody(definition: SagaDefinition, raw: Buffer, contentType: string | undefined): unknown {
+    const text = raw.toString('utf8');
+    if (!definition.input.json) {
+      if (text.length === 0) return null;
+      if (contentType?.includes('json')) {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          return text;
+        }
+      }
+      return text;
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text) as unknown;
+    } catch (err) {
+      const reason = text.length === 0 ? 'the body is empty' : err instanceof Error ? err.message : String(err);
+      throw new SagameshError(ERRORS.BODY_NOT_JSON, reason);
+    }
+    const problems = definition.input.validate?.(body) ?? [];
+    if (problems.length > 0) throw new SagameshError(ERRORS.INPUT_INVALID, problems.join('; '), problems);
+    return body;
+  }
+
+  /** Waits for the saga's end (bounded) and answers with the definition's success or failure response. */
+  private async settle(execution: SagaExecution): Promise<ProcessingResponse> {
+    const { definition } = execution;
+    const result = await within(execution.settled, this.deps.answerBudgetMs);
+    if (result === 'timeout') {
+      // Compensations outlast what Envoy will wait: say so; the saga goes on in the background.
+      this.logger.warn({ saga_id: execution.sagaId }, 'answering before the saga settled');
+      return failureAnswer(definition.response.failure.status, {
+        sagaId: execution.sagaId,
+        definition: definition.name,
+        status: 'compensating',
+        error: { code: ERRORS.SAGA_DEADLINE.code, message: 'the saga is still compensating' },
+        steps: execution.steps(),
+      });
+    }
+    if (result.status !== 'succeeded') return failureAnswer(definition.response.failure.status, result);
+    if (definition.respond === 'upstream') {
+      // Only reached when the upstream answered with success; the caller continues it.
+      return { response_headers: { response: CONTINUE } };
+    }
+    return this.successAnswer(result);
+  }
+
+  private async successAnswer(result: SagaResult): Promise<ProcessingResponse> {
+    const { definition, sagaId } = { definition: this.matched?.definition, sagaId: result.sagaId };
+    if (!definition) throw new SagameshError(ERRORS.PROTOCOL, 'answer without a definition');
+    try {
+      const answer = await renderResponse(definition.response.success, result.scope);
+      return {
+        immediate_response: jsonResponse(
+          answer.status,
+          answer.body,
+          { ...answer.headers, [SAGA_ID_HEADER]: sagaId },
+          'sagamesh_saga_succeeded',
+        ),
+        ...dynamicMetadata({ sagaId, saga: definition.name, outcome: 'succeeded' }),
+      };
+    } catch (err) {
+      // The saga is done and stays done; only its answer could not be built.
+      const e = toSagameshError(err);
+      this.logger.error({ err: e, saga_id: sagaId }, 'success answer could not be rendered');
+      return errorAnswer(e, definition.name, sagaId);
+    }
+  }
+
+  private async continueToUpstream(
+    execution: SagaExecution,
+    phase: 'request_headers' | 'request_body',
+  ): Promise<ProcessingResponse> {
+    const upstream = execution.definition.upstream;
+    const scope = execution.scope();
+    let response: CommonResponse;
+    try {
+      const headers = upstream ? await renderHeaders(upstream.headers, scope) : {};
+      const body = phase === 'request_body' ? await upstream?.body?.render(scope) : undefined;
+      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
+      response = {
+        ...CONTINUE,
+        header_mutation: setHeaders({
+          ...headers,
+          [SAGA_ID_HEADER]: execution.sagaId,
+          // With a replaced body and header mode SEND, Envoy needs the right length.
+          ...(payload ? { 'content-length': String(payload.length), 'content-type': 'application/json' } : {}),
+        }),
+        ...(payload ? { body_mutation: { body: payload } } : {}),
+      };
+    } catch (err) {
+      const e = toSagameshError(err);
+      this.logger.error({ err: e }, 'upstream request could not be built');
+      execution.upstreamFailed(e.message);
+      return this.settle(execution);
+    }
+    this.awaitingUpstream = true;
+    const meta = dynamicMetadata({ sagaId: execution.sagaId, saga: execution.definition.name, outcome: 'pivot' });
+    return phase === 'request_body'
+      ? { request_body: { response }, ...meta }
+      : { request_headers: { response }, ...meta };
+  }
+}

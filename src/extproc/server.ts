@@ -1,0 +1,128 @@
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { ERRORS, SagameshError, toSagameshError } from '../errors';
+import type { Logger } from '../logger';
+import type { ProcessingRequest, ProcessingResponse } from './messages';
+import type { Processor, ProcessorFactory } from './processor';
+import { EXT_PROC_SERVICE_NAME, externalProcessorService } from './protos';
+
+/**
+ * The ext_proc gRPC server. The stream loop only does plumbing: it hands each message to the
+ * stream's Processor in order, writes the answer, treats half-close and cancel as normal ends,
+ * and turns a processor error into a gRPC status (Envoy, failing closed, then answers 500).
+ */
+
+type ProcessStream = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
+
+export interface ExtProcServerOptions {
+  readonly processorFactory: ProcessorFactory;
+  readonly logger: Logger;
+}
+
+function dispatch(processor: Processor, message: ProcessingRequest): Promise<ProcessingResponse> {
+  if (message.request_headers) return processor.requestHeaders(message.request_headers);
+  if (message.request_body) return processor.requestBody(message.request_body);
+  if (message.response_headers) return processor.responseHeaders(message.response_headers);
+  if (message.response_body) return processor.responseBody(message.response_body);
+  if (message.request_trailers) return Promise.resolve({ request_trailers: {} });
+  if (message.response_trailers) return Promise.resolve({ response_trailers: {} });
+  return Promise.reject(new SagameshError(ERRORS.PROTOCOL, `message without a phase: ${message.request ?? '?'}`));
+}
+
+export class ExtProcServer {
+  private readonly server = new grpc.Server({
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+  });
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [EXT_PROC_SERVICE_NAME]: 'NOT_SERVING' });
+  private readonly streams = new Set<ProcessStream>();
+  private streamCount = 0;
+
+  constructor(private readonly options: ExtProcServerOptions) {
+    this.server.addService(externalProcessorService(), {
+      Process: (stream: ProcessStream) => this.process(stream),
+    });
+    this.health.addToServer(this.server);
+  }
+
+  /** Binds `host:port` or `unix:/path`; resolves the bound port (0 for unix sockets). */
+  listen(address: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (err) return reject(err);
+        this.setServing(true);
+        resolve(port);
+      });
+    });
+  }
+
+  setServing(serving: boolean): void {
+    const status = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', status);
+    this.health.setStatus(EXT_PROC_SERVICE_NAME, status);
+  }
+
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Stops accepting streams, waits for open ones up to `graceMs`, then cancels the rest. */
+  async stop(graceMs = 5000): Promise<void> {
+    this.setServing(false);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private process(stream: ProcessStream): void {
+    const streamId = ++this.streamCount;
+    const logger = this.options.logger.child({ stream: streamId });
+    const processor = this.options.processorFactory({ logger });
+    this.streams.add(stream);
+    let chain: Promise<void> = Promise.resolve();
+    let closed = false;
+
+    const close = (reason: 'ended' | 'cancelled'): void => {
+      if (closed) return;
+      closed = true;
+      this.streams.delete(stream);
+      processor.close(reason);
+    };
+
+    stream.on('data', (message: ProcessingRequest) => {
+      chain = chain.then(async () => {
+        if (closed) return;
+        try {
+          const response = await dispatch(processor, message);
+          if (!closed && !stream.cancelled) stream.write(response);
+        } catch (err) {
+          const e = toSagameshError(err);
+          logger.error({ err: e, code: e.code }, 'ext_proc processing failed');
+          if (!closed && !stream.cancelled) {
+            stream.emit('error', { code: e.spec.grpcStatus, details: `${e.code}: ${e.message}` });
+          }
+          close('ended');
+        }
+      });
+    });
+    stream.on('end', () => {
+      void chain.then(() => {
+        if (!stream.cancelled && !stream.destroyed) stream.end();
+        close('ended');
+      });
+    });
+    stream.on('cancelled', () => close('cancelled'));
+    stream.on('error', (err) => {
+      // Envoy resets side streams when requests end; that is not a failure of ours.
+      logger.debug({ err }, 'ext_proc stream error');
+      close('cancelled');
+    });
+  }
+}

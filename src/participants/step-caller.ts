@@ -1,0 +1,119 @@
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { StepResponse } from '../saga/definition';
+
+/**
+ * The HTTP step caller: sends one step or compensation request to a participant through Envoy's
+ * egress listener (locally) or the pod's sidecar (in Istio). The definition's origin becomes the
+ * Host header, which is what the egress listener routes on; the connection itself always goes to
+ * the egress address, so data can never steer a call elsewhere.
+ *
+ * It makes exactly one attempt: timeouts and retries belong to the saga machine, which aborts the
+ * signal when a step times out.
+ */
+export interface StepHttpRequest {
+  readonly method: string;
+  /** `http://hotel` — sent as the Host header. */
+  readonly origin: string;
+  /** Path and query, already percent-encoded. */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  /** A JSON value; undefined sends no body. */
+  readonly body?: unknown;
+  readonly signal: AbortSignal;
+}
+
+export interface HttpCaller {
+  call(request: StepHttpRequest): Promise<StepResponse>;
+  close(): Promise<void>;
+}
+
+/** Network failures carry the system error code so the classifier can tell "never sent" apart. */
+export class CallNetworkError extends Error {
+  constructor(
+    message: string,
+    readonly errno: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'CallNetworkError';
+  }
+}
+
+export interface HttpCallerOptions {
+  /** Where step calls are sent, e.g. http://127.0.0.1:10001. */
+  readonly egressUrl: string;
+  readonly connections?: number;
+  /** Largest participant response body read, in bytes. */
+  readonly maxResponseBytes?: number;
+}
+
+function headerRecord(headers: Dispatcher.ResponseData['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
+
+function parseBody(text: string, contentType: string | undefined): unknown {
+  if (text.length === 0) return null;
+  if (contentType?.includes('json')) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+
+function errnoOf(err: unknown): string | undefined {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}
+
+export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
+  const maxBytes = options.maxResponseBytes ?? 1024 * 1024;
+  const pool = new Pool(options.egressUrl, {
+    connections: options.connections ?? 256,
+    // Step timeouts live in the saga machine; these only stop a stuck socket from living forever.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    keepAliveTimeout: 30_000,
+  });
+
+  return {
+    async call(request) {
+      const host = new URL(request.origin).host;
+      const hasBody = request.body !== undefined;
+      const payload = hasBody ? JSON.stringify(request.body) : undefined;
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await pool.request({
+          method: request.method as Dispatcher.HttpMethod,
+          path: request.path,
+          headers: {
+            ...request.headers,
+            host,
+            ...(hasBody ? { 'content-type': 'application/json' } : {}),
+          },
+          ...(payload !== undefined ? { body: payload } : {}),
+          signal: request.signal,
+        });
+      } catch (err) {
+        throw new CallNetworkError(err instanceof Error ? err.message : String(err), errnoOf(err), { cause: err });
+      }
+      const declared = Number(res.headers['content-length'] ?? 0);
+      if (declared > maxBytes) {
+        res.body.destroy();
+        throw new CallNetworkError(`response body of ${declared} bytes exceeds ${maxBytes}`, 'ERESPONSETOOLARGE');
+      }
+      const text = await res.body.text();
+      const headers = headerRecord(res.headers);
+      return { status: res.statusCode, headers, body: parseBody(text, headers['content-type']) };
+    },
+    close: () => pool.close(),
+  };
+}

@@ -1,0 +1,544 @@
+import type { AnyEventObject } from 'xstate';
+import { assign, fromPromise, raise, setup } from 'xstate';
+import type { ErrorSpec } from '../errors';
+import { ERRORS } from '../errors';
+import type { CallDefinition, SagaDefinition, StepDefinition, StepResponse, TemplateScope } from './definition';
+import { backoffDelayMs } from './backoff';
+
+/**
+ * The pure machine builder: SagaDefinition → XState machine. The machine does no I/O. Every
+ * request a saga sends goes through the one named actor `callStep`, which the runner injects with
+ * `machine.provide()`; time goes through the actor's clock. The same builder feeds the server and
+ * the state-chart rendering, so what operators see is what runs.
+ *
+ * Shape:
+ *   running (parallel: one region per step; a region waits for its dependencies, then calls)
+ *     ├─ every region done ─▶ succeeded  (respond: aggregate)
+ *     │                     └▶ pivot ── upstream ok ─▶ succeeded / upstream failed ─▶ compensating
+ *     └─ a step failed, or the deadline passed ─▶ compensating
+ *   compensating (parallel: one region per step; a region waits until every step that depends on
+ *   it has settled, then undoes its step if it succeeded or may have succeeded)
+ *     └─ every region settled ─▶ compensated | stuck
+ */
+
+export type Applied = 'no' | 'maybe' | 'yes';
+export interface ErrorInfo {
+  readonly code: ErrorSpec['code'];
+  readonly message: string;
+}
+
+/** What the `callStep` actor resolves with. It never rejects for HTTP outcomes. */
+export interface CallOutput {
+  /** success: a listed status; rejected: a definitive refusal (other 4xx); retryable: 5xx, timeout, network. */
+  readonly outcome: 'success' | 'rejected' | 'retryable';
+  /** Whether the participant applied the request, as far as this call can tell. */
+  readonly applied: Applied;
+  readonly response?: StepResponse;
+  readonly error?: ErrorInfo;
+}
+
+export type CallKind = 'action' | 'compensation';
+
+export interface CallInput {
+  readonly sagaId: string;
+  readonly step: string;
+  readonly kind: CallKind;
+  readonly attempt: number;
+  /** True when an in-doubt action is replayed (same idempotency key) to learn its result. */
+  readonly replay: boolean;
+  /** What the call's templates see: the request, the responses so far, the saga. */
+  readonly scope: TemplateScope;
+  readonly traceparent?: string;
+}
+
+export interface CompensationRun {
+  readonly status: 'pending' | 'resolving' | 'running' | 'done' | 'skipped' | 'stuck';
+  readonly attempts: number;
+  readonly error?: ErrorInfo;
+}
+
+export interface StepRun {
+  readonly status: 'pending' | 'running' | 'succeeded' | 'failed';
+  readonly attempts: number;
+  /** A request was sent and no answer has come back (yet). */
+  readonly inFlight: boolean;
+  readonly applied: Applied;
+  readonly response?: StepResponse;
+  readonly error?: ErrorInfo;
+  readonly nextDelayMs: number;
+  readonly compensation: CompensationRun;
+}
+
+export interface SagaContext {
+  readonly sagaId: string;
+  readonly request: TemplateScope['request'];
+  readonly traceparent?: string;
+  readonly steps: Readonly<Record<string, StepRun>>;
+  readonly failedStep?: string;
+  readonly error?: ErrorInfo;
+  readonly upstreamStatus?: number;
+}
+
+export interface SagaInput {
+  readonly sagaId: string;
+  readonly request: TemplateScope['request'];
+  readonly traceparent?: string;
+}
+
+export type SagaMachineEvent =
+  | { type: 'saga.step.failed'; step: string }
+  | { type: 'saga.upstream.response'; status: number }
+  | { type: 'saga.upstream.failed'; message: string }
+  | { type: 'saga.abort'; reason: string };
+
+/** Final states of the saga machine, i.e. the saga statuses a saga can end in. */
+export const FINAL_STATES = ['succeeded', 'compensated', 'stuck'] as const;
+export type FinalState = (typeof FINAL_STATES)[number];
+
+export interface BuildOptions {
+  /** Source of jitter in [0, 1); injected so tests are deterministic. */
+  readonly random?: () => number;
+}
+
+const actorId = (kind: CallKind | 'resolve', step: string): string => `${kind}.${step}`;
+const delayName = (kind: CallKind, step: string): string => `backoff.${kind}.${step}`;
+
+function isCallOutput(value: unknown): value is CallOutput {
+  return typeof value === 'object' && value !== null && 'outcome' in value && 'applied' in value;
+}
+
+/** The output of a done-actor event, or a retryable outcome for anything else (actor error). */
+function outputOf(event: AnyEventObject): CallOutput {
+  const output: unknown = (event as { output?: unknown }).output;
+  if (isCallOutput(output)) return output;
+  const error: unknown = (event as { error?: unknown }).error;
+  return {
+    outcome: 'retryable',
+    applied: 'maybe',
+    error: { code: ERRORS.INTERNAL.code, message: error instanceof Error ? error.message : String(error) },
+  };
+}
+
+function initialSteps(definition: SagaDefinition): Record<string, StepRun> {
+  return Object.fromEntries(
+    definition.steps.map((s) => [
+      s.name,
+      {
+        status: 'pending',
+        attempts: 0,
+        inFlight: false,
+        applied: 'no',
+        nextDelayMs: 0,
+        compensation: { status: 'pending', attempts: 0 },
+      } satisfies StepRun,
+    ]),
+  );
+}
+
+function mergeApplied(before: Applied, now: Applied): Applied {
+  if (before === 'yes' || now === 'yes') return 'yes';
+  if (before === 'maybe' || now === 'maybe') return 'maybe';
+  return 'no';
+}
+
+/** A step needs compensating when it succeeded or may have succeeded (in doubt). */
+export function needsCompensation(run: StepRun): boolean {
+  return run.status === 'succeeded' || run.inFlight || run.applied !== 'no';
+}
+
+
+export function buildSagaMachine(definition: SagaDefinition, options: BuildOptions = {}) {
+  const random = options.random ?? Math.random;
+  const byName = new Map(definition.steps.map((s) => [s.name, s]));
+  const dependents = new Map<string, string[]>(definition.steps.map((s) => [s.name, []]));
+  for (const s of definition.steps) for (const d of s.dependsOn) dependents.get(d)?.push(s.name);
+
+  const callOf = (step: string, kind: CallKind): CallDefinition | undefined => {
+    const def = byName.get(step);
+    return kind === 'action' ? def?.action : def?.compensation;
+  };
+
+  /** A compensation must read its own step's response: an in-doubt step is first replayed to learn it. */
+  const compensationReadsOwnResponse = (step: StepDefinition): boolean => {
+    const c = step.compensation?.request;
+    if (!c) return false;
+    const refs = [...c.url.stepRefs, ...Object.values(c.headers).flatMap((h) => h.stepRefs), ...(c.body?.stepRefs ?? [])];
+    return refs.includes(step.name);
+  };
+
+  const patchStep = (context: SagaContext, step: string, patch: Partial<StepRun>): SagaContext['steps'] => {
+    const run = context.steps[step];
+    if (!run) return context.steps;
+    return { ...context.steps, [step]: { ...run, ...patch } };
+  };
+  const patchCompensation = (context: SagaContext, step: string, patch: Partial<CompensationRun>) => {
+    const run = context.steps[step];
+    if (!run) return context.steps;
+    return { ...context.steps, [step]: { ...run, compensation: { ...run.compensation, ...patch } } };
+  };
+
+  const attemptsLeft = (context: SagaContext, step: string, kind: CallKind | 'resolve'): boolean => {
+    const call = callOf(step, kind === 'action' ? 'action' : 'compensation');
+    const run = context.steps[step];
+    if (!call || !run) return false;
+    const used = kind === 'action' ? run.attempts : run.compensation.attempts;
+    return used < call.retry.attempts;
+  };
+
+  const callInput = (context: SagaContext, step: string, kind: CallKind, replay: boolean): CallInput => {
+    const run = context.steps[step];
+    const steps: Record<string, { response: StepResponse }> = {};
+    for (const [name, r] of Object.entries(context.steps)) if (r.response) steps[name] = { response: r.response };
+    return {
+      sagaId: context.sagaId,
+      step,
+      kind,
+      attempt: (kind === 'action' && !replay ? run?.attempts : run?.compensation.attempts) ?? 1,
+      replay,
+      scope: { request: context.request, steps, saga: { id: context.sagaId, name: definition.name } },
+      ...(context.traceparent ? { traceparent: context.traceparent } : {}),
+    };
+  };
+
+  const delays: Record<string, (args: { context: SagaContext }) => number> = {};
+  for (const step of definition.steps) {
+    delays[delayName('action', step.name)] = ({ context }) => context.steps[step.name]?.nextDelayMs ?? 0;
+    delays[delayName('compensation', step.name)] = ({ context }) => context.steps[step.name]?.nextDelayMs ?? 0;
+  }
+
+  const machineSetup = setup({
+    types: {
+      context: {} as SagaContext,
+      events: {} as SagaMachineEvent,
+      input: {} as SagaInput,
+    },
+    actors: {
+      // Replaced by the runner through machine.provide(); the builder itself never does I/O.
+      callStep: fromPromise<CallOutput, CallInput>(() => Promise.reject(new Error('callStep actor not provided'))),
+    },
+    guards: {
+      dependenciesSucceeded: ({ context }, params: { step: string }) =>
+        (byName.get(params.step)?.dependsOn ?? []).every((d) => context.steps[d]?.status === 'succeeded'),
+      dependentsSettled: ({ context }, params: { step: string }) =>
+        (dependents.get(params.step) ?? []).every((d) =>
+          ['done', 'skipped', 'stuck'].includes(context.steps[d]?.compensation.status ?? 'skipped'),
+        ),
+      callSucceeded: ({ event }) => outputOf(event).outcome === 'success',
+      callRetryable: ({ context, event }, params: { step: string; kind: CallKind | 'resolve' }) =>
+        outputOf(event).outcome === 'retryable' && attemptsLeft(context, params.step, params.kind),
+      attemptsLeft: ({ context }, params: { step: string; kind: CallKind | 'resolve' }) =>
+        attemptsLeft(context, params.step, params.kind),
+      mustCompensate: ({ context }, params: { step: string }) => {
+        const run = context.steps[params.step];
+        return Boolean(byName.get(params.step)?.compensation && run && needsCompensation(run));
+      },
+      mustResolveFirst: ({ context }, params: { step: string }) => {
+        const run = context.steps[params.step];
+        const def = byName.get(params.step);
+        return Boolean(def && run && !run.response && compensationReadsOwnResponse(def));
+      },
+      upstreamSucceeded: ({ event }) => event.type === 'saga.upstream.response' && event.status < 400,
+      anyStuck: ({ context }) => Object.values(context.steps).some((s) => s.compensation.status === 'stuck'),
+    },
+    actions: {
+      startAttempt: assign(({ context }, params: { step: string }) => {
+        const run = context.steps[params.step];
+        return { steps: patchStep(context, params.step, { status: 'running', attempts: (run?.attempts ?? 0) + 1, inFlight: true }) };
+      }),
+      recordActionOutcome: assign(({ context, event }, params: { step: string }) => {
+        const out = outputOf(event);
+        const run = context.steps[params.step];
+        const call = callOf(params.step, 'action');
+        const applied = mergeApplied(run?.applied ?? 'no', out.applied);
+        const patch: Partial<StepRun> = {
+          inFlight: false,
+          applied,
+          ...(out.response ? { response: out.response } : {}),
+          ...(out.error ? { error: out.error } : {}),
+          ...(out.outcome === 'success' ? { status: 'succeeded' as const } : {}),
+          nextDelayMs: call ? backoffDelayMs(call.retry, run?.attempts ?? 1, random) : 0,
+        };
+        return { steps: patchStep(context, params.step, patch) };
+      }),
+      recordActionTimeout: assign(({ context }, params: { step: string }) => {
+        const run = context.steps[params.step];
+        const call = callOf(params.step, 'action');
+        const error: ErrorInfo = {
+          code: ERRORS.STEP_TIMEOUT.code,
+          message: `${params.step}: no answer within ${call?.timeoutMs ?? 0}ms (attempt ${run?.attempts ?? 0})`,
+        };
+        return {
+          steps: patchStep(context, params.step, {
+            inFlight: false,
+            applied: mergeApplied(run?.applied ?? 'no', 'maybe'),
+            error,
+            nextDelayMs: call ? backoffDelayMs(call.retry, run?.attempts ?? 1, random) : 0,
+          }),
+        };
+      }),
+      markStepFailed: assign(({ context }, params: { step: string }) => ({
+        steps: patchStep(context, params.step, { status: 'failed' }),
+      })),
+      raiseStepFailed: raise((_, params: { step: string }) => ({ type: 'saga.step.failed' as const, step: params.step })),
+      recordFailure: assign(({ context, event }) => {
+        if (context.error) return {};
+        if (event.type === 'saga.step.failed') {
+          const run = context.steps[event.step];
+          return { failedStep: event.step, error: run?.error ?? { code: ERRORS.STEP_REJECTED.code, message: event.step } };
+        }
+        if (event.type === 'saga.upstream.response') {
+          return {
+            upstreamStatus: event.status,
+            error: { code: ERRORS.UPSTREAM_FAILED.code, message: `upstream answered ${event.status}` },
+          };
+        }
+        if (event.type === 'saga.upstream.failed') {
+          return { error: { code: ERRORS.UPSTREAM_FAILED.code, message: event.message } };
+        }
+        if (event.type === 'saga.abort') {
+          return { error: { code: ERRORS.SAGA_DEADLINE.code, message: `aborted: ${event.reason}` } };
+        }
+        return {
+          error: { code: ERRORS.SAGA_DEADLINE.code, message: `saga deadline of ${definition.deadlineMs}ms passed` },
+        };
+      }),
+      recordUpstream: assign(({ event }) => (event.type === 'saga.upstream.response' ? { upstreamStatus: event.status } : {})),
+      startCompensation: assign(({ context }, params: { step: string; status: 'resolving' | 'running' }) => {
+        const run = context.steps[params.step];
+        return {
+          steps: patchCompensation(context, params.step, {
+            status: params.status,
+            attempts: (run?.compensation.attempts ?? 0) + 1,
+          }),
+        };
+      }),
+      recordResolved: assign(({ context, event }, params: { step: string }) => {
+        const out = outputOf(event);
+        return {
+          steps: patchStep(context, params.step, {
+            ...(out.response ? { response: out.response } : {}),
+            applied: out.outcome === 'success' ? 'yes' : out.outcome === 'rejected' ? 'no' : 'maybe',
+            // The replay counts against the compensation's attempts: reset them for the undo itself.
+            compensation: { status: 'running', attempts: 0 },
+          }),
+        };
+      }),
+      recordCompensationOutcome: assign(({ context, event }, params: { step: string }) => {
+        const out = outputOf(event);
+        const run = context.steps[params.step];
+        if (!run) return {};
+        const call = callOf(params.step, 'compensation');
+        const compensation = { ...run.compensation, ...(out.error ? { error: out.error } : {}) };
+        const nextDelayMs = call ? backoffDelayMs(call.retry, run.compensation.attempts, random) : 0;
+        return { steps: { ...context.steps, [params.step]: { ...run, compensation, nextDelayMs } } };
+      }),
+      recordCompensationTimeout: assign(({ context }, params: { step: string }) => {
+        const run = context.steps[params.step];
+        const call = callOf(params.step, 'compensation');
+        if (!run) return {};
+        return {
+          steps: {
+            ...context.steps,
+            [params.step]: {
+              ...run,
+              nextDelayMs: call ? backoffDelayMs(call.retry, run.compensation.attempts, random) : 0,
+              compensation: {
+                ...run.compensation,
+                error: { code: ERRORS.STEP_TIMEOUT.code, message: `${params.step}: compensation timed out` },
+              },
+            },
+          },
+        };
+      }),
+      settleCompensation: assign(({ context }, params: { step: string; status: 'done' | 'skipped' | 'stuck' }) => ({
+        steps: patchCompensation(context, params.step, { status: params.status }),
+      })),
+    },
+    delays,
+  });
+
+  type StateConfig = Record<string, unknown>;
+
+  const actionRegion = (step: StepDefinition): StateConfig => {
+    const p = { step: step.name };
+    const retryOrFail = [
+      { guard: { type: 'attemptsLeft', params: { step: step.name, kind: 'action' } }, target: 'backoff' },
+      { target: 'failed' },
+    ];
+    return {
+      initial: 'waiting',
+      states: {
+        waiting: { always: { guard: { type: 'dependenciesSucceeded', params: p }, target: 'calling' } },
+        calling: {
+          entry: { type: 'startAttempt', params: p },
+          invoke: {
+            id: actorId('action', step.name),
+            src: 'callStep',
+            input: ({ context }: { context: SagaContext }) => callInput(context, step.name, 'action', false),
+            onDone: [
+              { guard: 'callSucceeded', target: 'succeeded', actions: { type: 'recordActionOutcome', params: p } },
+              {
+                guard: { type: 'callRetryable', params: { step: step.name, kind: 'action' } },
+                target: 'backoff',
+                actions: { type: 'recordActionOutcome', params: p },
+              },
+              { target: 'failed', actions: { type: 'recordActionOutcome', params: p } },
+            ],
+            onError: retryOrFail.map((t) => ({ ...t, actions: { type: 'recordActionOutcome', params: p } })),
+          },
+          after: {
+            [step.action.timeoutMs]: retryOrFail.map((t) => ({
+              ...t,
+              actions: { type: 'recordActionTimeout', params: p },
+            })),
+          },
+        },
+        backoff: { after: { [delayName('action', step.name)]: 'calling' } },
+        succeeded: { type: 'final' },
+        failed: {
+          entry: [
+            { type: 'markStepFailed', params: p },
+            { type: 'raiseStepFailed', params: p },
+          ],
+        },
+      },
+    };
+  };
+
+  const compensationRegion = (step: StepDefinition): StateConfig => {
+    const p = { step: step.name };
+    const comp = step.compensation;
+    const timeoutMs = comp?.timeoutMs ?? 1;
+    const retryOrStuck = (kind: 'resolve' | 'compensation', backoff: string) => [
+      { guard: { type: 'attemptsLeft', params: { step: step.name, kind } }, target: backoff },
+      { target: 'stuck' },
+    ];
+    return {
+      initial: 'waiting',
+      states: {
+        waiting: { always: { guard: { type: 'dependentsSettled', params: p }, target: 'deciding' } },
+        deciding: {
+          always: [
+            { guard: { type: 'mustCompensate', params: p }, target: 'checking' },
+            { target: 'skipped' },
+          ],
+        },
+        checking: {
+          always: [{ guard: { type: 'mustResolveFirst', params: p }, target: 'resolving' }, { target: 'undoing' }],
+        },
+        // The step is in doubt and its undo needs its response: replay the action with the same
+        // idempotency key; a participant that already applied it answers with the same result.
+        resolving: {
+          entry: { type: 'startCompensation', params: { step: step.name, status: 'resolving' } },
+          invoke: {
+            id: actorId('resolve', step.name),
+            src: 'callStep',
+            input: ({ context }: { context: SagaContext }) => callInput(context, step.name, 'action', true),
+            onDone: [
+              { guard: 'callSucceeded', target: 'undoing', actions: { type: 'recordResolved', params: p } },
+              {
+                guard: { type: 'callRetryable', params: { step: step.name, kind: 'resolve' } },
+                target: 'resolveBackoff',
+                actions: { type: 'recordCompensationOutcome', params: p },
+              },
+              // A definitive refusal now means the action never took effect: nothing to undo.
+              { target: 'skipped', actions: { type: 'recordResolved', params: p } },
+            ],
+            onError: retryOrStuck('resolve', 'resolveBackoff').map((t) => ({
+              ...t,
+              actions: { type: 'recordCompensationOutcome', params: p },
+            })),
+          },
+          after: {
+            [comp?.timeoutMs ?? timeoutMs]: retryOrStuck('resolve', 'resolveBackoff').map((t) => ({
+              ...t,
+              actions: { type: 'recordCompensationTimeout', params: p },
+            })),
+          },
+        },
+        resolveBackoff: { after: { [delayName('compensation', step.name)]: 'resolving' } },
+        undoing: {
+          entry: { type: 'startCompensation', params: { step: step.name, status: 'running' } },
+          invoke: {
+            id: actorId('compensation', step.name),
+            src: 'callStep',
+            input: ({ context }: { context: SagaContext }) => callInput(context, step.name, 'compensation', false),
+            onDone: [
+              { guard: 'callSucceeded', target: 'done', actions: { type: 'recordCompensationOutcome', params: p } },
+              {
+                guard: { type: 'callRetryable', params: { step: step.name, kind: 'compensation' } },
+                target: 'undoBackoff',
+                actions: { type: 'recordCompensationOutcome', params: p },
+              },
+              // A refused undo (4xx other than 404) will not get better by retrying.
+              { target: 'stuck', actions: { type: 'recordCompensationOutcome', params: p } },
+            ],
+            onError: retryOrStuck('compensation', 'undoBackoff').map((t) => ({
+              ...t,
+              actions: { type: 'recordCompensationOutcome', params: p },
+            })),
+          },
+          after: {
+            [timeoutMs]: retryOrStuck('compensation', 'undoBackoff').map((t) => ({
+              ...t,
+              actions: { type: 'recordCompensationTimeout', params: p },
+            })),
+          },
+        },
+        undoBackoff: { after: { [delayName('compensation', step.name)]: 'undoing' } },
+        done: { type: 'final', entry: { type: 'settleCompensation', params: { step: step.name, status: 'done' } } },
+        skipped: {
+          type: 'final',
+          entry: { type: 'settleCompensation', params: { step: step.name, status: 'skipped' } },
+        },
+        stuck: { type: 'final', entry: { type: 'settleCompensation', params: { step: step.name, status: 'stuck' } } },
+      },
+    };
+  };
+
+  const toCompensating = { target: 'compensating', actions: 'recordFailure' };
+  const config = {
+    id: 'saga',
+    context: ({ input }: { input: SagaInput }): SagaContext => ({
+      sagaId: input.sagaId,
+      request: input.request,
+      ...(input.traceparent ? { traceparent: input.traceparent } : {}),
+      steps: initialSteps(definition),
+    }),
+    initial: 'running',
+    states: {
+      running: {
+        type: 'parallel',
+        states: Object.fromEntries(definition.steps.map((s) => [s.name, actionRegion(s)])),
+        on: { 'saga.step.failed': toCompensating, 'saga.abort': toCompensating },
+        after: { [definition.deadlineMs]: toCompensating },
+        onDone: definition.respond === 'upstream' ? 'pivot' : 'succeeded',
+      },
+      // Pivot mode: the steps are done and the original request is on its way upstream.
+      pivot: {
+        on: {
+          'saga.upstream.response': [
+            { guard: 'upstreamSucceeded', target: 'succeeded', actions: 'recordUpstream' },
+            toCompensating,
+          ],
+          'saga.upstream.failed': toCompensating,
+          'saga.abort': toCompensating,
+        },
+        after: { [definition.deadlineMs]: toCompensating },
+      },
+      compensating: {
+        type: 'parallel',
+        states: Object.fromEntries(definition.steps.map((s) => [s.name, compensationRegion(s)])),
+        onDone: [{ guard: 'anyStuck', target: 'stuck' }, { target: 'compensated' }],
+      },
+      succeeded: { type: 'final' },
+      compensated: { type: 'final' },
+      stuck: { type: 'final' },
+    },
+  };
+  // The config is generated from data, so its literal types are lost; setup() above fixes the
+  // implementations it may name, and the unit tests exercise every generated transition.
+  return machineSetup.createMachine(config as never);
+}
+
+export type SagaMachine = ReturnType<typeof buildSagaMachine>;

@@ -1,0 +1,61 @@
+import type {
+  CallDefinition,
+  SagaDefinition,
+  StepDefinition,
+  Template,
+  TemplateScope,
+  UrlTemplate,
+} from '../../src/saga/definition';
+
+/** Hand-built definitions for unit tests that isolate the machine from the loader. */
+export function constant(value: unknown): Template {
+  return { render: () => Promise.resolve(value), stepRefs: [], readsBody: false };
+}
+
+export function url(origin: string, path: string, ownRef?: string): UrlTemplate {
+  return {
+    origin,
+    stepRefs: ownRef ? [ownRef] : [],
+    readsBody: false,
+    renderPath: (scope: TemplateScope) => {
+      if (!ownRef) return Promise.resolve(path);
+      const body = scope.steps[ownRef]?.response.body as { id?: string } | undefined;
+      return Promise.resolve(`${path}/${body?.id ?? 'missing'}`);
+    },
+  };
+}
+
+export function call(method: string, origin: string, path: string, over: Partial<CallDefinition> = {}, ownRef?: string): CallDefinition {
+  return {
+    request: { method, url: url(origin, path, ownRef), headers: {}, body: constant({ x: 1 }) },
+    timeoutMs: 1000,
+    retry: { attempts: 3, backoffMs: 100, maxBackoffMs: 1000 },
+    success: [200, 201],
+    ...over,
+  };
+}
+
+export function step(name: string, dependsOn: string[] = [], over: Partial<StepDefinition> = {}): StepDefinition {
+  return {
+    name,
+    dependsOn,
+    action: call('POST', `http://${name}`, '/bookings'),
+    compensation: call('DELETE', `http://${name}`, '/bookings', { retry: { attempts: 3, backoffMs: 100, maxBackoffMs: 1000 } }, name),
+    ...over,
+  };
+}
+
+export function definition(steps: StepDefinition[], over: Partial<SagaDefinition> = {}): SagaDefinition {
+  return {
+    name: 'test-saga',
+    file: 'test.yaml',
+    version: 'v1',
+    match: { method: 'POST', path: '/test' },
+    deadlineMs: 10_000,
+    respond: 'aggregate',
+    input: { json: false },
+    steps,
+    response: { success: { status: 201, headers: {}, body: constant({ ok: true }) }, failure: { status: 409 } },
+    ...over,
+  };
+}

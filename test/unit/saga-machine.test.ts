@@ -1,0 +1,174 @@
+import { createActor, fromPromise, SimulatedClock } from 'xstate';
+import type { StepResponse } from '../../src/saga/definition';
+import type { CallInput, CallOutput } from '../../src/saga/machine';
+import { buildSagaMachine } from '../../src/saga/machine';
+import { definition, step } from '../helpers/fake-definition';
+
+type Script = (input: CallInput, n: number) => CallOutput | Promise<CallOutput>;
+
+const ok = (id: string, status = 201): CallOutput => ({
+  outcome: 'success',
+  applied: 'yes',
+  response: { status, headers: {}, body: { id } } satisfies StepResponse,
+});
+const rejected: CallOutput = { outcome: 'rejected', applied: 'no', error: { code: 'SAGAMESH_ERR_STEP_REJECTED', message: 'no' } };
+const unavailable: CallOutput = { outcome: 'retryable', applied: 'maybe', error: { code: 'SAGAMESH_ERR_STEP_UNAVAILABLE', message: '503' } };
+const never = (): Promise<CallOutput> => new Promise<CallOutput>(() => undefined);
+
+const flush = async (): Promise<void> => {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+};
+
+/** Runs a machine with a simulated clock; the script answers each call. */
+function run(def: ReturnType<typeof definition>, script: Script) {
+  const calls: CallInput[] = [];
+  const counts = new Map<string, number>();
+  const clock = new SimulatedClock();
+  const machine = buildSagaMachine(def, { random: () => 0.5 }).provide({
+    actors: {
+      callStep: fromPromise<CallOutput, CallInput>(({ input }) => {
+        calls.push(input);
+        const key = `${input.kind}:${input.step}:${input.replay}`;
+        const n = (counts.get(key) ?? 0) + 1;
+        counts.set(key, n);
+        return Promise.resolve(script(input, n));
+      }),
+    },
+  });
+  const actor = createActor(machine, {
+    input: { sagaId: 's1', request: { method: 'POST', path: '/t', query: {}, headers: {}, body: {} } },
+    clock,
+  });
+  actor.start();
+  const advance = async (ms: number): Promise<void> => {
+    await flush();
+    clock.increment(ms);
+    await flush();
+  };
+  return { actor, calls, clock, advance };
+}
+
+const order = (calls: CallInput[]) => calls.map((c) => `${c.kind}${c.replay ? '(replay)' : ''}:${c.step}`);
+
+describe('saga machine', () => {
+  it('runs independent steps at once and a dependent step after its dependency', async () => {
+    const def = definition([step('hotel'), step('flight'), step('car', ['flight'])]);
+    const { actor, calls } = run(def, (i) => ok(`${i.step}-1`));
+    await flush();
+    expect(actor.getSnapshot().value).toBe('succeeded');
+    // hotel and flight are both dispatched before car, which waits for flight.
+    expect(order(calls).slice(0, 2).sort()).toEqual(['action:flight', 'action:hotel']);
+    expect(order(calls)[2]).toBe('action:car');
+    expect(calls[2]?.scope.steps.flight?.response.body).toEqual({ id: 'flight-1' });
+  });
+
+  it('compensates what succeeded, in reverse dependency order, when a step is rejected', async () => {
+    // flight → car → hotel (chain); hotel rejects: undo car before flight.
+    const def = definition([step('flight'), step('car', ['flight']), step('hotel', ['car'])]);
+    const { actor, calls } = run(def, (i) => (i.kind === 'action' && i.step === 'hotel' ? rejected : ok(`${i.step}-1`)));
+    await flush();
+    const snap = actor.getSnapshot();
+    expect(snap.value).toBe('compensated');
+    expect(snap.context.failedStep).toBe('hotel');
+    expect(order(calls)).toEqual([
+      'action:flight',
+      'action:car',
+      'action:hotel',
+      'compensation:car',
+      'compensation:flight',
+    ]);
+    expect(snap.context.steps.hotel?.compensation.status).toBe('skipped');
+  });
+
+  it('retries a retryable outcome with backoff and succeeds', async () => {
+    const def = definition([step('hotel')]);
+    const { actor, advance } = run(def, (_i, n) => (n <= 2 ? unavailable : ok('h')));
+    await advance(0);
+    expect(actor.getSnapshot().value).toEqual({ running: { hotel: 'backoff' } });
+    // equal jitter with random 0.5: 75 ms, then 150 ms
+    await advance(74);
+    expect(actor.getSnapshot().value).toEqual({ running: { hotel: 'backoff' } });
+    await advance(1);
+    await advance(150);
+    expect(actor.getSnapshot().value).toBe('succeeded');
+    expect(actor.getSnapshot().context.steps.hotel?.attempts).toBe(3);
+  });
+
+  it('times out a step, then resolves the in-doubt step by replay before undoing it', async () => {
+    const def = definition([
+      step('hotel'),
+      step('flight', [], { action: { ...step('flight').action, retry: { attempts: 1, backoffMs: 10, maxBackoffMs: 10 } } }),
+    ]);
+    const { actor, calls, advance } = run(def, (i) =>
+      i.kind === 'action' && i.step === 'flight' && !i.replay ? never() : ok(`${i.step}-9`),
+    );
+    await advance(999);
+    expect(actor.getSnapshot().value).toMatchObject({ running: { flight: 'calling' } });
+    await advance(1);
+    const snap = actor.getSnapshot();
+    expect(snap.value).toBe('compensated');
+    expect(snap.context.failedStep).toBe('flight');
+    expect(snap.context.error?.code).toBe('SAGAMESH_ERR_STEP_TIMEOUT');
+    expect(order(calls)).toEqual(
+      expect.arrayContaining(['action(replay):flight', 'compensation:flight', 'compensation:hotel']),
+    );
+    // the undo of flight used the response learnt by the replay
+    const undo = calls.find((c) => c.kind === 'compensation' && c.step === 'flight');
+    expect(undo?.scope.steps.flight?.response.body).toEqual({ id: 'flight-9' });
+  });
+
+  it('compensates every step in flight when the saga deadline passes', async () => {
+    const def = definition([step('hotel'), step('flight')], { deadlineMs: 500 });
+    const { actor, advance } = run(def, (i) =>
+      i.kind === 'action' && i.step === 'flight' && !i.replay ? never() : ok(`${i.step}-1`),
+    );
+    await advance(500);
+    const snap = actor.getSnapshot();
+    expect(snap.value).toBe('compensated');
+    expect(snap.context.error?.code).toBe('SAGAMESH_ERR_SAGA_DEADLINE');
+    expect(snap.context.steps.flight?.compensation.status).toBe('done');
+    expect(snap.context.steps.hotel?.compensation.status).toBe('done');
+  });
+
+  it('ends stuck when a compensation exhausts its retries', async () => {
+    const def = definition([step('hotel'), step('car', ['hotel'])]);
+    const { actor, advance } = run(def, (i) => {
+      if (i.kind === 'action') return i.step === 'car' ? rejected : ok('h');
+      return unavailable;
+    });
+    for (let k = 0; k < 5; k++) await advance(1000);
+    const snap = actor.getSnapshot();
+    expect(snap.value).toBe('stuck');
+    expect(snap.context.steps.hotel?.compensation).toMatchObject({ status: 'stuck', attempts: 3 });
+  });
+
+  it('does not compensate a step that was refused, and skips steps that never started', async () => {
+    const def = definition([step('hotel'), step('car', ['hotel'])]);
+    const { actor, calls } = run(def, (i) => (i.step === 'hotel' ? rejected : ok('c')));
+    await flush();
+    expect(actor.getSnapshot().value).toBe('compensated');
+    expect(calls.filter((c) => c.kind === 'compensation')).toHaveLength(0);
+  });
+
+  it('goes to pivot in upstream mode and compensates when the upstream fails', async () => {
+    const def = definition([step('hotel')], { respond: 'upstream' });
+    const { actor, calls } = run(def, (i) => ok(`${i.step}-1`));
+    await flush();
+    expect(actor.getSnapshot().value).toBe('pivot');
+    actor.send({ type: 'saga.upstream.response', status: 500 });
+    await flush();
+    expect(actor.getSnapshot().value).toBe('compensated');
+    expect(actor.getSnapshot().context.error?.code).toBe('SAGAMESH_ERR_UPSTREAM_FAILED');
+    expect(order(calls)).toEqual(['action:hotel', 'compensation:hotel']);
+  });
+
+  it('round-trips a persisted snapshot through JSON', async () => {
+    const def = definition([step('hotel')]);
+    const { actor } = run(def, () => never());
+    await flush();
+    const persisted: unknown = JSON.parse(JSON.stringify(actor.getPersistedSnapshot()));
+    const restored = createActor(buildSagaMachine(def), { snapshot: persisted as never });
+    expect(restored.getSnapshot().value).toEqual({ running: { hotel: 'calling' } });
+    expect(restored.getSnapshot().context.steps.hotel?.inFlight).toBe(true);
+  });
+});
