@@ -1,0 +1,304 @@
+import type { Booking, CallRecord, Participant } from '../../demo/participant';
+import { createParticipant } from '../../demo/participant';
+
+/** Polls `cond` every 5 ms until true; only for things that cannot be awaited (client aborts). */
+async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('demo participant', () => {
+  let p: Participant;
+  let base: string;
+  const lines: string[] = [];
+
+  beforeEach(async () => {
+    lines.length = 0;
+    p = createParticipant('hotel', { logger: (l) => lines.push(l) });
+    const port = await p.listen(0);
+    base = `http://127.0.0.1:${port}`;
+  });
+  afterEach(async () => {
+    await p.close();
+  });
+
+  async function call(
+    method: string,
+    path: string,
+    opts: { body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON off the wire; the tests assert its shape
+  ): Promise<{ status: number; body: any; headers: Headers }> {
+    const init: RequestInit = { method, headers: { ...opts.headers } };
+    if (opts.raw !== undefined) init.body = opts.raw;
+    else if (opts.body !== undefined) {
+      init.body = JSON.stringify(opts.body);
+      (init.headers as Record<string, string>)['content-type'] = 'application/json';
+    }
+    const res = await fetch(base + path, init);
+    const text = await res.text();
+    return { status: res.status, body: text === '' ? null : JSON.parse(text), headers: res.headers };
+  }
+
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    call('POST', '/bookings', { body, headers });
+
+  it('creates, lists and gets bookings', async () => {
+    const created = await post({ guest: 'ada', nights: 2 });
+    expect(created.status).toBe(201);
+    const b = created.body as Booking;
+    expect(b.id).toMatch(/^hotel-[0-9a-f]{16}$/);
+    expect(b).toMatchObject({ resource: 'hotel', status: 'booked', request: { guest: 'ada', nights: 2 } });
+    expect(Number.isNaN(Date.parse(b.createdAt))).toBe(false);
+
+    const other = await post({ guest: 'bob' });
+    expect(other.body.id).not.toBe(b.id);
+
+    const list = await call('GET', '/bookings');
+    expect(list.status).toBe(200);
+    expect((list.body.bookings as Booking[]).map((x) => x.id)).toEqual([b.id, other.body.id]);
+
+    const got = await call('GET', `/bookings/${b.id}`);
+    expect(got.status).toBe(200);
+    expect(got.body).toEqual(b);
+    expect(p.bookings()).toHaveLength(2);
+
+    expect((await call('GET', '/bookings/hotel-nope')).status).toBe(404);
+  });
+
+  it('treats an empty POST body as {}', async () => {
+    const r = await call('POST', '/bookings');
+    expect(r.status).toBe(201);
+    expect(r.body.request).toEqual({});
+  });
+
+  it('replays a create with the same idempotency-key without booking again', async () => {
+    const h = { 'idempotency-key': 's1:hotel:action' };
+    const first = await post({ guest: 'ada' }, h);
+    const second = await post({ guest: 'ada' }, h);
+    expect(first.status).toBe(201);
+    expect(second.status).toBe(200);
+    expect(second.body).toEqual(first.body);
+    expect(first.body.idempotencyKey).toBe('s1:hotel:action');
+    expect(p.bookings()).toHaveLength(1);
+
+    const third = await post({ guest: 'ada' }, { 'idempotency-key': 's2:hotel:action' });
+    expect(third.status).toBe(201);
+    expect(p.bookings()).toHaveLength(2);
+  });
+
+  it('joins a concurrent retry of an in-progress slow create instead of duplicating it', async () => {
+    const h = { 'idempotency-key': 'k-slow' };
+    const [a, b] = await Promise.all([post({ fault: 'slow:100' }, h), post({ fault: 'slow:100' }, h)]);
+    expect([a.status, b.status].sort()).toEqual([200, 201]);
+    expect(a.body.id).toBe(b.body.id);
+    expect(p.bookings()).toHaveLength(1);
+  });
+
+  it('cancels idempotently and 404s unknown ids', async () => {
+    const { body: b } = await post({ guest: 'ada' }, { 'idempotency-key': 's1:hotel:action' });
+    const c1 = await call('DELETE', `/bookings/${b.id}`, {
+      headers: { 'idempotency-key': 's1:hotel:compensation' },
+    });
+    expect(c1.status).toBe(200);
+    expect(c1.body).toMatchObject({ id: b.id, status: 'cancelled' });
+    expect(typeof c1.body.cancelledAt).toBe('string');
+    const c2 = await call('DELETE', `/bookings/${b.id}`);
+    expect(c2.status).toBe(200);
+    expect(c2.body).toEqual(c1.body);
+
+    const missing = await call('DELETE', '/bookings/hotel-0000');
+    expect(missing.status).toBe(404);
+    expect(missing.body).toEqual({ error: 'not_found' });
+
+    // A replayed create after cancel returns the (now cancelled) booking, never a new one.
+    const replay = await post({ guest: 'ada' }, { 'idempotency-key': 's1:hotel:action' });
+    expect(replay.status).toBe(200);
+    expect(replay.body).toMatchObject({ id: b.id, status: 'cancelled' });
+    expect(p.bookings()).toHaveLength(1);
+    expect(p.calls().find((c) => c.method === 'DELETE')?.idempotencyKey).toBe('s1:hotel:compensation');
+  });
+
+  it('rejects malformed JSON, unknown routes and wrong methods', async () => {
+    const bad = await call('POST', '/bookings', { raw: '{"guest":' });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toEqual({ error: 'bad_json' });
+    const unknown = await call('GET', '/nowhere');
+    expect(unknown.status).toBe(404);
+    const wrong = await call('PUT', '/bookings');
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')).toBe('GET, POST');
+    expect(p.bookings()).toHaveLength(0);
+  });
+
+  it('fault "fail" answers 409 and books nothing', async () => {
+    const r = await post({ fault: 'fail' });
+    expect(r.status).toBe(409);
+    expect(r.body).toEqual({ error: 'rejected', message: 'hotel unavailable' });
+    expect(p.bookings()).toHaveLength(0);
+  });
+
+  it('fault "slow:<ms>" delays, then books', async () => {
+    const t0 = performance.now();
+    const r = await post({ fault: 'slow:80' });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(75);
+    expect(r.status).toBe(201);
+    expect(p.bookings()).toHaveLength(1);
+  });
+
+  it('fault "slow:<ms>" still books after the client aborted (the in-doubt case)', async () => {
+    const ac = new AbortController();
+    const req = fetch(`${base}/bookings`, {
+      method: 'POST',
+      body: JSON.stringify({ guest: 'ada', fault: 'slow:150' }),
+      headers: { 'idempotency-key': 's9:hotel:action', 'x-sagamesh-saga-id': 's9' },
+      signal: ac.signal,
+    });
+    await until(() => p.inFlight() === 1);
+    ac.abort();
+    await expect(req).rejects.toThrow();
+    expect(p.bookings()).toHaveLength(0);
+
+    await until(() => p.calls().length === 1);
+    expect(p.bookings()).toHaveLength(1);
+    expect(p.bookings()[0]).toMatchObject({
+      sagaId: 's9',
+      idempotencyKey: 's9:hotel:action',
+      status: 'booked',
+    });
+    expect(p.calls()[0]).toMatchObject({ method: 'POST', status: 201, aborted: true });
+
+    // The saga's retry with the same key now learns the id it needs to compensate.
+    const retry = await post({ guest: 'ada', fault: 'slow:150' }, { 'idempotency-key': 's9:hotel:action' });
+    expect(retry.status).toBe(200);
+    expect(retry.body.id).toBe(p.bookings()[0]?.id);
+  });
+
+  it('fault "flaky:<n>" answers 503 n times per idempotency-key, then books', async () => {
+    const h = { 'idempotency-key': 'k1' };
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await post({ fault: 'flaky:2' }, h)).status);
+    expect(statuses).toEqual([503, 503, 201, 200]);
+    expect(p.bookings()).toHaveLength(1);
+
+    const r = await post({ fault: 'flaky:1' }, { 'idempotency-key': 'k2' });
+    expect(r.status).toBe(503);
+    expect(r.body.error).toBe('unavailable');
+  });
+
+  it('fault "cancel-fail" books, but every cancel answers 500', async () => {
+    const { status, body: b } = await post({ fault: 'cancel-fail' });
+    expect(status).toBe(201);
+    for (let i = 0; i < 2; i++) {
+      const r = await call('DELETE', `/bookings/${b.id}`);
+      expect(r.status).toBe(500);
+      expect(r.body.error).toBe('cancel_failed');
+    }
+    expect(p.bookings()[0]?.status).toBe('booked');
+  });
+
+  it.each([['explode'], ['slow:'], ['slow:-1'], ['flaky:x'], [42], [''], ['slow:99999999']])(
+    'fault %p answers 400 bad_fault',
+    async (fault) => {
+      const r = await post({ fault });
+      expect(r.status).toBe(400);
+      expect(r.body.error).toBe('bad_fault');
+      expect(p.bookings()).toHaveLength(0);
+    },
+  );
+
+  it('records calls with saga headers, in order, and logs one JSON line each', async () => {
+    const headers = {
+      'x-sagamesh-saga-id': 's1',
+      'x-sagamesh-step': 'hotel',
+      'x-sagamesh-kind': 'action',
+      'idempotency-key': 's1:hotel:action',
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    };
+    const { body: b } = await post({ guest: 'ada' }, headers);
+    expect(b).toMatchObject({ sagaId: 's1', traceparent: headers.traceparent });
+    await call('DELETE', `/bookings/${b.id}`, {
+      headers: { ...headers, 'x-sagamesh-kind': 'compensation', 'idempotency-key': 's1:hotel:compensation' },
+    });
+    await call('GET', '/healthz');
+
+    const viaHttp = await call('GET', '/calls');
+    const calls = viaHttp.body.calls as CallRecord[];
+    expect(calls).toEqual(p.calls());
+    expect(calls).toHaveLength(2); // control routes are not recorded
+    expect(calls[0]).toMatchObject({
+      seq: 1,
+      method: 'POST',
+      path: '/bookings',
+      status: 201,
+      kind: 'action',
+      step: 'hotel',
+      sagaId: 's1',
+      idempotencyKey: 's1:hotel:action',
+      traceparent: headers.traceparent,
+    });
+    expect(calls[1]).toMatchObject({
+      method: 'DELETE',
+      path: `/bookings/${b.id}`,
+      status: 200,
+      kind: 'compensation',
+    });
+    expect(calls[1].startedAt).toBeGreaterThanOrEqual(calls[0].finishedAt);
+    expect(calls[0].finishedAt).toBeGreaterThanOrEqual(calls[0].startedAt);
+    expect(calls[0].aborted).toBeUndefined();
+
+    const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(parsed.map((l) => [l.method, l.status])).toEqual([
+      ['POST', 201],
+      ['DELETE', 200],
+      ['GET', 200],
+      ['GET', 200],
+    ]);
+    expect(parsed[0]).toMatchObject({ service: 'hotel', sagaId: 's1', step: 'hotel', kind: 'action' });
+  });
+
+  it('shows overlapping calls when requests run concurrently', async () => {
+    await Promise.all([post({ fault: 'slow:60' }), post({ fault: 'slow:60' })]);
+    const [a, b] = p.calls();
+    expect(a.startedAt).toBeLessThan(b.finishedAt);
+    expect(b.startedAt).toBeLessThan(a.finishedAt);
+  });
+
+  it('POST /reset and reset() clear everything', async () => {
+    await post({ guest: 'ada' }, { 'idempotency-key': 'k' });
+    expect((await call('POST', '/reset')).status).toBe(200);
+    expect(p.bookings()).toEqual([]);
+    expect(p.calls()).toEqual([]);
+    const again = await post({ guest: 'ada' }, { 'idempotency-key': 'k' });
+    expect(again.status).toBe(201); // the key was forgotten too
+    expect(p.calls()[0]?.seq).toBe(1);
+    p.reset();
+    expect(p.bookings()).toEqual([]);
+  });
+
+  it('abandons a pending slow booking on reset', async () => {
+    const pending = post({ fault: 'slow:5000' });
+    await until(() => p.inFlight() === 1);
+    p.reset();
+    const r = await pending;
+    expect(r.status).toBe(503);
+    expect(p.bookings()).toEqual([]);
+    expect(p.calls()).toEqual([]);
+  });
+
+  it('answers /healthz', async () => {
+    const r = await call('GET', '/healthz');
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({ ok: true, service: 'hotel' });
+  });
+
+  it('close() does not wait for a parked slow request', async () => {
+    const pending = post({ fault: 'slow:60000' });
+    await until(() => p.inFlight() === 1);
+    await p.close();
+    await expect(pending).rejects.toThrow('fetch failed');
+    expect(p.bookings()).toEqual([]);
+  });
+});
