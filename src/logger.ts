@@ -13,7 +13,10 @@ export const REDACTED_PATHS = [
   'headers.cookie',
 ];
 
-export function createLogger(options: { level: string; name?: string }, destination?: pino.DestinationStream): Logger {
+export function createLogger(
+  options: { level: string; name?: string },
+  destination?: pino.DestinationStream,
+): Logger {
   return pino(
     {
       name: options.name ?? 'sagamesh',

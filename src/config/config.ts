@@ -64,7 +64,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
   };
 
   const grpcAddress = raw('grpcAddress') || DEFAULTS.grpcAddress;
-  if (!/^unix:.+$/.test(grpcAddress) && !/^[\w.-]+:\d{1,5}$/.test(grpcAddress) && !/^\[[\da-f:]+\]:\d{1,5}$/i.test(grpcAddress)) {
+  if (
+    !/^unix:.+$/.test(grpcAddress) &&
+    !/^[\w.-]+:\d{1,5}$/.test(grpcAddress) &&
+    !/^\[[\da-f:]+\]:\d{1,5}$/i.test(grpcAddress)
+  ) {
     problems.push(`${ENV_VARS.grpcAddress}=${grpcAddress}: must be host:port or unix:/path`);
   }
 

@@ -1,5 +1,5 @@
 import type { ErrorSpec } from '../errors';
-import { SagameshError } from '../errors';
+import type { SagameshError } from '../errors';
 import type { SagaResult } from '../saga/runner';
 import { setHeaders } from './headers';
 import type { ImmediateResponse, ProcessingResponse } from './messages';
@@ -32,7 +32,10 @@ export function jsonResponse(
   const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body), 'utf8');
   return {
     status: { code: status },
-    headers: setHeaders({ ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers }),
+    headers: setHeaders({
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    }),
     body: payload,
     details,
   };

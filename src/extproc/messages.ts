@@ -41,7 +41,8 @@ export interface ProcessingRequest {
 
 export interface HeaderValueOption {
   header: { key: string; raw_value: Buffer };
-  append_action: 'APPEND_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT' | 'OVERWRITE_IF_EXISTS_OR_ADD' | 'OVERWRITE_IF_EXISTS';
+  append_action:
+    'APPEND_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT' | 'OVERWRITE_IF_EXISTS_OR_ADD' | 'OVERWRITE_IF_EXISTS';
 }
 
 export interface HeaderMutation {
@@ -75,14 +76,14 @@ export interface ProcessingMode {
   response_trailer_mode?: SendMode;
 }
 
-/** google.protobuf.Struct as proto-loader encodes it. */
+/** google.protobuf.Struct as proto-loader encodes it (camelCase: a protobufjs built-in type). */
 export interface StructValue {
-  null_value?: 'NULL_VALUE';
-  number_value?: number;
-  string_value?: string;
-  bool_value?: boolean;
-  struct_value?: ProtoStruct;
-  list_value?: { values: StructValue[] };
+  nullValue?: 'NULL_VALUE';
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: ProtoStruct;
+  listValue?: { values: StructValue[] };
 }
 export interface ProtoStruct {
   fields: Record<string, StructValue>;

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
 /**
@@ -26,9 +26,13 @@ let cached: grpc.ServiceDefinition | undefined;
 
 export function externalProcessorService(): grpc.ServiceDefinition {
   if (cached) return cached;
-  const definition = protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', LOADER_OPTIONS);
+  const definition = protoLoader.loadSync(
+    'envoy/service/ext_proc/v3/external_processor.proto',
+    LOADER_OPTIONS,
+  );
   const service = definition[EXT_PROC_SERVICE_NAME];
-  if (!service || !('Process' in service)) throw new Error(`${EXT_PROC_SERVICE_NAME} not found in Envoy protos`);
-  cached = service as grpc.ServiceDefinition;
+  if (!service || !('Process' in service))
+    throw new Error(`${EXT_PROC_SERVICE_NAME} not found in Envoy protos`);
+  cached = service;
   return cached;
 }

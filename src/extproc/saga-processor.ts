@@ -5,7 +5,7 @@ import { renderHeaders, renderResponse } from '../saga/render';
 import type { SagaExecution, SagaResult, SagaRunner } from '../saga/runner';
 import { dynamicMetadata, errorAnswer, failureAnswer, jsonResponse, SAGA_ID_HEADER } from './answers';
 import { headersToRecord, setHeaders, splitPath } from './headers';
-import type { CommonResponse, HttpBody, HttpHeaders, ProcessingResponse } from './messages';
+import type { CommonResponse, HttpBody, HttpHeaders, ProcessingMode, ProcessingResponse } from './messages';
 import type { Processor, StreamContext } from './processor';
 import { CONTINUE, PassThroughProcessor } from './processor';
 
@@ -38,6 +38,21 @@ interface Matched {
   readonly path: string;
   readonly query: Record<string, string>;
 }
+
+/**
+ * A mode_override replaces Envoy's whole processing mode (proto3 enums have no "unset"), so every
+ * override names every phase.
+ */
+const mode = (body: 'NONE' | 'BUFFERED', responseHeaders: 'SEND' | 'SKIP'): ProcessingMode => ({
+  request_header_mode: 'SEND',
+  request_body_mode: body,
+  response_header_mode: responseHeaders,
+  response_body_mode: 'NONE',
+  request_trailer_mode: 'SKIP',
+  response_trailer_mode: 'SKIP',
+});
+/** Not a saga: nothing more to see on this stream. */
+const PASS_THROUGH_MODE = mode('NONE', 'SKIP');
 
 const timeout = (ms: number): { promise: Promise<'timeout'>; cancel: () => void } => {
   let timer: NodeJS.Timeout | undefined;
@@ -84,18 +99,20 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const method = (headers[':method'] ?? '').toUpperCase();
     const { path, query } = splitPath(headers[':path'] ?? '/');
     const definition = this.deps.definitions().match(method, path);
+    this.logger.debug({ method, path, saga: definition?.name }, 'request headers');
     if (!definition) {
       // Not a saga: stop asking for this stream's body and response.
       return {
         request_headers: { response: CONTINUE },
-        mode_override: { request_body_mode: 'NONE', response_header_mode: 'SKIP' },
+        mode_override: PASS_THROUGH_MODE,
       };
     }
     this.matched = { definition, headers, method, path, query };
     if (message.end_of_stream) return this.run(Buffer.alloc(0), 'request_headers');
     return {
       request_headers: { response: CONTINUE },
-      mode_override: { response_header_mode: definition.respond === 'upstream' ? 'SEND' : 'SKIP' },
+      // Aggregate sagas answer with an ImmediateResponse; only pivot mode reads the upstream's answer.
+      mode_override: mode('BUFFERED', definition.respond === 'upstream' ? 'SEND' : 'SKIP'),
     };
   }
 
@@ -112,8 +129,14 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     execution.upstreamResponded(status);
     if (status > 0 && status < 400) {
       return {
-        response_headers: { response: { ...CONTINUE, header_mutation: setHeaders({ [SAGA_ID_HEADER]: execution.sagaId }) } },
-        ...dynamicMetadata({ sagaId: execution.sagaId, saga: execution.definition.name, outcome: 'succeeded' }),
+        response_headers: {
+          response: { ...CONTINUE, header_mutation: setHeaders({ [SAGA_ID_HEADER]: execution.sagaId }) },
+        },
+        ...dynamicMetadata({
+          sagaId: execution.sagaId,
+          saga: execution.definition.name,
+          outcome: 'succeeded',
+        }),
       };
     }
     // The pivot failed: undo the steps, then replace the upstream's answer with the saga's.
@@ -185,7 +208,8 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     try {
       body = JSON.parse(text) as unknown;
     } catch (err) {
-      const reason = text.length === 0 ? 'the body is empty' : err instanceof Error ? err.message : String(err);
+      const reason =
+        text.length === 0 ? 'the body is empty' : err instanceof Error ? err.message : String(err);
       throw new SagameshError(ERRORS.BODY_NOT_JSON, reason);
     }
     const problems = definition.input.validate?.(body) ?? [];
@@ -255,7 +279,9 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
           ...headers,
           [SAGA_ID_HEADER]: execution.sagaId,
           // With a replaced body and header mode SEND, Envoy needs the right length.
-          ...(payload ? { 'content-length': String(payload.length), 'content-type': 'application/json' } : {}),
+          ...(payload
+            ? { 'content-length': String(payload.length), 'content-type': 'application/json' }
+            : {}),
         }),
         ...(payload ? { body_mutation: { body: payload } } : {}),
       };
@@ -266,7 +292,11 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       return this.settle(execution);
     }
     this.awaitingUpstream = true;
-    const meta = dynamicMetadata({ sagaId: execution.sagaId, saga: execution.definition.name, outcome: 'pivot' });
+    const meta = dynamicMetadata({
+      sagaId: execution.sagaId,
+      saga: execution.definition.name,
+      outcome: 'pivot',
+    });
     return phase === 'request_body'
       ? { request_body: { response }, ...meta }
       : { request_headers: { response }, ...meta };

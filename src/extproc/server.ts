@@ -26,7 +26,9 @@ function dispatch(processor: Processor, message: ProcessingRequest): Promise<Pro
   if (message.response_body) return processor.responseBody(message.response_body);
   if (message.request_trailers) return Promise.resolve({ request_trailers: {} });
   if (message.response_trailers) return Promise.resolve({ response_trailers: {} });
-  return Promise.reject(new SagameshError(ERRORS.PROTOCOL, `message without a phase: ${message.request ?? '?'}`));
+  return Promise.reject(
+    new SagameshError(ERRORS.PROTOCOL, `message without a phase: ${message.request ?? '?'}`),
+  );
 }
 
 export class ExtProcServer {
@@ -34,7 +36,10 @@ export class ExtProcServer {
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
   });
-  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [EXT_PROC_SERVICE_NAME]: 'NOT_SERVING' });
+  private readonly health = new HealthImplementation({
+    '': 'NOT_SERVING',
+    [EXT_PROC_SERVICE_NAME]: 'NOT_SERVING',
+  });
   private readonly streams = new Set<ProcessStream>();
   private streamCount = 0;
 

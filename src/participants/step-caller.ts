@@ -50,7 +50,8 @@ export interface HttpCallerOptions {
 
 function headerRecord(headers: Dispatcher.ResponseData['headers']): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  for (const [k, v] of Object.entries(headers))
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
   return out;
 }
 
@@ -92,7 +93,7 @@ export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
       let res: Dispatcher.ResponseData;
       try {
         res = await pool.request({
-          method: request.method as Dispatcher.HttpMethod,
+          method: request.method,
           path: request.path,
           headers: {
             ...request.headers,
@@ -103,12 +104,17 @@ export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
           signal: request.signal,
         });
       } catch (err) {
-        throw new CallNetworkError(err instanceof Error ? err.message : String(err), errnoOf(err), { cause: err });
+        throw new CallNetworkError(err instanceof Error ? err.message : String(err), errnoOf(err), {
+          cause: err,
+        });
       }
       const declared = Number(res.headers['content-length'] ?? 0);
       if (declared > maxBytes) {
         res.body.destroy();
-        throw new CallNetworkError(`response body of ${declared} bytes exceeds ${maxBytes}`, 'ERESPONSETOOLARGE');
+        throw new CallNetworkError(
+          `response body of ${declared} bytes exceeds ${maxBytes}`,
+          'ERESPONSETOOLARGE',
+        );
       }
       const text = await res.body.text();
       const headers = headerRecord(res.headers);

@@ -21,7 +21,10 @@ export class MemorySagaLog implements SagaLog {
     let entry = this.sagas.get(sagaId);
     if (!entry) {
       const definition = event.type === 'saga.started' ? event.definition : '';
-      entry = { summary: { sagaId, definition, status: 'running', startedAt: at, updatedAt: at }, records: [] };
+      entry = {
+        summary: { sagaId, definition, status: 'running', startedAt: at, updatedAt: at },
+        records: [],
+      };
       this.sagas.set(sagaId, entry);
     }
     const record: SagaRecord = { ...event, sagaId, seq: entry.records.length + 1, at };

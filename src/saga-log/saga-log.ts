@@ -35,7 +35,11 @@ export type SagaEvent =
       readonly status?: number;
       readonly error?: { readonly code: ErrorSpec['code']; readonly message: string };
     }
-  | { readonly type: 'saga.compensating'; readonly failedStep?: string; readonly error: { readonly code: string; readonly message: string } }
+  | {
+      readonly type: 'saga.compensating';
+      readonly failedStep?: string;
+      readonly error: { readonly code: string; readonly message: string };
+    }
   | { readonly type: 'saga.pivot'; readonly upstreamStatus?: number }
   | { readonly type: 'saga.finished'; readonly status: SagaStatus };
 

@@ -2,7 +2,13 @@ import type { AnyEventObject } from 'xstate';
 import { assign, fromPromise, raise, setup } from 'xstate';
 import type { ErrorSpec } from '../errors';
 import { ERRORS } from '../errors';
-import type { CallDefinition, SagaDefinition, StepDefinition, StepResponse, TemplateScope } from './definition';
+import type {
+  CallDefinition,
+  SagaDefinition,
+  StepDefinition,
+  StepResponse,
+  TemplateScope,
+} from './definition';
 import { backoffDelayMs } from './backoff';
 
 /**
@@ -146,7 +152,6 @@ export function needsCompensation(run: StepRun): boolean {
   return run.status === 'succeeded' || run.inFlight || run.applied !== 'no';
 }
 
-
 export function buildSagaMachine(definition: SagaDefinition, options: BuildOptions = {}) {
   const random = options.random ?? Math.random;
   const byName = new Map(definition.steps.map((s) => [s.name, s]));
@@ -162,7 +167,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
   const compensationReadsOwnResponse = (step: StepDefinition): boolean => {
     const c = step.compensation?.request;
     if (!c) return false;
-    const refs = [...c.url.stepRefs, ...Object.values(c.headers).flatMap((h) => h.stepRefs), ...(c.body?.stepRefs ?? [])];
+    const refs = [
+      ...c.url.stepRefs,
+      ...Object.values(c.headers).flatMap((h) => h.stepRefs),
+      ...(c.body?.stepRefs ?? []),
+    ];
     return refs.includes(step.name);
   };
 
@@ -188,7 +197,8 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
   const callInput = (context: SagaContext, step: string, kind: CallKind, replay: boolean): CallInput => {
     const run = context.steps[step];
     const steps: Record<string, { response: StepResponse }> = {};
-    for (const [name, r] of Object.entries(context.steps)) if (r.response) steps[name] = { response: r.response };
+    for (const [name, r] of Object.entries(context.steps))
+      if (r.response) steps[name] = { response: r.response };
     return {
       sagaId: context.sagaId,
       step,
@@ -203,7 +213,8 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
   const delays: Record<string, (args: { context: SagaContext }) => number> = {};
   for (const step of definition.steps) {
     delays[delayName('action', step.name)] = ({ context }) => context.steps[step.name]?.nextDelayMs ?? 0;
-    delays[delayName('compensation', step.name)] = ({ context }) => context.steps[step.name]?.nextDelayMs ?? 0;
+    delays[delayName('compensation', step.name)] = ({ context }) =>
+      context.steps[step.name]?.nextDelayMs ?? 0;
   }
 
   const machineSetup = setup({
@@ -214,7 +225,9 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     },
     actors: {
       // Replaced by the runner through machine.provide(); the builder itself never does I/O.
-      callStep: fromPromise<CallOutput, CallInput>(() => Promise.reject(new Error('callStep actor not provided'))),
+      callStep: fromPromise<CallOutput, CallInput>(() =>
+        Promise.reject(new Error('callStep actor not provided')),
+      ),
     },
     guards: {
       dependenciesSucceeded: ({ context }, params: { step: string }) =>
@@ -243,7 +256,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     actions: {
       startAttempt: assign(({ context }, params: { step: string }) => {
         const run = context.steps[params.step];
-        return { steps: patchStep(context, params.step, { status: 'running', attempts: (run?.attempts ?? 0) + 1, inFlight: true }) };
+        return {
+          steps: patchStep(context, params.step, {
+            status: 'running',
+            attempts: (run?.attempts ?? 0) + 1,
+            inFlight: true,
+          }),
+        };
       }),
       recordActionOutcome: assign(({ context, event }, params: { step: string }) => {
         const out = outputOf(event);
@@ -279,12 +298,18 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       markStepFailed: assign(({ context }, params: { step: string }) => ({
         steps: patchStep(context, params.step, { status: 'failed' }),
       })),
-      raiseStepFailed: raise((_, params: { step: string }) => ({ type: 'saga.step.failed' as const, step: params.step })),
+      raiseStepFailed: raise((_, params: { step: string }) => ({
+        type: 'saga.step.failed' as const,
+        step: params.step,
+      })),
       recordFailure: assign(({ context, event }) => {
         if (context.error) return {};
         if (event.type === 'saga.step.failed') {
           const run = context.steps[event.step];
-          return { failedStep: event.step, error: run?.error ?? { code: ERRORS.STEP_REJECTED.code, message: event.step } };
+          return {
+            failedStep: event.step,
+            error: run?.error ?? { code: ERRORS.STEP_REJECTED.code, message: event.step },
+          };
         }
         if (event.type === 'saga.upstream.response') {
           return {
@@ -299,10 +324,15 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           return { error: { code: ERRORS.SAGA_DEADLINE.code, message: `aborted: ${event.reason}` } };
         }
         return {
-          error: { code: ERRORS.SAGA_DEADLINE.code, message: `saga deadline of ${definition.deadlineMs}ms passed` },
+          error: {
+            code: ERRORS.SAGA_DEADLINE.code,
+            message: `saga deadline of ${definition.deadlineMs}ms passed`,
+          },
         };
       }),
-      recordUpstream: assign(({ event }) => (event.type === 'saga.upstream.response' ? { upstreamStatus: event.status } : {})),
+      recordUpstream: assign(({ event }) =>
+        event.type === 'saga.upstream.response' ? { upstreamStatus: event.status } : {},
+      ),
       startCompensation: assign(({ context }, params: { step: string; status: 'resolving' | 'running' }) => {
         const run = context.steps[params.step];
         return {
@@ -350,9 +380,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           },
         };
       }),
-      settleCompensation: assign(({ context }, params: { step: string; status: 'done' | 'skipped' | 'stuck' }) => ({
-        steps: patchCompensation(context, params.step, { status: params.status }),
-      })),
+      settleCompensation: assign(
+        ({ context }, params: { step: string; status: 'done' | 'skipped' | 'stuck' }) => ({
+          steps: patchCompensation(context, params.step, { status: params.status }),
+        }),
+      ),
     },
     delays,
   });
@@ -376,7 +408,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
             src: 'callStep',
             input: ({ context }: { context: SagaContext }) => callInput(context, step.name, 'action', false),
             onDone: [
-              { guard: 'callSucceeded', target: 'succeeded', actions: { type: 'recordActionOutcome', params: p } },
+              {
+                guard: 'callSucceeded',
+                target: 'succeeded',
+                actions: { type: 'recordActionOutcome', params: p },
+              },
               {
                 guard: { type: 'callRetryable', params: { step: step.name, kind: 'action' } },
                 target: 'backoff',
@@ -424,7 +460,10 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           ],
         },
         checking: {
-          always: [{ guard: { type: 'mustResolveFirst', params: p }, target: 'resolving' }, { target: 'undoing' }],
+          always: [
+            { guard: { type: 'mustResolveFirst', params: p }, target: 'resolving' },
+            { target: 'undoing' },
+          ],
         },
         // The step is in doubt and its undo needs its response: replay the action with the same
         // idempotency key; a participant that already applied it answers with the same result.
@@ -462,9 +501,14 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           invoke: {
             id: actorId('compensation', step.name),
             src: 'callStep',
-            input: ({ context }: { context: SagaContext }) => callInput(context, step.name, 'compensation', false),
+            input: ({ context }: { context: SagaContext }) =>
+              callInput(context, step.name, 'compensation', false),
             onDone: [
-              { guard: 'callSucceeded', target: 'done', actions: { type: 'recordCompensationOutcome', params: p } },
+              {
+                guard: 'callSucceeded',
+                target: 'done',
+                actions: { type: 'recordCompensationOutcome', params: p },
+              },
               {
                 guard: { type: 'callRetryable', params: { step: step.name, kind: 'compensation' } },
                 target: 'undoBackoff',
@@ -486,12 +530,18 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           },
         },
         undoBackoff: { after: { [delayName('compensation', step.name)]: 'undoing' } },
-        done: { type: 'final', entry: { type: 'settleCompensation', params: { step: step.name, status: 'done' } } },
+        done: {
+          type: 'final',
+          entry: { type: 'settleCompensation', params: { step: step.name, status: 'done' } },
+        },
         skipped: {
           type: 'final',
           entry: { type: 'settleCompensation', params: { step: step.name, status: 'skipped' } },
         },
-        stuck: { type: 'final', entry: { type: 'settleCompensation', params: { step: step.name, status: 'stuck' } } },
+        stuck: {
+          type: 'final',
+          entry: { type: 'settleCompensation', params: { step: step.name, status: 'stuck' } },
+        },
       },
     };
   };

@@ -7,7 +7,12 @@ import type { CallKind, CallOutput } from './machine';
  * → success; for a compensation a 404 also means "nothing to undo"; 408, 429 and 5xx → retry;
  * any other 4xx → a definitive refusal that retrying will not change.
  */
-export function classifyResponse(kind: CallKind, call: CallDefinition, response: StepResponse, step: string): CallOutput {
+export function classifyResponse(
+  kind: CallKind,
+  call: CallDefinition,
+  response: StepResponse,
+  step: string,
+): CallOutput {
   const { status } = response;
   if (call.success.includes(status) || (kind === 'compensation' && status === 404)) {
     return { outcome: 'success', applied: 'yes', response };

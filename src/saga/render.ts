@@ -23,7 +23,10 @@ export async function renderHeaders(
 }
 
 /** Builds a step request from its template. Throws SagameshError(STEP_TEMPLATE) on bad data. */
-export async function renderRequest(template: RequestTemplate, scope: TemplateScope): Promise<RenderedRequest> {
+export async function renderRequest(
+  template: RequestTemplate,
+  scope: TemplateScope,
+): Promise<RenderedRequest> {
   const [path, headers, body] = await Promise.all([
     template.url.renderPath(scope),
     renderHeaders(template.headers, scope),
@@ -42,6 +45,9 @@ export async function renderResponse(
   definition: ResponseDefinition,
   scope: TemplateScope,
 ): Promise<{ status: number; headers: Record<string, string>; body?: unknown }> {
-  const [headers, body] = await Promise.all([renderHeaders(definition.headers, scope), definition.body?.render(scope)]);
+  const [headers, body] = await Promise.all([
+    renderHeaders(definition.headers, scope),
+    definition.body?.render(scope),
+  ]);
   return { status: definition.status, headers, ...(body !== undefined ? { body } : {}) };
 }

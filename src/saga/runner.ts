@@ -8,7 +8,15 @@ import type { HttpCaller } from '../participants/step-caller';
 import { CallNetworkError } from '../participants/step-caller';
 import type { SagaLog, SagaStatus } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
-import type { CallInput, CallOutput, ErrorInfo, FinalState, SagaContext, SagaMachine, StepRun } from './machine';
+import type {
+  CallInput,
+  CallOutput,
+  ErrorInfo,
+  FinalState,
+  SagaContext,
+  SagaMachine,
+  StepRun,
+} from './machine';
 import { buildSagaMachine } from './machine';
 import { classifyNetworkError, classifyResponse } from './outcome';
 import { renderRequest } from './render';
@@ -111,7 +119,8 @@ export class SagaExecution {
 
 function scopeOf(definition: SagaDefinition, context: SagaContext): TemplateScope {
   const steps: Record<string, { response: NonNullable<StepRun['response']> }> = {};
-  for (const [name, run] of Object.entries(context.steps)) if (run.response) steps[name] = { response: run.response };
+  for (const [name, run] of Object.entries(context.steps))
+    if (run.response) steps[name] = { response: run.response };
   return { request: context.request, steps, saga: { id: context.sagaId, name: definition.name } };
 }
 
@@ -134,7 +143,11 @@ export class SagaRunner {
    * Records the saga's start, then starts its actor. The start record is written before any step
    * can be dispatched; if it cannot be written, nothing runs and the error propagates.
    */
-  async start(definition: SagaDefinition, request: TemplateScope['request'], meta: StartMeta = {}): Promise<SagaExecution> {
+  async start(
+    definition: SagaDefinition,
+    request: TemplateScope['request'],
+    meta: StartMeta = {},
+  ): Promise<SagaExecution> {
     const sagaId = this.newId();
     const traceId = traceIdOf(meta.traceparent);
     const logger = this.deps.logger.child({
@@ -172,7 +185,7 @@ export class SagaRunner {
           definition: definition.name,
           status,
           ...(context.failedStep ? { failedStep: context.failedStep } : {}),
-          ...(error ?? context.error ? { error: error ?? context.error } : {}),
+          ...((error ?? context.error) ? { error: error ?? context.error } : {}),
           steps: summarize(context),
           scope: scopeOf(definition, context),
         };
@@ -189,7 +202,8 @@ export class SagaRunner {
       };
       const subscription = actor.subscribe({
         next: (snapshot) => {
-          const state = typeof snapshot.value === 'string' ? snapshot.value : Object.keys(snapshot.value)[0] ?? '';
+          const state =
+            typeof snapshot.value === 'string' ? snapshot.value : (Object.keys(snapshot.value)[0] ?? '');
           if (state === previous) return;
           previous = state;
           if (state === 'compensating') this.recordCompensating(sagaId, snapshot.context, logger);
@@ -230,14 +244,24 @@ export class SagaRunner {
     let machine = this.machines.get(definition);
     if (!machine) {
       const built = buildSagaMachine(definition, this.deps.random ? { random: this.deps.random } : {});
-      machine = built.provide({ actors: { callStep: fromPromise<CallOutput, CallInput>(({ input, signal }) => this.callStep(definition, input, signal)) } });
+      machine = built.provide({
+        actors: {
+          callStep: fromPromise<CallOutput, CallInput>(({ input, signal }) =>
+            this.callStep(definition, input, signal),
+          ),
+        },
+      });
       this.machines.set(definition, machine);
     }
     return machine;
   }
 
   /** The one place a saga touches the network. Record, then act; record the outcome, then report. */
-  private async callStep(definition: SagaDefinition, input: CallInput, signal: AbortSignal): Promise<CallOutput> {
+  private async callStep(
+    definition: SagaDefinition,
+    input: CallInput,
+    signal: AbortSignal,
+  ): Promise<CallOutput> {
     const logger = this.loggers.get(input.sagaId) ?? this.deps.logger;
     const step = definition.steps.find((s) => s.name === input.step);
     const call = input.kind === 'action' ? step?.action : step?.compensation;
@@ -248,7 +272,11 @@ export class SagaRunner {
       request = await renderRequest(call.request, input.scope);
     } catch (err) {
       const e = toSagameshError(err);
-      const output: CallOutput = { outcome: 'rejected', applied: 'no', error: { code: e.code, message: e.message } };
+      const output: CallOutput = {
+        outcome: 'rejected',
+        applied: 'no',
+        error: { code: e.code, message: e.message },
+      };
       await this.recordOutcome(input, output);
       return output;
     }

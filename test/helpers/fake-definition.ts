@@ -25,7 +25,13 @@ export function url(origin: string, path: string, ownRef?: string): UrlTemplate 
   };
 }
 
-export function call(method: string, origin: string, path: string, over: Partial<CallDefinition> = {}, ownRef?: string): CallDefinition {
+export function call(
+  method: string,
+  origin: string,
+  path: string,
+  over: Partial<CallDefinition> = {},
+  ownRef?: string,
+): CallDefinition {
   return {
     request: { method, url: url(origin, path, ownRef), headers: {}, body: constant({ x: 1 }) },
     timeoutMs: 1000,
@@ -35,12 +41,22 @@ export function call(method: string, origin: string, path: string, over: Partial
   };
 }
 
-export function step(name: string, dependsOn: string[] = [], over: Partial<StepDefinition> = {}): StepDefinition {
+export function step(
+  name: string,
+  dependsOn: string[] = [],
+  over: Partial<StepDefinition> = {},
+): StepDefinition {
   return {
     name,
     dependsOn,
     action: call('POST', `http://${name}`, '/bookings'),
-    compensation: call('DELETE', `http://${name}`, '/bookings', { retry: { attempts: 3, backoffMs: 100, maxBackoffMs: 1000 } }, name),
+    compensation: call(
+      'DELETE',
+      `http://${name}`,
+      '/bookings',
+      { retry: { attempts: 3, backoffMs: 100, maxBackoffMs: 1000 } },
+      name,
+    ),
     ...over,
   };
 }
@@ -55,7 +71,10 @@ export function definition(steps: StepDefinition[], over: Partial<SagaDefinition
     respond: 'aggregate',
     input: { json: false },
     steps,
-    response: { success: { status: 201, headers: {}, body: constant({ ok: true }) }, failure: { status: 409 } },
+    response: {
+      success: { status: 201, headers: {}, body: constant({ ok: true }) },
+      failure: { status: 409 },
+    },
     ...over,
   };
 }

@@ -11,8 +11,16 @@ const ok = (id: string, status = 201): CallOutput => ({
   applied: 'yes',
   response: { status, headers: {}, body: { id } } satisfies StepResponse,
 });
-const rejected: CallOutput = { outcome: 'rejected', applied: 'no', error: { code: 'SAGAMESH_ERR_STEP_REJECTED', message: 'no' } };
-const unavailable: CallOutput = { outcome: 'retryable', applied: 'maybe', error: { code: 'SAGAMESH_ERR_STEP_UNAVAILABLE', message: '503' } };
+const rejected: CallOutput = {
+  outcome: 'rejected',
+  applied: 'no',
+  error: { code: 'SAGAMESH_ERR_STEP_REJECTED', message: 'no' },
+};
+const unavailable: CallOutput = {
+  outcome: 'retryable',
+  applied: 'maybe',
+  error: { code: 'SAGAMESH_ERR_STEP_UNAVAILABLE', message: '503' },
+};
 const never = (): Promise<CallOutput> => new Promise<CallOutput>(() => undefined);
 
 const flush = async (): Promise<void> => {
@@ -65,7 +73,9 @@ describe('saga machine', () => {
   it('compensates what succeeded, in reverse dependency order, when a step is rejected', async () => {
     // flight → car → hotel (chain); hotel rejects: undo car before flight.
     const def = definition([step('flight'), step('car', ['flight']), step('hotel', ['car'])]);
-    const { actor, calls } = run(def, (i) => (i.kind === 'action' && i.step === 'hotel' ? rejected : ok(`${i.step}-1`)));
+    const { actor, calls } = run(def, (i) =>
+      i.kind === 'action' && i.step === 'hotel' ? rejected : ok(`${i.step}-1`),
+    );
     await flush();
     const snap = actor.getSnapshot();
     expect(snap.value).toBe('compensated');
@@ -97,7 +107,9 @@ describe('saga machine', () => {
   it('times out a step, then resolves the in-doubt step by replay before undoing it', async () => {
     const def = definition([
       step('hotel'),
-      step('flight', [], { action: { ...step('flight').action, retry: { attempts: 1, backoffMs: 10, maxBackoffMs: 10 } } }),
+      step('flight', [], {
+        action: { ...step('flight').action, retry: { attempts: 1, backoffMs: 10, maxBackoffMs: 10 } },
+      }),
     ]);
     const { actor, calls, advance } = run(def, (i) =>
       i.kind === 'action' && i.step === 'flight' && !i.replay ? never() : ok(`${i.step}-9`),
@@ -167,7 +179,10 @@ describe('saga machine', () => {
     const { actor } = run(def, () => never());
     await flush();
     const persisted: unknown = JSON.parse(JSON.stringify(actor.getPersistedSnapshot()));
-    const restored = createActor(buildSagaMachine(def), { snapshot: persisted as never });
+    const restored = createActor(buildSagaMachine(def), {
+      snapshot: persisted as never,
+      input: { sagaId: 's1', request: { method: 'POST', path: '/t', query: {}, headers: {}, body: {} } },
+    });
     expect(restored.getSnapshot().value).toEqual({ running: { hotel: 'calling' } });
     expect(restored.getSnapshot().context.steps.hotel?.inFlight).toBe(true);
   });

@@ -1,0 +1,198 @@
+import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import type { App } from './app';
+import { createApp } from './app';
+import type { EnvoyPorts, EnvoyProcess } from './envoy';
+import { DEFAULT_ENVOY_PORTS, renderEnvoyConfig, startEnvoy } from './envoy';
+import type { Participant } from './participant';
+import { createParticipant } from './participant';
+
+/**
+ * The process twin of docker-compose.yml: Envoy (the checked-in envoy/envoy.yaml), sagamesh (its
+ * built entry point, as a child process) and the demo services (hotel, flight, car, trips), all
+ * on loopback. `npm start` runs it on the default ports; integration tests run it on free ports.
+ */
+
+export const REPO_ROOT = path.resolve(
+  __dirname,
+  '..',
+  __dirname.includes(`${path.sep}dist${path.sep}`) ? '..' : '',
+);
+export const SAGAMESH_ENTRY = path.join(REPO_ROOT, 'dist', 'src', 'main.js');
+
+export type StackPorts = EnvoyPorts;
+
+export interface StackOptions {
+  /** Ports to use; `'free'` picks a free port for every service (tests). Default: the defaults. */
+  readonly ports?: Partial<StackPorts> | 'free';
+  readonly sagasDir?: string;
+  /** Extra SAGAMESH_* environment for the sagamesh process. */
+  readonly env?: Readonly<Record<string, string>>;
+  readonly accessLogPath?: string;
+  /** Passes sagamesh's and the services' log lines on as they come. */
+  readonly onLog?: (source: string, line: string) => void;
+}
+
+export interface SagameshProcess {
+  readonly pid: number;
+  /** Every line sagamesh wrote to stdout/stderr so far. */
+  lines(): string[];
+  /** SIGTERM, SIGKILL after 10 s; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  readonly exited: Promise<number | null>;
+}
+
+export interface Stack {
+  readonly ports: StackPorts;
+  readonly ingressUrl: string;
+  readonly egressUrl: string;
+  readonly participants: {
+    readonly hotel: Participant;
+    readonly flight: Participant;
+    readonly car: Participant;
+  };
+  readonly app: App;
+  readonly envoy: EnvoyProcess;
+  readonly sagamesh: SagameshProcess;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function resolvePorts(option: StackOptions['ports']): Promise<StackPorts> {
+  if (option !== 'free') return { ...DEFAULT_ENVOY_PORTS, ...option };
+  const keys = Object.keys(DEFAULT_ENVOY_PORTS) as (keyof StackPorts)[];
+  const ports: Partial<StackPorts> = {};
+  for (const key of keys) ports[key] = await freePort();
+  return ports as StackPorts;
+}
+
+/**
+ * Starts sagamesh from its build output and resolves once it reports ready; rejects with its
+ * output if it exits first. Used directly by tests that expect startup to fail.
+ */
+export function spawnSagamesh(
+  env: Readonly<Record<string, string>>,
+  onLine?: (line: string) => void,
+): {
+  process: SagameshProcess;
+  ready: Promise<void>;
+} {
+  const child: ChildProcess = spawn(process.execPath, [SAGAMESH_ENTRY], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let onReady: () => void = () => undefined;
+  let onExitEarly: (err: Error) => void = () => undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    onReady = resolve;
+    onExitEarly = reject;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let isReady = false;
+  const take = (chunk: Buffer, buffer: { rest: string }): void => {
+    const text = buffer.rest + chunk.toString('utf8');
+    const parts = text.split('\n');
+    buffer.rest = parts.pop() ?? '';
+    for (const line of parts) {
+      lines.push(line);
+      onLine?.(line);
+      if (!isReady && line.includes('"sagamesh ready"')) {
+        isReady = true;
+        onReady();
+      }
+    }
+  };
+  const out = { rest: '' };
+  const err = { rest: '' };
+  child.stdout?.on('data', (c: Buffer) => take(c, out));
+  child.stderr?.on('data', (c: Buffer) => take(c, err));
+  void exited.then((code) => {
+    for (const rest of [out.rest, err.rest]) if (rest) lines.push(rest);
+    if (!isReady) onExitEarly(new Error(`sagamesh exited with ${code}:\n${lines.join('\n')}`));
+  });
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  };
+  return { process: { pid: child.pid ?? -1, lines: () => [...lines], stop, exited }, ready };
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const ports = await resolvePorts(options.ports);
+  const log = options.onLog;
+  const started: { stop: () => Promise<unknown> }[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+    started.length = 0;
+  };
+  try {
+    const hotel = createParticipant('hotel', log ? { logger: (l) => log('hotel', l) } : {});
+    const flight = createParticipant('flight', log ? { logger: (l) => log('flight', l) } : {});
+    const car = createParticipant('car', log ? { logger: (l) => log('car', l) } : {});
+    const app = createApp(log ? { logger: (l) => log('trips', l) } : {});
+    for (const [service, port] of [
+      [hotel, ports.hotel],
+      [flight, ports.flight],
+      [car, ports.car],
+      [app, ports.trips],
+    ] as const) {
+      await service.listen(port);
+      started.push({ stop: () => service.close() });
+    }
+
+    const { process: sagamesh, ready } = spawnSagamesh(
+      {
+        SAGAMESH_GRPC_ADDR: `127.0.0.1:${ports.extProc}`,
+        SAGAMESH_EGRESS_URL: `http://127.0.0.1:${ports.egress}`,
+        SAGAMESH_SAGAS_DIR: options.sagasDir ?? path.join(REPO_ROOT, 'sagas'),
+        ...options.env,
+      },
+      log ? (l) => log('sagamesh', l) : undefined,
+    );
+    started.push({ stop: () => sagamesh.stop() });
+    await ready;
+
+    const envoy = await startEnvoy({
+      configYaml: renderEnvoyConfig(
+        ports,
+        options.accessLogPath ? { accessLogPath: options.accessLogPath } : {},
+      ),
+      adminPort: ports.admin,
+    });
+    started.push({ stop: () => envoy.stop() });
+
+    return {
+      ports,
+      ingressUrl: `http://127.0.0.1:${ports.ingress}`,
+      egressUrl: `http://127.0.0.1:${ports.egress}`,
+      participants: { hotel, flight, car },
+      app,
+      envoy,
+      sagamesh,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
