@@ -1,5 +1,6 @@
 import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
+import type { Observer } from '../observer';
 import type { SagaDefinition, TemplateScope } from '../saga/definition';
 import { renderHeaders, renderResponse } from '../saga/render';
 import type { SagaExecution, SagaResult, SagaRunner } from '../saga/runner';
@@ -29,6 +30,7 @@ export interface SagaProcessorDeps {
   readonly runner: SagaRunner;
   /** Longest a stream waits for a saga before answering with what is known; below Envoy's message_timeout. */
   readonly answerBudgetMs: number;
+  readonly observer?: Observer;
 }
 
 interface Matched {
@@ -160,6 +162,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     } catch (err) {
       const e = toSagameshError(err);
       this.logger.info({ saga: definition.name, code: e.code, details: e.details }, 'saga request rejected');
+      this.deps.observer?.sagaRejected(definition.name, e.code);
       return errorAnswer(e, definition.name);
     }
 
@@ -180,6 +183,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     } catch (err) {
       const e = toSagameshError(err);
       this.logger.error({ err: e, saga: definition.name }, 'saga could not start');
+      this.deps.observer?.sagaRejected(definition.name, e.code);
       return errorAnswer(e, definition.name);
     }
     const execution = this.execution;

@@ -2,6 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
+import type { Observer } from '../observer';
+import { NOOP_OBSERVER } from '../observer';
 import type { ProcessingRequest, ProcessingResponse } from './messages';
 import type { Processor, ProcessorFactory } from './processor';
 import { EXT_PROC_SERVICE_NAME, externalProcessorService } from './protos';
@@ -17,6 +19,7 @@ type ProcessStream = grpc.ServerDuplexStream<ProcessingRequest, ProcessingRespon
 export interface ExtProcServerOptions {
   readonly processorFactory: ProcessorFactory;
   readonly logger: Logger;
+  readonly observer?: Observer;
 }
 
 function dispatch(processor: Processor, message: ProcessingRequest): Promise<ProcessingResponse> {
@@ -94,10 +97,13 @@ export class ExtProcServer {
     let chain: Promise<void> = Promise.resolve();
     let closed = false;
 
-    const close = (reason: 'ended' | 'cancelled'): void => {
+    const observer = this.options.observer ?? NOOP_OBSERVER;
+    observer.streamOpened();
+    const close = (reason: 'ended' | 'cancelled', failed = false): void => {
       if (closed) return;
       closed = true;
       this.streams.delete(stream);
+      observer.streamClosed(failed ? 'error' : reason);
       processor.close(reason);
     };
 
@@ -113,7 +119,7 @@ export class ExtProcServer {
           if (!closed && !stream.cancelled) {
             stream.emit('error', { code: e.spec.grpcStatus, details: `${e.code}: ${e.message}` });
           }
-          close('ended');
+          close('ended', true);
         }
       });
     });

@@ -4,6 +4,8 @@ import { createActor, fromPromise } from 'xstate';
 import type { Clock } from '../clock';
 import { ERRORS, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
+import type { Observer } from '../observer';
+import { NOOP_OBSERVER } from '../observer';
 import type { HttpCaller } from '../participants/step-caller';
 import { CallNetworkError } from '../participants/step-caller';
 import type { SagaLog, SagaStatus } from '../saga-log/saga-log';
@@ -54,6 +56,7 @@ export interface RunnerDeps {
   readonly logger: Logger;
   readonly random?: () => number;
   readonly newId?: () => string;
+  readonly observer?: Observer;
 }
 
 export interface StartMeta {
@@ -127,11 +130,13 @@ function scopeOf(definition: SagaDefinition, context: SagaContext): TemplateScop
 export class SagaRunner {
   private readonly machines = new WeakMap<SagaDefinition, SagaMachine>();
   private readonly loggers = new Map<string, Logger>();
-  private readonly running = new Set<SagaActor>();
+  private readonly running = new Map<string, SagaActor>();
   private readonly newId: () => string;
+  private readonly observer: Observer;
 
   constructor(private readonly deps: RunnerDeps) {
     this.newId = deps.newId ?? randomUUID;
+    this.observer = deps.observer ?? NOOP_OBSERVER;
   }
 
   /** Sagas in flight in this process. */
@@ -165,12 +170,14 @@ export class SagaRunner {
     });
     this.loggers.set(sagaId, logger);
     logger.info({ definition_version: definition.version }, 'saga started');
+    this.observer.sagaStarted(definition.name);
+    const startedAt = this.deps.clock.now();
 
     const actor = createActor(this.machineFor(definition), {
       input: { sagaId, request, ...(meta.traceparent ? { traceparent: meta.traceparent } : {}) },
       clock: this.deps.clock,
     });
-    this.running.add(actor);
+    this.running.set(sagaId, actor);
 
     let resolveSteps: (value: 'pivot' | 'final') => void = () => undefined;
     const stepsDone = new Promise<'pivot' | 'final'>((resolve) => (resolveSteps = resolve));
@@ -178,7 +185,7 @@ export class SagaRunner {
       let previous = '';
       const finish = (snapshot: SagaSnapshot, status: FinalState, error?: ErrorInfo): void => {
         subscription.unsubscribe();
-        this.running.delete(actor);
+        this.running.delete(sagaId);
         const context = snapshot.context;
         const result: SagaResult = {
           sagaId,
@@ -196,6 +203,7 @@ export class SagaRunner {
           .finally(() => {
             this.loggers.delete(sagaId);
             logger.info({ status, failed_step: result.failedStep, error: result.error }, 'saga finished');
+            this.observer.sagaFinished(definition.name, status, this.deps.clock.now() - startedAt);
             resolveSteps('final');
             resolve(result);
           });
@@ -222,9 +230,25 @@ export class SagaRunner {
     return new SagaExecution(sagaId, definition, actor, settled, stepsDone);
   }
 
+  /** Whether this process is running the saga right now. */
+  isRunning(sagaId: string): boolean {
+    return this.running.has(sagaId);
+  }
+
+  /**
+   * Compensates a running saga (operator action). False when this process is not running it;
+   * a saga already compensating or at its pivot ignores steps it no longer needs.
+   */
+  abort(sagaId: string, reason: string): boolean {
+    const actor = this.running.get(sagaId);
+    if (!actor) return false;
+    actor.send({ type: 'saga.abort', reason });
+    return true;
+  }
+
   /** Stops every actor without recording anything: what was in flight is left for recovery. */
   stopAll(): void {
-    for (const actor of this.running) actor.stop();
+    for (const actor of this.running.values()) actor.stop();
     this.running.clear();
   }
 
@@ -306,12 +330,30 @@ export class SagaRunner {
       if (signal.aborted) {
         // The machine timed the call out (or the saga moved on); it records that itself.
         logger.debug({ step: input.step, kind, attempt }, 'call aborted');
+        const durationMs = this.deps.clock.now() - started;
+        this.observer.callCompleted({
+          definition: definition.name,
+          step: input.step,
+          kind,
+          attempt,
+          outcome: 'aborted',
+          durationMs,
+        });
         throw err;
       }
       const errno = err instanceof CallNetworkError ? err.errno : undefined;
       output = classifyNetworkError(errno, err instanceof Error ? err.message : String(err), input.step);
     }
     await this.recordOutcome(input, output);
+    const durationMs = this.deps.clock.now() - started;
+    this.observer.callCompleted({
+      definition: definition.name,
+      step: input.step,
+      kind,
+      attempt,
+      outcome: output.outcome,
+      durationMs,
+    });
     logger.info(
       {
         step: input.step,
@@ -320,7 +362,7 @@ export class SagaRunner {
         replay,
         outcome: output.outcome,
         status: output.response?.status,
-        duration_ms: this.deps.clock.now() - started,
+        duration_ms: durationMs,
       },
       'call completed',
     );
