@@ -31,6 +31,8 @@ export interface StackOptions {
   /** Extra SAGAMESH_* environment for the sagamesh process. */
   readonly env?: Readonly<Record<string, string>>;
   readonly accessLogPath?: string;
+  /** The Envoy bootstrap to run; default: envoy/envoy.yaml with these ports (renderEnvoyConfig). */
+  readonly envoyConfig?: (ports: StackPorts) => string;
   /** Passes sagamesh's and the services' log lines on as they come. */
   readonly onLog?: (source: string, line: string) => void;
 }
