@@ -1,6 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type { App } from './app';
 import { createApp } from './app';
@@ -162,8 +164,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       started.push({ stop: () => service.close() });
     }
 
+    // Tests (free ports) each get their own SQLite file; the demo uses the default ./data/sagamesh.db.
+    const store: Record<string, string> =
+      options.ports === 'free'
+        ? {
+            SAGAMESH_STORE: `sqlite:${path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-store-')), 'sagamesh.db')}`,
+          }
+        : {};
     const { process: sagamesh, ready } = spawnSagamesh(
       {
+        ...store,
         SAGAMESH_GRPC_ADDR: `127.0.0.1:${ports.extProc}`,
         SAGAMESH_EGRESS_URL: `http://127.0.0.1:${ports.egress}`,
         SAGAMESH_SAGAS_DIR: options.sagasDir ?? path.join(REPO_ROOT, 'sagas'),

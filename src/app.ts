@@ -1,55 +1,134 @@
 import type { Clock } from './clock';
 import { systemClock } from './clock';
 import type { Config } from './config/config';
+import { describeStore } from './config/store-url';
+import { sagaAnswer } from './extproc/answers';
 import { SagaProcessor } from './extproc/saga-processor';
 import { ExtProcServer } from './extproc/server';
 import type { Logger } from './logger';
+import type { Observer } from './observer';
+import { NOOP_OBSERVER } from './observer';
 import { createHttpCaller } from './participants/step-caller';
+import type { SagaDefinition } from './saga/definition';
 import { DefinitionSet } from './saga/definition-set';
-import { loadDefinitions } from './saga/loader';
+import { loadDefinitions, loadDefinitionText } from './saga/loader';
 import { SagaRunner } from './saga/runner';
-import { MemorySagaLog } from './saga-log/memory';
+import { Maintenance } from './saga-log/maintenance';
+import { openSagaLog } from './saga-log/open';
 import type { SagaLog } from './saga-log/saga-log';
 
 /**
- * Wires one sagamesh instance: definitions, saga log, step caller, runner, ext_proc server.
- * Everything it needs is passed in; nothing here reads process.env or the wall clock directly.
+ * Wires one sagamesh instance: saga log, definitions, step caller, runner, ext_proc server,
+ * recovery and the log's maintenance. Everything it needs is passed in; nothing here reads
+ * process.env.
  */
 export interface AppDeps {
   readonly logger: Logger;
   readonly clock?: Clock;
+  /** Overrides the configured store (tests). */
   readonly sagaLog?: SagaLog;
+  readonly observer?: Observer;
 }
 
 export interface App {
-  /** Loads and validates the definitions, then listens. Rejects with a SagameshError on bad input. */
+  /** Loads and validates the definitions, listens, then resumes unfinished sagas. Rejects with a SagameshError on bad input. */
   start(): Promise<{ grpcPort: number }>;
-  /** Graceful stop: stop taking streams, let open ones finish within the grace period. */
+  /**
+   * Graceful stop: new saga requests get 503 + Retry-After, in-flight sagas get the grace period
+   * to finish, what is left stays in the saga log for recovery.
+   */
   stop(): Promise<void>;
   readonly runner: SagaRunner;
   readonly sagaLog: SagaLog;
+  readonly draining: boolean;
   definitions(): DefinitionSet;
 }
 
-export function createApp(config: Config, deps: AppDeps): App {
+/** Opens the saga log (coded errors: STORE_UNAVAILABLE, STORE_CORRUPT) and builds the app. */
+export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger;
-  const sagaLog = deps.sagaLog ?? new MemorySagaLog(clock);
-  const http = createHttpCaller({ egressUrl: config.egressUrl });
-  const runner = new SagaRunner({ log: sagaLog, http, clock, logger });
+  const observer = deps.observer ?? NOOP_OBSERVER;
+  const sagaLog =
+    deps.sagaLog ??
+    (await openSagaLog(config.store, {
+      clock,
+      instanceId: config.instanceId,
+      leaseTtlMs: config.leaseTtlMs,
+    }));
+  logger.info({ store: describeStore(config.store), instance: config.instanceId }, 'saga log open');
+
   let definitions = new DefinitionSet([]);
+  /** Definition versions no longer in the current set but still needed by resumed sagas. */
+  const older = new Map<string, SagaDefinition>();
+  const resolveDefinition = async (version: string, name: string): Promise<SagaDefinition | undefined> => {
+    const current = definitions.get(name);
+    if (current?.version === version) return current;
+    const cached = older.get(version);
+    if (cached) return cached;
+    const stored = await sagaLog.loadDefinition(version);
+    if (!stored) return undefined;
+    const { definition } = loadDefinitionText(stored.file, stored.source, {
+      maxDeadlineMs: config.maxDeadlineMs,
+    });
+    if (definition) older.set(version, definition);
+    return definition;
+  };
+
+  const http = createHttpCaller({ egressUrl: config.egressUrl });
+  const runner: SagaRunner = new SagaRunner({
+    log: sagaLog,
+    http,
+    clock,
+    logger,
+    observer,
+    instanceId: config.instanceId,
+    resolveDefinition,
+    onRecovered: (result, definition) => {
+      // A client may come back with its Idempotency-Key: keep the answer it would have had.
+      sagaAnswer(definition, result)
+        .then((answer) => sagaLog.saveAnswer(result.sagaId, answer))
+        .catch((err: unknown) =>
+          logger.error({ err, saga_id: result.sagaId }, 'could not store the recovered answer'),
+        );
+    },
+  });
+  let draining = false;
   const server = new ExtProcServer({
     logger,
+    observer,
     processorFactory: (context) =>
       new SagaProcessor(
-        { definitions: () => definitions, runner, answerBudgetMs: config.answerBudgetMs },
+        {
+          definitions: () => definitions,
+          runner,
+          answerBudgetMs: config.answerBudgetMs,
+          observer,
+          sagaLog,
+          clock,
+          idempotencyRetentionMs: config.idempotencyRetentionMs,
+          isDraining: () => draining,
+        },
         context,
       ),
+  });
+  const maintenance = new Maintenance({
+    log: sagaLog,
+    runner,
+    clock,
+    logger,
+    leases: config.store.kind === 'postgres',
+    leaseTtlMs: config.leaseTtlMs,
+    retentionMs: config.retentionMs,
+    idempotencyRetentionMs: config.idempotencyRetentionMs,
   });
 
   return {
     runner,
     sagaLog,
+    get draining() {
+      return draining;
+    },
     definitions: () => definitions,
     async start() {
       definitions = new DefinitionSet(
@@ -61,13 +140,28 @@ export function createApp(config: Config, deps: AppDeps): App {
       );
       const grpcPort = await server.listen(config.grpcAddress);
       logger.info({ address: config.grpcAddress, egress: config.egressUrl }, 'ext_proc server listening');
+      await maintenance.prune();
+      await maintenance.recover('restart');
+      maintenance.start();
       return { grpcPort };
     },
     async stop() {
-      await server.stop(config.shutdownGraceMs);
+      draining = true;
+      logger.info({ in_flight: runner.inFlight, grace_ms: config.shutdownGraceMs }, 'draining');
+      await waitForSagas(runner, clock, config.shutdownGraceMs);
+      await server.stop(Math.min(1000, config.shutdownGraceMs));
+      maintenance.stop();
+      if (runner.inFlight > 0)
+        logger.warn({ left: runner.runningIds() }, 'stopping with sagas in flight; recovery resumes them');
       runner.stopAll();
       await http.close();
       await sagaLog.close();
     },
   };
+}
+
+/** Resolves when no saga is in flight, or after `graceMs`. */
+async function waitForSagas(runner: SagaRunner, clock: Clock, graceMs: number): Promise<void> {
+  const deadline = clock.now() + graceMs;
+  while (runner.inFlight > 0 && clock.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }

@@ -28,7 +28,13 @@ export async function main(): Promise<number> {
     return 1;
   }
   const logger = createLogger({ level: config.logLevel });
-  const app = createApp(config, { logger });
+  let app;
+  try {
+    app = await createApp(config, { logger });
+  } catch (err) {
+    reportStartupError(err);
+    return 1;
+  }
   try {
     await app.start();
   } catch (err) {

@@ -1,5 +1,9 @@
+import os from 'node:os';
 import path from 'node:path';
 import { ERRORS, SagameshError } from '../errors';
+import type { StoreConfig } from './store-url';
+import { DEFAULT_STORE, parseStoreUrl } from './store-url';
+import { Secret } from './secret';
 
 /**
  * sagamesh's configuration: defaults, overridden by SAGAMESH_* environment variables, then by
@@ -11,7 +15,15 @@ export interface Config {
   readonly grpcAddress: string;
   /** Where step calls go: Envoy's egress listener, or the pod's sidecar. */
   readonly egressUrl: string;
-  readonly store: 'memory';
+  readonly store: StoreConfig;
+  /** Finished sagas are deleted from the log this long after they finished. */
+  readonly retentionMs: number;
+  /** A client Idempotency-Key is remembered this long. */
+  readonly idempotencyRetentionMs: number;
+  /** PostgreSQL: how long a saga stays owned by an instance that stopped renewing its lease. */
+  readonly leaseTtlMs: number;
+  /** Names this instance in the saga log (leases, recovery records); default: host and pid. */
+  readonly instanceId: string;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Longest saga deadline a definition may declare; keep below Envoy's ext_proc message_timeout. */
   readonly maxDeadlineMs: number;
@@ -19,17 +31,29 @@ export interface Config {
   readonly answerBudgetMs: number;
   /** On SIGTERM: how long in-flight streams may take to finish. */
   readonly shutdownGraceMs: number;
+  /** `host:port` of the admin HTTP server (health, metrics, sagas API, UI); port 0 picks a free one. */
+  readonly adminAddress: string;
+  /** Bearer token for the mutating admin endpoints; without it they are refused. Never logged. */
+  readonly adminToken?: Secret;
+  /** How long the definitions watcher waits for a burst of file events to settle before reloading. */
+  readonly reloadDebounceMs: number;
 }
 
 export const DEFAULTS: Config = Object.freeze({
   sagasDir: './sagas',
   grpcAddress: '127.0.0.1:50051',
   egressUrl: 'http://127.0.0.1:10001',
-  store: 'memory',
+  store: { kind: 'sqlite', file: './data/sagamesh.db', synchronous: 'full' } as StoreConfig,
+  retentionMs: 7 * 24 * 3_600_000,
+  idempotencyRetentionMs: 24 * 3_600_000,
+  leaseTtlMs: 10_000,
+  instanceId: '',
   logLevel: 'info',
   maxDeadlineMs: 60_000,
   answerBudgetMs: 63_000,
   shutdownGraceMs: 10_000,
+  adminAddress: '127.0.0.1:9090',
+  reloadDebounceMs: 200,
 });
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -40,11 +64,21 @@ export const ENV_VARS: Readonly<Record<keyof Config, string>> = Object.freeze({
   grpcAddress: 'SAGAMESH_GRPC_ADDR',
   egressUrl: 'SAGAMESH_EGRESS_URL',
   store: 'SAGAMESH_STORE',
+  retentionMs: 'SAGAMESH_RETENTION_MS',
+  idempotencyRetentionMs: 'SAGAMESH_IDEMPOTENCY_RETENTION_MS',
+  leaseTtlMs: 'SAGAMESH_LEASE_TTL_MS',
+  instanceId: 'SAGAMESH_INSTANCE_ID',
   logLevel: 'SAGAMESH_LOG_LEVEL',
   maxDeadlineMs: 'SAGAMESH_MAX_DEADLINE_MS',
   answerBudgetMs: 'SAGAMESH_ANSWER_BUDGET_MS',
   shutdownGraceMs: 'SAGAMESH_SHUTDOWN_GRACE_MS',
+  adminAddress: 'SAGAMESH_ADMIN_ADDR',
+  adminToken: 'SAGAMESH_ADMIN_TOKEN',
+  reloadDebounceMs: 'SAGAMESH_RELOAD_DEBOUNCE_MS',
 });
+
+/** Shortest admin token accepted: a guessable token is worse than none (which refuses). */
+export const MIN_ADMIN_TOKEN_LENGTH = 16;
 
 export type ConfigOverrides = Partial<Record<keyof Config, string | undefined>>;
 
@@ -80,8 +114,17 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
     problems.push(`${ENV_VARS.egressUrl}=${egressUrl}: must be an http origin like http://127.0.0.1:10001`);
   }
 
-  const store = raw('store') || DEFAULTS.store;
-  if (store !== 'memory') problems.push(`${ENV_VARS.store}=${store}: this release supports only "memory"`);
+  const storeValue = raw('store') || DEFAULT_STORE;
+  const parsedStore = parseStoreUrl(storeValue, cwd);
+  if ('problem' in parsedStore) {
+    // The value may hold a password: name the variable, not the value.
+    problems.push(`${ENV_VARS.store}: ${parsedStore.problem}`);
+  }
+  const store = 'problem' in parsedStore ? DEFAULTS.store : parsedStore;
+  const retentionMs = int('retentionMs', 1000, 10 * 365 * 24 * 3_600_000);
+  const idempotencyRetentionMs = int('idempotencyRetentionMs', 1000, 10 * 365 * 24 * 3_600_000);
+  const leaseTtlMs = int('leaseTtlMs', 1000, 600_000);
+  const instanceId = raw('instanceId') || `${os.hostname()}-${process.pid}`;
 
   const logLevel = raw('logLevel') || DEFAULTS.logLevel;
   const level = LOG_LEVELS.find((l) => l === logLevel);
@@ -90,6 +133,20 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
   const maxDeadlineMs = int('maxDeadlineMs', 100, 3_600_000);
   const answerBudgetMs = int('answerBudgetMs', 100, 3_600_000);
   const shutdownGraceMs = int('shutdownGraceMs', 0, 600_000);
+  const reloadDebounceMs = int('reloadDebounceMs', 0, 60_000);
+
+  const adminAddress = raw('adminAddress') || DEFAULTS.adminAddress;
+  const adminPort = /^(?:[\w.-]+|\[[\da-f:]+\]):(\d{1,5})$/i.exec(adminAddress)?.[1];
+  if (adminPort === undefined || Number(adminPort) > 65_535) {
+    problems.push(`${ENV_VARS.adminAddress}=${adminAddress}: must be host:port (port 0 picks a free port)`);
+  }
+  // The token's value never goes into a message.
+  const adminToken = raw('adminToken') || undefined;
+  if (adminToken !== undefined && (adminToken.length < MIN_ADMIN_TOKEN_LENGTH || /\s/.test(adminToken))) {
+    problems.push(
+      `${ENV_VARS.adminToken}: must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters without whitespace`,
+    );
+  }
   if (answerBudgetMs < maxDeadlineMs) {
     problems.push(
       `${ENV_VARS.answerBudgetMs}=${answerBudgetMs} is below ${ENV_VARS.maxDeadlineMs}=${maxDeadlineMs}: a saga could not answer within its deadline`,
@@ -101,10 +158,17 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
     sagasDir: path.resolve(cwd, raw('sagasDir') || DEFAULTS.sagasDir),
     grpcAddress,
     egressUrl,
-    store: 'memory',
+    store,
+    retentionMs,
+    idempotencyRetentionMs,
+    leaseTtlMs,
+    instanceId,
     logLevel: level ?? 'info',
     maxDeadlineMs,
     answerBudgetMs,
     shutdownGraceMs,
+    adminAddress,
+    ...(adminToken !== undefined ? { adminToken: new Secret(adminToken) } : {}),
+    reloadDebounceMs,
   });
 }

@@ -1,6 +1,9 @@
 import type { ErrorSpec } from '../errors';
-import type { SagameshError } from '../errors';
+import { ERRORS, SagameshError, toSagameshError } from '../errors';
+import type { SagaDefinition } from '../saga/definition';
+import { renderResponse } from '../saga/render';
 import type { SagaResult } from '../saga/runner';
+import type { StoredAnswer } from '../saga-log/saga-log';
 import { setHeaders } from './headers';
 import type { ImmediateResponse, ProcessingResponse } from './messages';
 import { toStruct } from './struct';
@@ -54,32 +57,72 @@ export function errorAnswer(err: SagameshError, saga: string, sagaId?: string): 
   };
 }
 
+function detailsOf(spec: ErrorSpec): string {
+  return spec.code.toLowerCase();
+}
+
 /**
- * The answer for a saga that did not succeed: the definition's failure status with
- * `{ sagaId, status, failedStep, error, steps }`. `status` may be `compensating` when the
- * compensations outlast the time Envoy waits for an answer; they go on regardless.
+ * The client's answer for a settled saga, as HTTP: the definition's success response, or the
+ * failure answer. Also used to store the answer for Idempotency-Key replays, including for sagas
+ * that finished after a restart.
  */
-export function failureAnswer(
-  failureStatus: number,
-  result: Pick<SagaResult, 'sagaId' | 'definition' | 'failedStep' | 'error' | 'steps'> & { status: string },
-): ProcessingResponse {
-  return {
-    immediate_response: jsonResponse(
-      failureStatus,
-      {
+export async function sagaAnswer(definition: SagaDefinition, result: SagaResult): Promise<StoredAnswer> {
+  const headers = { 'content-type': 'application/json', [SAGA_ID_HEADER]: result.sagaId };
+  if (result.status === 'abandoned') {
+    const e = new SagameshError(ERRORS.LEASE_LOST, result.error?.message);
+    return {
+      status: e.spec.httpStatus,
+      headers,
+      body: JSON.stringify({ sagaId: result.sagaId, status: 'running', error: e.toJSON() }),
+    };
+  }
+  if (result.status !== 'succeeded') {
+    return {
+      status: definition.response.failure.status,
+      headers,
+      body: JSON.stringify({
         sagaId: result.sagaId,
         status: result.status,
         failedStep: result.failedStep ?? null,
         error: result.error ?? null,
         steps: result.steps,
+      }),
+    };
+  }
+  try {
+    const answer = await renderResponse(definition.response.success, result.scope);
+    return {
+      status: answer.status,
+      headers: {
+        ...answer.headers,
+        ...(answer.body === undefined ? { [SAGA_ID_HEADER]: result.sagaId } : headers),
       },
-      { [SAGA_ID_HEADER]: result.sagaId },
-      `sagamesh_saga_${result.status}`,
-    ),
-    ...dynamicMetadata({ sagaId: result.sagaId, saga: result.definition, outcome: result.status }),
-  };
+      body: answer.body === undefined ? '' : JSON.stringify(answer.body),
+    };
+  } catch (err) {
+    // The saga is done and stays done; only its answer could not be built.
+    const e = toSagameshError(err);
+    return {
+      status: e.spec.httpStatus,
+      headers,
+      body: JSON.stringify({ sagaId: result.sagaId, status: 'succeeded', error: e.toJSON() }),
+    };
+  }
 }
 
-function detailsOf(spec: ErrorSpec): string {
-  return spec.code.toLowerCase();
+/** An HTTP answer as an ext_proc ImmediateResponse, with the saga's dynamic metadata. */
+export function immediate(
+  answer: StoredAnswer,
+  meta: SagaMetadata,
+  extraHeaders: Record<string, string> = {},
+): ProcessingResponse {
+  return {
+    immediate_response: {
+      status: { code: answer.status },
+      headers: setHeaders({ ...answer.headers, ...extraHeaders }),
+      body: Buffer.from(answer.body, 'utf8'),
+      details: `sagamesh_saga_${meta.outcome}`,
+    },
+    ...dynamicMetadata(meta),
+  };
 }

@@ -2,9 +2,12 @@ import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
 import type { Observer } from '../observer';
 import type { SagaDefinition, TemplateScope } from '../saga/definition';
-import { renderHeaders, renderResponse } from '../saga/render';
-import type { SagaExecution, SagaResult, SagaRunner } from '../saga/runner';
-import { dynamicMetadata, errorAnswer, failureAnswer, jsonResponse, SAGA_ID_HEADER } from './answers';
+import { renderHeaders } from '../saga/render';
+import type { SagaExecution, SagaRunner } from '../saga/runner';
+import { createHash } from 'node:crypto';
+import type { Clock } from '../clock';
+import type { SagaLog, StoredAnswer } from '../saga-log/saga-log';
+import { dynamicMetadata, errorAnswer, immediate, jsonResponse, SAGA_ID_HEADER, sagaAnswer } from './answers';
 import { headersToRecord, setHeaders, splitPath } from './headers';
 import type { CommonResponse, HttpBody, HttpHeaders, ProcessingMode, ProcessingResponse } from './messages';
 import type { Processor, StreamContext } from './processor';
@@ -31,7 +34,16 @@ export interface SagaProcessorDeps {
   /** Longest a stream waits for a saga before answering with what is known; below Envoy's message_timeout. */
   readonly answerBudgetMs: number;
   readonly observer?: Observer;
+  /** Client Idempotency-Keys and their answers live in the saga log. */
+  readonly sagaLog: SagaLog;
+  readonly clock: Clock;
+  readonly idempotencyRetentionMs: number;
+  /** True once shutdown began: matched requests get 503 + Retry-After, nothing starts. */
+  readonly isDraining: () => boolean;
 }
+
+/** Longest client Idempotency-Key accepted. */
+const MAX_KEY_LENGTH = 255;
 
 interface Matched {
   readonly definition: SagaDefinition;
@@ -86,6 +98,8 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
   private matched?: Matched;
   private execution?: SagaExecution;
   private awaitingUpstream = false;
+  /** This stream's saga was started under a client Idempotency-Key: its answer is stored. */
+  private idempotent = false;
   private readonly logger: Logger;
 
   constructor(
@@ -110,6 +124,15 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       };
     }
     this.matched = { definition, headers, method, path, query };
+    if (this.deps.isDraining()) {
+      const e = new SagameshError(ERRORS.DRAINING);
+      this.deps.observer?.sagaRejected(definition.name, e.code);
+      const answer = errorAnswer(e, definition.name);
+      answer.immediate_response?.headers?.set_headers?.push(
+        ...(setHeaders({ 'retry-after': '1' }).set_headers ?? []),
+      );
+      return answer;
+    }
     if (message.end_of_stream) return this.run(Buffer.alloc(0), 'request_headers');
     return {
       request_headers: { response: CONTINUE },
@@ -175,10 +198,19 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     };
     const traceparent = matched.headers['traceparent'];
     const requestId = matched.headers['x-request-id'];
+    const key = matched.headers['idempotency-key']?.trim();
+    let sagaId: string | undefined;
     try {
+      if (key !== undefined) {
+        sagaId = this.deps.runner.allocateId();
+        const earlier = await this.reserveKey(definition, key, raw, sagaId);
+        if (earlier) return earlier;
+        this.idempotent = true;
+      }
       this.execution = await this.deps.runner.start(definition, request, {
         ...(traceparent ? { traceparent } : {}),
         ...(requestId ? { requestId } : {}),
+        ...(sagaId ? { sagaId } : {}),
       });
     } catch (err) {
       const e = toSagameshError(err);
@@ -221,49 +253,81 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     return body;
   }
 
+  /**
+   * Client idempotency: the first request with a key reserves it for its saga; a later one with
+   * the same key and the same body gets that saga's recorded answer, or 202 while it still runs;
+   * the same key with a different body is a 422. Resolves undefined when this request may start.
+   */
+  private async reserveKey(
+    definition: SagaDefinition,
+    key: string,
+    raw: Buffer,
+    sagaId: string,
+  ): Promise<ProcessingResponse | undefined> {
+    if (key.length === 0 || key.length > MAX_KEY_LENGTH) {
+      throw new SagameshError(
+        ERRORS.INPUT_INVALID,
+        `Idempotency-Key must be 1 to ${MAX_KEY_LENGTH} characters`,
+      );
+    }
+    const requestHash = createHash('sha256').update(raw).digest('hex');
+    const reservation = await this.deps.sagaLog.reserveKey({
+      definition: definition.name,
+      key,
+      requestHash,
+      sagaId,
+      expiredBefore: this.deps.clock.now() - this.deps.idempotencyRetentionMs,
+    });
+    if (reservation.reserved) return undefined;
+    const earlier = reservation.sagaId;
+    if (reservation.requestHash !== requestHash) {
+      return errorAnswer(
+        new SagameshError(ERRORS.IDEMPOTENCY_KEY_REUSED, `saga ${earlier}`),
+        definition.name,
+        earlier,
+      );
+    }
+    const meta = { sagaId: earlier, saga: definition.name, outcome: 'replayed' };
+    if (reservation.answer) return immediate(reservation.answer, meta, { 'idempotent-replayed': 'true' });
+    const summary = await this.deps.sagaLog.summary(earlier);
+    return {
+      immediate_response: jsonResponse(
+        202,
+        { sagaId: earlier, status: summary?.status ?? 'running', location: `/sagas/${earlier}` },
+        { [SAGA_ID_HEADER]: earlier, location: `/sagas/${earlier}`, 'retry-after': '1' },
+        'sagamesh_saga_in_progress',
+      ),
+      ...dynamicMetadata(meta),
+    };
+  }
+
   /** Waits for the saga's end (bounded) and answers with the definition's success or failure response. */
   private async settle(execution: SagaExecution): Promise<ProcessingResponse> {
-    const { definition } = execution;
+    const { definition, sagaId } = execution;
     const result = await within(execution.settled, this.deps.answerBudgetMs);
     if (result === 'timeout') {
       // Compensations outlast what Envoy will wait: say so; the saga goes on in the background.
-      this.logger.warn({ saga_id: execution.sagaId }, 'answering before the saga settled');
-      return failureAnswer(definition.response.failure.status, {
-        sagaId: execution.sagaId,
-        definition: definition.name,
-        status: 'compensating',
-        error: { code: ERRORS.SAGA_DEADLINE.code, message: 'the saga is still compensating' },
-        steps: execution.steps(),
+      this.logger.warn({ saga_id: sagaId }, 'answering before the saga settled');
+      const answer: StoredAnswer = {
+        status: definition.response.failure.status,
+        headers: { 'content-type': 'application/json', [SAGA_ID_HEADER]: sagaId },
+        body: JSON.stringify({
+          sagaId,
+          status: 'compensating',
+          error: { code: ERRORS.SAGA_DEADLINE.code, message: 'the saga is still compensating' },
+          steps: execution.steps(),
+        }),
+      };
+      return immediate(answer, { sagaId, saga: definition.name, outcome: 'compensating' });
+    }
+    const answer = await sagaAnswer(definition, result);
+    if (this.idempotent && result.status !== 'abandoned') {
+      // Kept before the client sees it, so a retry with the same key gets exactly this.
+      await this.deps.sagaLog.saveAnswer(sagaId, answer).catch((err: unknown) => {
+        this.logger.error({ err, saga_id: sagaId }, 'could not store the answer for the Idempotency-Key');
       });
     }
-    if (result.status !== 'succeeded') return failureAnswer(definition.response.failure.status, result);
-    if (definition.respond === 'upstream') {
-      // Only reached when the upstream answered with success; the caller continues it.
-      return { response_headers: { response: CONTINUE } };
-    }
-    return this.successAnswer(result);
-  }
-
-  private async successAnswer(result: SagaResult): Promise<ProcessingResponse> {
-    const { definition, sagaId } = { definition: this.matched?.definition, sagaId: result.sagaId };
-    if (!definition) throw new SagameshError(ERRORS.PROTOCOL, 'answer without a definition');
-    try {
-      const answer = await renderResponse(definition.response.success, result.scope);
-      return {
-        immediate_response: jsonResponse(
-          answer.status,
-          answer.body,
-          { ...answer.headers, [SAGA_ID_HEADER]: sagaId },
-          'sagamesh_saga_succeeded',
-        ),
-        ...dynamicMetadata({ sagaId, saga: definition.name, outcome: 'succeeded' }),
-      };
-    } catch (err) {
-      // The saga is done and stays done; only its answer could not be built.
-      const e = toSagameshError(err);
-      this.logger.error({ err: e, saga_id: sagaId }, 'success answer could not be rendered');
-      return errorAnswer(e, definition.name, sagaId);
-    }
+    return immediate(answer, { sagaId, saga: definition.name, outcome: result.status });
   }
 
   private async continueToUpstream(

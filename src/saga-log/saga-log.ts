@@ -1,22 +1,39 @@
 import type { ErrorSpec } from '../errors';
+import type { StepResponse, TemplateScope } from '../saga/definition';
 
 /**
- * The saga log: every transition of every saga, appended before the side effect it allows
- * ("record before acting"). The runner awaits `append` before it dispatches a request, so a store
- * that cannot write stops the saga instead of letting it act unrecorded.
+ * The saga log: an append-only journal of every transition of every saga, written before the
+ * side effect it allows ("record before acting"). The runner awaits `append` before it dispatches
+ * a request, so a store that cannot write stops the saga instead of letting it act unrecorded.
+ * Recovery rebuilds a saga's state from its journal (saga-log/recovery.ts); docs/saga-log.md says
+ * why a journal rather than XState snapshots.
  *
- * This issue ships the in-memory store; durable stores (SQLite, PostgreSQL) implement the same
- * interface.
+ * Implementations: memory (tests, benchmarks), sqlite (the embedded default, one instance),
+ * postgres (several instances; each saga owned by one instance through a lease).
  */
 export type SagaStatus = 'running' | 'succeeded' | 'compensating' | 'compensated' | 'stuck' | 'failed';
+export const SAGA_STATUSES: readonly SagaStatus[] = [
+  'running',
+  'succeeded',
+  'compensating',
+  'compensated',
+  'stuck',
+  'failed',
+];
+export const FINAL_STATUSES: readonly SagaStatus[] = ['succeeded', 'compensated', 'stuck', 'failed'];
 export type CallKind = 'action' | 'compensation';
+
+export interface ErrorRecord {
+  readonly code: ErrorSpec['code'];
+  readonly message: string;
+}
 
 export type SagaEvent =
   | {
       readonly type: 'saga.started';
       readonly definition: string;
       readonly version: string;
-      readonly request: { readonly method: string; readonly path: string; readonly body: unknown };
+      readonly request: TemplateScope['request'];
       readonly traceparent?: string;
     }
   | {
@@ -31,16 +48,19 @@ export type SagaEvent =
       readonly step: string;
       readonly kind: CallKind;
       readonly attempt: number;
+      readonly replay: boolean;
       readonly outcome: string;
       readonly status?: number;
-      readonly error?: { readonly code: ErrorSpec['code']; readonly message: string };
+      /** Kept for successful actions: compensations and answers read step responses. */
+      readonly response?: StepResponse;
+      readonly error?: ErrorRecord;
     }
+  | { readonly type: 'saga.compensating'; readonly failedStep?: string; readonly error: ErrorRecord }
   | {
-      readonly type: 'saga.compensating';
-      readonly failedStep?: string;
-      readonly error: { readonly code: string; readonly message: string };
+      readonly type: 'saga.recovered';
+      readonly reason: 'restart' | 'takeover' | 'retry';
+      readonly by: string;
     }
-  | { readonly type: 'saga.pivot'; readonly upstreamStatus?: number }
   | { readonly type: 'saga.finished'; readonly status: SagaStatus };
 
 export type SagaRecord = SagaEvent & { readonly sagaId: string; readonly seq: number; readonly at: number };
@@ -48,18 +68,88 @@ export type SagaRecord = SagaEvent & { readonly sagaId: string; readonly seq: nu
 export interface SagaSummary {
   readonly sagaId: string;
   readonly definition: string;
+  readonly version: string;
   readonly status: SagaStatus;
   readonly startedAt: number;
   readonly updatedAt: number;
 }
 
+export interface ListOptions {
+  readonly status?: SagaStatus;
+  readonly definition?: string;
+  /** Epoch ms: sagas started at or after. */
+  readonly since?: number;
+  /** Default 100, at most 1000. */
+  readonly limit?: number;
+}
+
+export interface StoredDefinition {
+  readonly name: string;
+  readonly version: string;
+  readonly file: string;
+  readonly source: string;
+}
+
+/** The answer a client got, kept so a retry with the same Idempotency-Key gets it again. */
+export interface StoredAnswer {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+export type KeyReservation =
+  | { readonly reserved: true }
+  | {
+      readonly reserved: false;
+      readonly sagaId: string;
+      readonly requestHash: string;
+      readonly answer?: StoredAnswer;
+    };
+
+export interface PruneCutoffs {
+  readonly sagasFinishedBefore: number;
+  readonly keysCreatedBefore: number;
+}
+
 export interface SagaLog {
-  /** Durably appends one record; resolves only once it is stored. */
+  /** Durably appends one record; resolves only once it is stored. Rejects with STORE_UNAVAILABLE, or LEASE_LOST when another instance owns the saga. */
   append(sagaId: string, event: SagaEvent): Promise<SagaRecord>;
   /** Every record of one saga in order; empty when unknown. */
   history(sagaId: string): Promise<readonly SagaRecord[]>;
+  summary(sagaId: string): Promise<SagaSummary | undefined>;
   /** Recent sagas, newest first. */
-  list(opts?: { readonly status?: SagaStatus; readonly limit?: number }): Promise<readonly SagaSummary[]>;
+  list(opts?: ListOptions): Promise<readonly SagaSummary[]>;
+  /** How many sagas are in each status (stuck sagas need an operator). */
+  counts(): Promise<Readonly<Record<SagaStatus, number>>>;
+
+  /** Keeps a definition's source under its version (idempotent): recovery runs the exact version. */
+  saveDefinition(definition: StoredDefinition): Promise<void>;
+  loadDefinition(version: string): Promise<StoredDefinition | undefined>;
+
+  /**
+   * The unfinished sagas this instance must now resume, claimed for it: every unfinished saga of
+   * an embedded store at boot; on PostgreSQL those whose owner's lease expired.
+   */
+  claimUnfinished(): Promise<readonly string[]>;
+  /** Keeps this instance's claims alive; returns the ids it no longer owns. No-op without leases. */
+  renewLeases(running: readonly string[]): Promise<readonly string[]>;
+
+  /** Reserves a client Idempotency-Key for a new saga, or says which saga has it. */
+  reserveKey(key: {
+    readonly definition: string;
+    readonly key: string;
+    readonly requestHash: string;
+    readonly sagaId: string;
+    /** Keys older than this (epoch ms) count as expired and are taken over. */
+    readonly expiredBefore: number;
+  }): Promise<KeyReservation>;
+  /** Stores the answer for every key that started this saga. */
+  saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void>;
+
+  /** Deletes sagas finished before one cutoff and Idempotency-Keys created before the other (epoch ms). */
+  prune(cutoffs: PruneCutoffs): Promise<{ readonly sagas: number; readonly keys: number }>;
+  /** Rejects when the store is unreachable (readiness). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -75,4 +165,12 @@ export function statusAfter(event: SagaEvent): SagaStatus | undefined {
     default:
       return undefined;
   }
+}
+
+export function isFinal(status: SagaStatus): boolean {
+  return FINAL_STATUSES.includes(status);
+}
+
+export function emptyCounts(): Record<SagaStatus, number> {
+  return { running: 0, succeeded: 0, compensating: 0, compensated: 0, stuck: 0, failed: 0 };
 }

@@ -94,6 +94,8 @@ export interface SagaDefinition {
   readonly file: string;
   /** Content hash of the file (12 hex chars): the definition version a saga ran with. */
   readonly version: string;
+  /** The file's text: the saga log keeps it per version so recovery runs the exact version. */
+  readonly source: string;
   readonly match: { readonly method: string; readonly path: string };
   readonly deadlineMs: number;
   readonly respond: 'aggregate' | 'upstream';

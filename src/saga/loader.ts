@@ -103,7 +103,10 @@ function analyseFile(file: string, text: string, opts: LoadOptions): FileResult 
     return { out };
   }
   const version = createHash('sha256').update(text).digest('hex').slice(0, 12);
-  return { out, ...compileSaga(data, { file, version, maxDeadlineMs: opts.maxDeadlineMs }, out) };
+  return {
+    out,
+    ...compileSaga(data, { file, version, source: text, maxDeadlineMs: opts.maxDeadlineMs }, out),
+  };
 }
 
 /** Saga names and matches must be unique across files; the later file (by name) gets the problem. */
@@ -159,6 +162,7 @@ async function readSagaFiles(dir: string): Promise<{ file: string; text: string 
 interface SagaContext {
   readonly file: string;
   readonly version: string;
+  readonly source: string;
   readonly maxDeadlineMs: number | undefined;
 }
 
@@ -250,6 +254,7 @@ function compileSaga(
     name: envelope.metadata.name,
     file: ctx.file,
     version: ctx.version,
+    source: ctx.source,
     match: envelope.spec.match,
     deadlineMs,
     respond,

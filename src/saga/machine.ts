@@ -77,6 +77,8 @@ export interface StepRun {
 
 export interface SagaContext {
   readonly sagaId: string;
+  /** Resumed from the saga log rather than started by a request. */
+  readonly recovered: boolean;
   readonly request: TemplateScope['request'];
   readonly traceparent?: string;
   readonly steps: Readonly<Record<string, StepRun>>;
@@ -89,6 +91,16 @@ export interface SagaInput {
   readonly sagaId: string;
   readonly request: TemplateScope['request'];
   readonly traceparent?: string;
+  /**
+   * Set when a saga is resumed from the saga log after its coordinator stopped (crash, lease
+   * takeover) or when an operator re-drives it: the step states rebuilt from the log. The saga
+   * then never runs forward again: backward recovery compensates what succeeded or may have.
+   */
+  readonly recovered?: {
+    readonly steps: Readonly<Record<string, StepRun>>;
+    readonly failedStep?: string;
+    readonly error?: ErrorInfo;
+  };
 }
 
 export type SagaMachineEvent =
@@ -243,8 +255,15 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         attemptsLeft(context, params.step, params.kind),
       mustCompensate: ({ context }, params: { step: string }) => {
         const run = context.steps[params.step];
-        return Boolean(byName.get(params.step)?.compensation && run && needsCompensation(run));
+        // A recovered saga may have undone some steps already; those stay done.
+        const settled = run?.compensation.status === 'done' || run?.compensation.status === 'skipped';
+        return Boolean(byName.get(params.step)?.compensation && run && !settled && needsCompensation(run));
       },
+      isRecovered: ({ context }) => context.recovered,
+      recoveredComplete: ({ context }) =>
+        context.recovered &&
+        definition.respond === 'aggregate' &&
+        Object.values(context.steps).every((s) => s.status === 'succeeded'),
       mustResolveFirst: ({ context }, params: { step: string }) => {
         const run = context.steps[params.step];
         const def = byName.get(params.step);
@@ -330,6 +349,16 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           },
         };
       }),
+      recordInterruption: assign(({ context }) =>
+        context.error
+          ? {}
+          : {
+              error: {
+                code: ERRORS.SAGA_INTERRUPTED.code,
+                message: 'the coordinator stopped while the saga ran; recovered backward',
+              },
+            },
+      ),
       recordUpstream: assign(({ event }) =>
         event.type === 'saga.upstream.response' ? { upstreamStatus: event.status } : {},
       ),
@@ -551,12 +580,23 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     id: 'saga',
     context: ({ input }: { input: SagaInput }): SagaContext => ({
       sagaId: input.sagaId,
+      recovered: Boolean(input.recovered),
       request: input.request,
       ...(input.traceparent ? { traceparent: input.traceparent } : {}),
-      steps: initialSteps(definition),
+      steps: { ...initialSteps(definition), ...input.recovered?.steps },
+      ...(input.recovered?.failedStep ? { failedStep: input.recovered.failedStep } : {}),
+      ...(input.recovered?.error ? { error: input.recovered.error } : {}),
     }),
-    initial: 'running',
+    initial: 'starting',
     states: {
+      // A new saga runs; a recovered one completes (every step had succeeded) or compensates.
+      starting: {
+        always: [
+          { guard: 'recoveredComplete', target: 'succeeded' },
+          { guard: 'isRecovered', target: 'compensating', actions: 'recordInterruption' },
+          { target: 'running' },
+        ],
+      },
       running: {
         type: 'parallel',
         states: Object.fromEntries(definition.steps.map((s) => [s.name, actionRegion(s)])),

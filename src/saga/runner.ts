@@ -8,7 +8,8 @@ import type { Observer } from '../observer';
 import { NOOP_OBSERVER } from '../observer';
 import type { HttpCaller } from '../participants/step-caller';
 import { CallNetworkError } from '../participants/step-caller';
-import type { SagaLog, SagaStatus } from '../saga-log/saga-log';
+import { rebuild } from '../saga-log/recovery';
+import type { SagaLog } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
 import type {
   CallInput,
@@ -16,6 +17,7 @@ import type {
   ErrorInfo,
   FinalState,
   SagaContext,
+  SagaInput,
   SagaMachine,
   StepRun,
 } from './machine';
@@ -41,7 +43,8 @@ export interface StepSummary {
 export interface SagaResult {
   readonly sagaId: string;
   readonly definition: string;
-  readonly status: FinalState;
+  /** `abandoned`: this process stopped acting on the saga (lease lost, shutdown); another resumes it. */
+  readonly status: FinalState | 'abandoned';
   readonly failedStep?: string;
   readonly error?: ErrorInfo;
   readonly steps: readonly StepSummary[];
@@ -57,11 +60,26 @@ export interface RunnerDeps {
   readonly random?: () => number;
   readonly newId?: () => string;
   readonly observer?: Observer;
+  /** The definition a saga started with, by version: recovery runs that exact version. */
+  readonly resolveDefinition: (version: string, name: string) => Promise<SagaDefinition | undefined>;
+  /** Called when a resumed saga ends (to store answers for its Idempotency-Keys). */
+  readonly onRecovered?: (result: SagaResult, definition: SagaDefinition) => void;
+  /** Recorded in `saga.recovered` records: which instance resumed a saga. */
+  readonly instanceId?: string;
+}
+
+interface Running {
+  readonly actor: SagaActor;
+  readonly logger: Logger;
+  readonly execution: SagaExecution;
+  readonly abandon: (reason: string) => void;
 }
 
 export interface StartMeta {
   readonly traceparent?: string;
   readonly requestId?: string;
+  /** A saga id allocated beforehand (see allocateId). */
+  readonly sagaId?: string;
 }
 
 type SagaActor = Actor<SagaMachine>;
@@ -129,8 +147,8 @@ function scopeOf(definition: SagaDefinition, context: SagaContext): TemplateScop
 
 export class SagaRunner {
   private readonly machines = new WeakMap<SagaDefinition, SagaMachine>();
-  private readonly loggers = new Map<string, Logger>();
-  private readonly running = new Map<string, SagaActor>();
+  private readonly sagas = new Map<string, Running>();
+  private readonly savedVersions = new Set<string>();
   private readonly newId: () => string;
   private readonly observer: Observer;
 
@@ -141,98 +159,99 @@ export class SagaRunner {
 
   /** Sagas in flight in this process. */
   get inFlight(): number {
-    return this.running.size;
+    return this.sagas.size;
+  }
+
+  /** Ids of the sagas this process is running. */
+  runningIds(): string[] {
+    return [...this.sagas.keys()];
+  }
+
+  /** A fresh saga id, for callers that must record it before the saga starts (Idempotency-Key). */
+  allocateId(): string {
+    return this.newId();
   }
 
   /**
-   * Records the saga's start, then starts its actor. The start record is written before any step
-   * can be dispatched; if it cannot be written, nothing runs and the error propagates.
+   * Records the saga's start (and its definition's source, once per version), then starts its
+   * actor. The start record is written before any step can be dispatched; if it cannot be
+   * written, nothing runs and the error propagates.
    */
   async start(
     definition: SagaDefinition,
     request: TemplateScope['request'],
     meta: StartMeta = {},
   ): Promise<SagaExecution> {
-    const sagaId = this.newId();
-    const traceId = traceIdOf(meta.traceparent);
-    const logger = this.deps.logger.child({
-      saga_id: sagaId,
-      saga: definition.name,
-      ...(meta.requestId ? { request_id: meta.requestId } : {}),
-      ...(traceId ? { trace_id: traceId } : {}),
-    });
+    const sagaId = meta.sagaId ?? this.newId();
+    if (!this.savedVersions.has(definition.version)) {
+      await this.deps.log.saveDefinition({
+        name: definition.name,
+        version: definition.version,
+        file: definition.file,
+        source: definition.source,
+      });
+      this.savedVersions.add(definition.version);
+    }
     await this.deps.log.append(sagaId, {
       type: 'saga.started',
       definition: definition.name,
       version: definition.version,
-      request: { method: request.method, path: request.path, body: request.body },
+      request,
       ...(meta.traceparent ? { traceparent: meta.traceparent } : {}),
     });
-    this.loggers.set(sagaId, logger);
-    logger.info({ definition_version: definition.version }, 'saga started');
-    this.observer.sagaStarted(definition.name);
-    const startedAt = this.deps.clock.now();
+    return this.launch(
+      definition,
+      { sagaId, request, ...(meta.traceparent ? { traceparent: meta.traceparent } : {}) },
+      meta.requestId,
+    );
+  }
 
-    const actor = createActor(this.machineFor(definition), {
-      input: { sagaId, request, ...(meta.traceparent ? { traceparent: meta.traceparent } : {}) },
-      clock: this.deps.clock,
+  /**
+   * Resumes an unfinished saga from its journal (after a restart or a lease takeover) or, with
+   * reason `retry`, re-drives a stuck saga's compensations. Backward recovery: the saga never
+   * runs forward again. Resolves undefined when there is nothing to resume.
+   */
+  async resume(sagaId: string, reason: 'restart' | 'takeover' | 'retry'): Promise<SagaExecution | undefined> {
+    if (this.sagas.has(sagaId)) return this.sagas.get(sagaId)?.execution;
+    const rebuilt = rebuild(await this.deps.log.history(sagaId), { retryStuck: reason === 'retry' });
+    if (!rebuilt) return undefined;
+    if (rebuilt.finished && !(reason === 'retry' && rebuilt.finished === 'stuck')) return undefined;
+    const { started } = rebuilt;
+    const logger = this.deps.logger.child({ saga_id: sagaId, saga: started.definition });
+    const definition = await this.deps.resolveDefinition(started.version, started.definition);
+    if (!definition) {
+      logger.error({ version: started.version }, 'cannot resume: definition version unknown');
+      return undefined;
+    }
+    await this.deps.log.append(sagaId, {
+      type: 'saga.recovered',
+      reason,
+      by: this.deps.instanceId ?? 'local',
     });
-    this.running.set(sagaId, actor);
+    logger.warn({ reason, steps: Object.keys(rebuilt.steps) }, 'saga resumed from the log');
+    return this.launch(definition, {
+      sagaId,
+      request: started.request,
+      ...(started.traceparent ? { traceparent: started.traceparent } : {}),
+      recovered: {
+        steps: rebuilt.steps,
+        ...(rebuilt.failedStep ? { failedStep: rebuilt.failedStep } : {}),
+        ...(rebuilt.error ? { error: rebuilt.error } : {}),
+      },
+    });
+  }
 
-    let resolveSteps: (value: 'pivot' | 'final') => void = () => undefined;
-    const stepsDone = new Promise<'pivot' | 'final'>((resolve) => (resolveSteps = resolve));
-    const settled = new Promise<SagaResult>((resolve) => {
-      let previous = '';
-      const finish = (snapshot: SagaSnapshot, status: FinalState, error?: ErrorInfo): void => {
-        subscription.unsubscribe();
-        this.running.delete(sagaId);
-        const context = snapshot.context;
-        const result: SagaResult = {
-          sagaId,
-          definition: definition.name,
-          status,
-          ...(context.failedStep ? { failedStep: context.failedStep } : {}),
-          ...((error ?? context.error) ? { error: error ?? context.error } : {}),
-          steps: summarize(context),
-          scope: scopeOf(definition, context),
-        };
-        // Record the end before anyone answers the client with it.
-        this.deps.log
-          .append(sagaId, { type: 'saga.finished', status: status satisfies SagaStatus })
-          .catch((err: unknown) => logger.error({ err }, 'could not record the end of the saga'))
-          .finally(() => {
-            this.loggers.delete(sagaId);
-            logger.info({ status, failed_step: result.failedStep, error: result.error }, 'saga finished');
-            this.observer.sagaFinished(definition.name, status, this.deps.clock.now() - startedAt);
-            resolveSteps('final');
-            resolve(result);
-          });
-      };
-      const subscription = actor.subscribe({
-        next: (snapshot) => {
-          const state =
-            typeof snapshot.value === 'string' ? snapshot.value : (Object.keys(snapshot.value)[0] ?? '');
-          if (state === previous) return;
-          previous = state;
-          if (state === 'compensating') this.recordCompensating(sagaId, snapshot.context, logger);
-          if (state === 'pivot') resolveSteps('pivot');
-          if (snapshot.status === 'done') finish(snapshot, state as FinalState);
-        },
-        error: (err) => {
-          // A bug in an action, not a participant's failure: the saga cannot go on safely.
-          logger.error({ err }, 'saga actor failed');
-          const e = toSagameshError(err);
-          finish(actor.getSnapshot(), 'stuck', { code: e.code, message: e.message });
-        },
-      });
-    });
-    actor.start();
-    return new SagaExecution(sagaId, definition, actor, settled, stepsDone);
+  /** Operator retry of a stuck saga's compensations. */
+  async retry(sagaId: string): Promise<'retrying' | 'not-found' | 'not-stuck'> {
+    const summary = await this.deps.log.summary(sagaId);
+    if (!summary) return 'not-found';
+    if (summary.status !== 'stuck' || this.sagas.has(sagaId)) return 'not-stuck';
+    return (await this.resume(sagaId, 'retry')) ? 'retrying' : 'not-stuck';
   }
 
   /** Whether this process is running the saga right now. */
   isRunning(sagaId: string): boolean {
-    return this.running.has(sagaId);
+    return this.sagas.has(sagaId);
   }
 
   /**
@@ -240,16 +259,117 @@ export class SagaRunner {
    * a saga already compensating or at its pivot ignores steps it no longer needs.
    */
   abort(sagaId: string, reason: string): boolean {
-    const actor = this.running.get(sagaId);
-    if (!actor) return false;
-    actor.send({ type: 'saga.abort', reason });
+    const saga = this.sagas.get(sagaId);
+    if (!saga) return false;
+    saga.actor.send({ type: 'saga.abort', reason });
     return true;
+  }
+
+  /**
+   * Stops acting on a saga another instance now owns (its lease was taken over): no record is
+   * written — the new owner resumes it from the log.
+   */
+  abandon(sagaId: string, reason: string): void {
+    const saga = this.sagas.get(sagaId);
+    if (!saga) return;
+    saga.logger.warn({ reason }, 'saga abandoned: another instance owns it now');
+    saga.abandon(reason);
   }
 
   /** Stops every actor without recording anything: what was in flight is left for recovery. */
   stopAll(): void {
-    for (const actor of this.running.values()) actor.stop();
-    this.running.clear();
+    for (const saga of [...this.sagas.values()]) saga.abandon('sagamesh stopped');
+  }
+
+  private launch(definition: SagaDefinition, input: SagaInput, requestId?: string): SagaExecution {
+    const { sagaId } = input;
+    const traceId = traceIdOf(input.traceparent);
+    const logger = this.deps.logger.child({
+      saga_id: sagaId,
+      saga: definition.name,
+      ...(requestId ? { request_id: requestId } : {}),
+      ...(traceId ? { trace_id: traceId } : {}),
+    });
+    if (!input.recovered) logger.info({ definition_version: definition.version }, 'saga started');
+    this.observer.sagaStarted(definition.name);
+    const startedAt = this.deps.clock.now();
+    const actor = createActor(this.machineFor(definition), { input, clock: this.deps.clock });
+
+    let resolveSteps: (value: 'pivot' | 'final') => void = () => undefined;
+    const stepsDone = new Promise<'pivot' | 'final'>((resolve) => (resolveSteps = resolve));
+    let resolveSettled: (result: SagaResult) => void = () => undefined;
+    const settled = new Promise<SagaResult>((resolve) => (resolveSettled = resolve));
+    const result = (context: SagaContext, status: SagaResult['status'], error?: ErrorInfo): SagaResult => ({
+      sagaId,
+      definition: definition.name,
+      status,
+      ...(context.failedStep ? { failedStep: context.failedStep } : {}),
+      ...((error ?? context.error) ? { error: error ?? context.error } : {}),
+      steps: summarize(context),
+      scope: scopeOf(definition, context),
+    });
+
+    let previous = '';
+    let done = false;
+    const finish = (snapshot: SagaSnapshot, status: FinalState, error?: ErrorInfo): void => {
+      if (done) return;
+      done = true;
+      subscription.unsubscribe();
+      const outcome = result(snapshot.context, status, error);
+      // Record the end before anyone answers the client with it; only then is the saga done here.
+      this.deps.log
+        .append(sagaId, { type: 'saga.finished', status })
+        .then(
+          () => {
+            logger.info({ status, failed_step: outcome.failedStep, error: outcome.error }, 'saga finished');
+            this.observer.sagaFinished(definition.name, status, this.deps.clock.now() - startedAt);
+          },
+          (err: unknown) =>
+            logger.error({ err }, 'could not record the end of the saga; recovery will finish it'),
+        )
+        .finally(() => {
+          this.sagas.delete(sagaId);
+          resolveSteps('final');
+          resolveSettled(outcome);
+          if (input.recovered) this.deps.onRecovered?.(outcome, definition);
+        });
+    };
+    const subscription = actor.subscribe({
+      next: (snapshot) => {
+        const state =
+          typeof snapshot.value === 'string' ? snapshot.value : (Object.keys(snapshot.value)[0] ?? '');
+        if (state === previous) return;
+        previous = state;
+        if (state === 'compensating') this.recordCompensating(sagaId, snapshot.context, logger);
+        if (state === 'pivot') resolveSteps('pivot');
+        if (snapshot.status === 'done') finish(snapshot, state as FinalState);
+      },
+      error: (err) => {
+        // A bug in an action, not a participant's failure: stop here; recovery resumes it.
+        logger.error({ err }, 'saga actor failed');
+        const e = toSagameshError(err);
+        abandon(`actor failed: ${e.code}`, { code: e.code, message: e.message });
+      },
+    });
+    const abandon = (reason: string, error?: ErrorInfo): void => {
+      if (done) return;
+      done = true;
+      subscription.unsubscribe();
+      actor.stop();
+      this.sagas.delete(sagaId);
+      resolveSteps('final');
+      resolveSettled(
+        result(
+          actor.getSnapshot().context,
+          'abandoned',
+          error ?? { code: ERRORS.LEASE_LOST.code, message: reason },
+        ),
+      );
+    };
+    const execution = new SagaExecution(sagaId, definition, actor, settled, stepsDone);
+    this.sagas.set(sagaId, { actor, logger, execution, abandon });
+    actor.start();
+    return execution;
   }
 
   private recordCompensating(sagaId: string, context: SagaContext, logger: Logger): void {
@@ -261,7 +381,14 @@ export class SagaRunner {
         ...(context.failedStep ? { failedStep: context.failedStep } : {}),
         error,
       })
-      .catch((err: unknown) => logger.error({ err }, 'could not record compensating'));
+      .catch((err: unknown) => this.onStoreError(sagaId, err, logger));
+  }
+
+  /** A lost lease means another instance owns the saga now: stop acting on it at once. */
+  private onStoreError(sagaId: string, err: unknown, logger: Logger): void {
+    const e = toSagameshError(err);
+    logger.error({ err: e, code: e.code }, 'saga log write failed');
+    if (e.code === ERRORS.LEASE_LOST.code) this.abandon(sagaId, e.message);
   }
 
   private machineFor(definition: SagaDefinition): SagaMachine {
@@ -286,7 +413,7 @@ export class SagaRunner {
     input: CallInput,
     signal: AbortSignal,
   ): Promise<CallOutput> {
-    const logger = this.loggers.get(input.sagaId) ?? this.deps.logger;
+    const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
     const step = definition.steps.find((s) => s.name === input.step);
     const call = input.kind === 'action' ? step?.action : step?.compensation;
     if (!call) throw new Error(`no ${input.kind} for step ${input.step}`);
@@ -306,7 +433,19 @@ export class SagaRunner {
     }
 
     const { sagaId, kind, attempt, replay } = input;
-    await this.deps.log.append(sagaId, { type: 'call.dispatched', step: input.step, kind, attempt, replay });
+    try {
+      await this.deps.log.append(sagaId, {
+        type: 'call.dispatched',
+        step: input.step,
+        kind,
+        attempt,
+        replay,
+      });
+    } catch (err) {
+      // Not recorded, so not sent. A lost lease stops the saga here; anything else is retried.
+      this.onStoreError(sagaId, err, logger);
+      throw err;
+    }
     const started = this.deps.clock.now();
     let output: CallOutput;
     try {
@@ -344,7 +483,10 @@ export class SagaRunner {
       const errno = err instanceof CallNetworkError ? err.errno : undefined;
       output = classifyNetworkError(errno, err instanceof Error ? err.message : String(err), input.step);
     }
-    await this.recordOutcome(input, output);
+    await this.recordOutcome(input, output).catch((err: unknown) => {
+      this.onStoreError(sagaId, err, logger);
+      throw err;
+    });
     const durationMs = this.deps.clock.now() - started;
     this.observer.callCompleted({
       definition: definition.name,
@@ -375,8 +517,13 @@ export class SagaRunner {
       step: input.step,
       kind: input.kind,
       attempt: input.attempt,
+      replay: input.replay,
       outcome: output.outcome,
       ...(output.response ? { status: output.response.status } : {}),
+      // Successful actions keep their response: compensations and answers read it after a restart.
+      ...(output.response && output.outcome === 'success' && input.kind === 'action'
+        ? { response: output.response }
+        : {}),
       ...(output.error ? { error: output.error } : {}),
     });
   }

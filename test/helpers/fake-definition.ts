@@ -66,6 +66,7 @@ export function definition(steps: StepDefinition[], over: Partial<SagaDefinition
     name: 'test-saga',
     file: 'test.yaml',
     version: 'v1',
+    source: '',
     match: { method: 'POST', path: '/test' },
     deadlineMs: 10_000,
     respond: 'aggregate',

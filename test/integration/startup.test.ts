@@ -13,7 +13,11 @@ function sagasDir(files: Record<string, string>): string {
 }
 
 async function failedStart(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  const { process: sagamesh, ready } = spawnSagamesh({ SAGAMESH_GRPC_ADDR: '127.0.0.1:0', ...env });
+  const { process: sagamesh, ready } = spawnSagamesh({
+    SAGAMESH_GRPC_ADDR: '127.0.0.1:0',
+    SAGAMESH_STORE: 'memory',
+    ...env,
+  });
   await expect(ready).rejects.toThrow(/sagamesh exited/);
   const code = await sagamesh.exited;
   return { code, output: sagamesh.lines().join('\n') };

@@ -1,0 +1,119 @@
+import type { Applied, ErrorInfo, StepRun } from '../saga/machine';
+import type { SagaRecord, SagaStatus } from './saga-log';
+
+/**
+ * Rebuilds a saga's state from its journal: the input a recovered saga machine starts from.
+ * Pure; the rules are those of the machine:
+ * - an action dispatched and never completed is in doubt (in flight);
+ * - an action that answered success succeeded (its response is kept for the compensation);
+ * - a 5xx or network failure may have been applied; a 4xx refusal was not;
+ * - a compensation that succeeded (or 404) is done and is not sent again; one refused is stuck.
+ * Attempt budgets start afresh: a restarted coordinator retries as if the call were new.
+ */
+export interface Rebuilt {
+  readonly started: Extract<SagaRecord, { type: 'saga.started' }>;
+  readonly finished?: SagaStatus;
+  readonly steps: Record<string, StepRun>;
+  readonly failedStep?: string;
+  readonly error?: ErrorInfo;
+}
+
+const fresh = (): StepRun => ({
+  status: 'pending',
+  attempts: 0,
+  inFlight: false,
+  applied: 'no',
+  nextDelayMs: 0,
+  compensation: { status: 'pending', attempts: 0 },
+});
+
+const atLeast = (a: Applied, b: Applied): Applied =>
+  a === 'yes' || b === 'yes' ? 'yes' : a === 'maybe' || b === 'maybe' ? 'maybe' : 'no';
+
+export function rebuild(
+  records: readonly SagaRecord[],
+  opts: { retryStuck?: boolean } = {},
+): Rebuilt | undefined {
+  const started = records.find(
+    (r): r is Extract<SagaRecord, { type: 'saga.started' }> => r.type === 'saga.started',
+  );
+  if (!started) return undefined;
+  const steps: Record<string, StepRun> = {};
+  const step = (name: string): StepRun => (steps[name] ??= fresh());
+  let finished: SagaStatus | undefined;
+  let failedStep: string | undefined;
+  let error: ErrorInfo | undefined;
+
+  for (const r of records) {
+    switch (r.type) {
+      case 'call.dispatched': {
+        const s = step(r.step);
+        if (r.kind === 'action' && !r.replay)
+          steps[r.step] = { ...s, status: 'running', attempts: r.attempt, inFlight: true };
+        if (r.kind === 'compensation')
+          steps[r.step] = { ...s, compensation: { ...s.compensation, status: 'running' } };
+        break;
+      }
+      case 'call.completed': {
+        const s = step(r.step);
+        if (r.kind === 'action') {
+          const inFlight = r.replay ? s.inFlight : false;
+          if (r.outcome === 'success') {
+            steps[r.step] = {
+              ...s,
+              inFlight,
+              status: 'succeeded',
+              applied: 'yes',
+              ...(r.response ? { response: r.response } : {}),
+            };
+          } else if (r.outcome === 'rejected') {
+            // A refused replay proves the action never took effect.
+            steps[r.step] = {
+              ...s,
+              inFlight: r.replay ? false : inFlight,
+              applied: r.replay ? 'no' : s.applied,
+            };
+          } else {
+            steps[r.step] = { ...s, inFlight, applied: atLeast(s.applied, 'maybe') };
+          }
+          if (r.error && r.outcome !== 'success') steps[r.step] = { ...step(r.step), error: r.error };
+        } else {
+          const status =
+            r.outcome === 'success' ? 'done' : r.outcome === 'rejected' ? 'stuck' : s.compensation.status;
+          steps[r.step] = {
+            ...s,
+            compensation: { ...s.compensation, status, ...(r.error ? { error: r.error } : {}) },
+          };
+        }
+        break;
+      }
+      case 'saga.compensating':
+        failedStep ??= r.failedStep;
+        error ??= r.error;
+        break;
+      case 'saga.finished':
+        finished = r.status;
+        break;
+      default:
+        break;
+    }
+  }
+
+  for (const [name, s] of Object.entries(steps)) {
+    const comp = s.compensation;
+    // Interrupted undo is sent again (idempotently); stuck is re-driven only when an operator asks.
+    const status =
+      comp.status === 'running' || (comp.status === 'stuck' && opts.retryStuck) ? 'pending' : comp.status;
+    steps[name] = {
+      ...s,
+      compensation: { status, attempts: 0, ...(comp.error ? { error: comp.error } : {}) },
+    };
+  }
+  return {
+    started,
+    ...(finished ? { finished } : {}),
+    steps,
+    ...(failedStep ? { failedStep } : {}),
+    ...(error ? { error } : {}),
+  };
+}

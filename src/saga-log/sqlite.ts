@@ -1,0 +1,359 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { Clock } from '../clock';
+import { ERRORS, SagameshError } from '../errors';
+import { parseRecord, toSummary } from './rows';
+import type {
+  KeyReservation,
+  ListOptions,
+  PruneCutoffs,
+  SagaEvent,
+  SagaLog,
+  SagaRecord,
+  SagaStatus,
+  SagaSummary,
+  StoredAnswer,
+  StoredDefinition,
+} from './saga-log';
+import { emptyCounts, isFinal, SAGA_STATUSES, statusAfter } from './saga-log';
+import { MIGRATIONS_TABLE, migrations } from './schema';
+
+/**
+ * The embedded saga log (`SAGAMESH_STORE=sqlite:<path>`, the default): better-sqlite3 in WAL mode.
+ *
+ * Appends are group-committed: every append made in the same tick joins one transaction, so one
+ * fsync covers many sagas' records, and each append resolves only after that commit. The database
+ * is opened in exclusive locking mode, so a second sagamesh on the same file fails at start
+ * instead of both resuming the same sagas.
+ */
+export interface SqliteOptions {
+  readonly file: string;
+  /** `full` (default): durable across power loss; `normal`: across process crashes only. */
+  readonly synchronous?: 'full' | 'normal';
+}
+
+interface PendingAppend {
+  readonly record: SagaRecord;
+  readonly status: SagaStatus | undefined;
+  readonly resolve: (record: SagaRecord) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+function sqliteCode(err: unknown): string {
+  return typeof err === 'object' && err !== null && 'code' in err
+    ? String((err as { code: unknown }).code)
+    : '';
+}
+
+/** Maps an SQLite failure to the registry: garbage or a newer schema is corrupt, the rest unavailable. */
+function storeError(err: unknown, file: string): SagameshError {
+  if (err instanceof SagameshError) return err;
+  const code = sqliteCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  const spec =
+    code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' ? ERRORS.STORE_CORRUPT : ERRORS.STORE_UNAVAILABLE;
+  return new SagameshError(spec, `${file}: ${message}`, [], { cause: err });
+}
+
+export class SqliteSagaLog implements SagaLog {
+  private readonly db: Database.Database;
+  private readonly seqs = new Map<string, number>();
+  private pending: PendingAppend[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private readonly stmt: ReturnType<SqliteSagaLog['prepare']>;
+
+  /** Opens (creating it and its directory if needed) and migrates; throws coded errors. */
+  static open(options: SqliteOptions, clock: Clock): SqliteSagaLog {
+    const file = path.resolve(options.file);
+    let db: Database.Database | undefined;
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      db = new Database(file, { timeout: 2000 });
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+      migrate(db, clock);
+      return new SqliteSagaLog(db, clock);
+    } catch (err) {
+      db?.close();
+      const e = storeError(err, file);
+      if (sqliteCode(err) === 'SQLITE_BUSY') {
+        throw new SagameshError(ERRORS.STORE_UNAVAILABLE, `${file} is in use by another sagamesh instance`);
+      }
+      throw e;
+    }
+  }
+
+  private constructor(
+    db: Database.Database,
+    private readonly clock: Clock,
+  ) {
+    this.db = db;
+    this.stmt = this.prepare();
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      insertEvent: db.prepare(
+        'INSERT INTO saga_events (saga_id, seq, at, type, data) VALUES (?, ?, ?, ?, ?)',
+      ),
+      insertSaga: db.prepare(
+        'INSERT INTO sagas (id, definition, version, status, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      touchSaga: db.prepare(
+        'UPDATE sagas SET status = COALESCE(?, status), updated_at = ?, finished_at = COALESCE(?, finished_at) WHERE id = ?',
+      ),
+      maxSeq: db.prepare('SELECT MAX(seq) AS seq FROM saga_events WHERE saga_id = ?'),
+      history: db.prepare('SELECT data FROM saga_events WHERE saga_id = ? ORDER BY seq'),
+      summary: db.prepare('SELECT * FROM sagas WHERE id = ?'),
+      counts: db.prepare('SELECT status, COUNT(*) AS n FROM sagas GROUP BY status'),
+      saveDefinition: db.prepare(
+        'INSERT INTO definitions (version, name, file, source, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (version) DO NOTHING',
+      ),
+      loadDefinition: db.prepare('SELECT version, name, file, source FROM definitions WHERE version = ?'),
+      unfinished: db.prepare('SELECT id FROM sagas WHERE finished_at IS NULL ORDER BY started_at'),
+      reserveKey: db.prepare(
+        `INSERT INTO idempotency_keys (definition, key, request_hash, saga_id, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (definition, key) DO UPDATE SET request_hash = excluded.request_hash, saga_id = excluded.saga_id,
+           answer = NULL, created_at = excluded.created_at
+         WHERE idempotency_keys.created_at < ?`,
+      ),
+      getKey: db.prepare(
+        'SELECT saga_id, request_hash, answer FROM idempotency_keys WHERE definition = ? AND key = ?',
+      ),
+      saveAnswer: db.prepare('UPDATE idempotency_keys SET answer = ? WHERE saga_id = ?'),
+      pruneEvents: db.prepare(
+        'DELETE FROM saga_events WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < ?)',
+      ),
+      pruneSagas: db.prepare('DELETE FROM sagas WHERE finished_at IS NOT NULL AND finished_at < ?'),
+      pruneKeys: db.prepare('DELETE FROM idempotency_keys WHERE created_at < ?'),
+    };
+  }
+
+  append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
+    if (this.closed)
+      return Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed'));
+    let seq: number;
+    try {
+      seq = this.nextSeq(sagaId);
+    } catch (err) {
+      return Promise.reject(storeError(err, 'saga log'));
+    }
+    const record: SagaRecord = { ...event, sagaId, seq, at: this.clock.now() };
+    if (event.type === 'saga.finished') this.seqs.delete(sagaId);
+    return new Promise((resolve, reject) => {
+      this.pending.push({ record, status: statusAfter(event), resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private nextSeq(sagaId: string): number {
+    let seq = this.seqs.get(sagaId);
+    if (seq === undefined) {
+      const row = this.stmt.maxSeq.get(sagaId) as { seq: number | null } | undefined;
+      seq = row?.seq ?? 0;
+    }
+    seq += 1;
+    this.seqs.set(sagaId, seq);
+    return seq;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    try {
+      this.db.transaction(() => {
+        for (const { record, status } of batch) {
+          if (record.type === 'saga.started') {
+            this.stmt.insertSaga.run(
+              record.sagaId,
+              record.definition,
+              record.version,
+              'running',
+              record.at,
+              record.at,
+            );
+          }
+          this.stmt.insertEvent.run(
+            record.sagaId,
+            record.seq,
+            record.at,
+            record.type,
+            JSON.stringify(record),
+          );
+          const finishedAt = status && isFinal(status) ? record.at : null;
+          if (record.type !== 'saga.started')
+            this.stmt.touchSaga.run(status ?? null, record.at, finishedAt, record.sagaId);
+        }
+      })();
+    } catch (err) {
+      const e = storeError(err, 'saga log');
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    for (const p of batch) p.resolve(p.record);
+  }
+
+  history(sagaId: string): Promise<readonly SagaRecord[]> {
+    return this.read(() =>
+      (this.stmt.history.all(sagaId) as { data: string }[]).map((r) => parseRecord(r.data)),
+    );
+  }
+
+  summary(sagaId: string): Promise<SagaSummary | undefined> {
+    return this.read(() => {
+      const row = this.stmt.summary.get(sagaId);
+      return row ? toSummary(row) : undefined;
+    });
+  }
+
+  list(opts: ListOptions = {}): Promise<readonly SagaSummary[]> {
+    return this.read(() => {
+      const where: string[] = [];
+      const args: (string | number)[] = [];
+      const filter = (sql: string, value: string | number | undefined): void => {
+        if (value === undefined || value === '') return;
+        where.push(sql);
+        args.push(value);
+      };
+      filter('status = ?', opts.status);
+      filter('definition = ?', opts.definition);
+      filter('started_at >= ?', opts.since);
+      const sql = `SELECT * FROM sagas ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC LIMIT ?`;
+      args.push(Math.min(opts.limit ?? 100, 1000));
+      return this.db
+        .prepare(sql)
+        .all(...args)
+        .map((row) => toSummary(row));
+    });
+  }
+
+  counts(): Promise<Readonly<Record<SagaStatus, number>>> {
+    return this.read(() => {
+      const counts = emptyCounts();
+      for (const row of this.stmt.counts.all() as { status: string; n: number }[]) {
+        const status = SAGA_STATUSES.find((s) => s === row.status);
+        if (status) counts[status] = row.n;
+      }
+      return counts;
+    });
+  }
+
+  saveDefinition(d: StoredDefinition): Promise<void> {
+    return this.write(
+      () => void this.stmt.saveDefinition.run(d.version, d.name, d.file, d.source, this.clock.now()),
+    );
+  }
+
+  loadDefinition(version: string): Promise<StoredDefinition | undefined> {
+    return this.read(() => this.stmt.loadDefinition.get(version) as StoredDefinition | undefined);
+  }
+
+  claimUnfinished(): Promise<readonly string[]> {
+    return this.read(() => (this.stmt.unfinished.all() as { id: string }[]).map((r) => r.id));
+  }
+
+  renewLeases(): Promise<readonly string[]> {
+    return Promise.resolve([]);
+  }
+
+  reserveKey(k: {
+    definition: string;
+    key: string;
+    requestHash: string;
+    sagaId: string;
+    expiredBefore: number;
+  }): Promise<KeyReservation> {
+    return this.write(() => {
+      const result = this.stmt.reserveKey.run(
+        k.definition,
+        k.key,
+        k.requestHash,
+        k.sagaId,
+        this.clock.now(),
+        k.expiredBefore,
+      );
+      if (result.changes > 0) return { reserved: true } as const;
+      const row = this.stmt.getKey.get(k.definition, k.key) as
+        { saga_id: string; request_hash: string; answer: string | null } | undefined;
+      if (!row) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'idempotency key vanished while reserving');
+      return {
+        reserved: false,
+        sagaId: row.saga_id,
+        requestHash: row.request_hash,
+        ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
+      } as const;
+    });
+  }
+
+  saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
+    return this.write(() => void this.stmt.saveAnswer.run(JSON.stringify(answer), sagaId));
+  }
+
+  prune(cutoffs: PruneCutoffs): Promise<{ sagas: number; keys: number }> {
+    return this.write(() =>
+      this.db.transaction(() => {
+        this.stmt.pruneEvents.run(cutoffs.sagasFinishedBefore);
+        const sagas = this.stmt.pruneSagas.run(cutoffs.sagasFinishedBefore).changes;
+        const keys = this.stmt.pruneKeys.run(cutoffs.keysCreatedBefore).changes;
+        return { sagas, keys };
+      })(),
+    );
+  }
+
+  ping(): Promise<void> {
+    return this.read(() => void this.db.prepare('SELECT 1').get());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.db.close();
+    return Promise.resolve();
+  }
+
+  private read<T>(fn: () => T): Promise<T> {
+    return this.write(fn);
+  }
+
+  private write<T>(fn: () => T): Promise<T> {
+    if (this.closed)
+      return Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed'));
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      return Promise.reject(storeError(err, 'saga log'));
+    }
+  }
+}
+
+function migrate(db: Database.Database, clock: Clock): void {
+  db.exec(MIGRATIONS_TABLE);
+  const row = db.prepare('SELECT MAX(version) AS v FROM sagamesh_migrations').get() as { v: number | null };
+  const current = row.v ?? 0;
+  const all = migrations('sqlite');
+  if (current > all.length) {
+    throw new SagameshError(
+      ERRORS.STORE_CORRUPT,
+      `schema version ${current} is newer than this sagamesh (${all.length})`,
+    );
+  }
+  all.slice(current).forEach((statements, i) => {
+    db.transaction(() => {
+      for (const sql of statements) db.exec(sql);
+      db.prepare('INSERT INTO sagamesh_migrations (version, applied_at) VALUES (?, ?)').run(
+        current + i + 1,
+        clock.now(),
+      );
+    })();
+  });
+}
