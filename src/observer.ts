@@ -21,6 +21,11 @@ export interface Observer {
     readonly outcome: string;
     readonly durationMs: number;
   }): void;
+  /**
+   * The definitions watcher tried a new set: `applied` replaced the set in force, `unchanged` found
+   * the same versions, `rejected` kept the last good set; `codes` are the rejected set's problems.
+   */
+  definitionsReloaded(result: 'applied' | 'unchanged' | 'rejected', codes: readonly string[]): void;
 }
 
 export const NOOP_OBSERVER: Observer = Object.freeze({
@@ -30,4 +35,5 @@ export const NOOP_OBSERVER: Observer = Object.freeze({
   sagaStarted: () => undefined,
   sagaFinished: () => undefined,
   callCompleted: () => undefined,
+  definitionsReloaded: () => undefined,
 });
