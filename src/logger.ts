@@ -13,15 +13,21 @@ export const REDACTED_PATHS = [
   'headers.cookie',
 ];
 
+/**
+ * The process logger. `redactBodyFields` are dot paths into saga request bodies
+ * (SAGAMESH_LOG_REDACT, e.g. `card.number`): wherever a log line carries `request.body`, those
+ * fields read `[redacted]`.
+ */
 export function createLogger(
-  options: { level: string; name?: string },
+  options: { level: string; name?: string; redactBodyFields?: readonly string[] },
   destination?: pino.DestinationStream,
 ): Logger {
+  const bodyPaths = (options.redactBodyFields ?? []).map((f) => `request.body.${f}`);
   return pino(
     {
       name: options.name ?? 'sagamesh',
       level: options.level,
-      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      redact: { paths: [...REDACTED_PATHS, ...bodyPaths], censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
       timestamp: pino.stdTimeFunctions.isoTime,
     },

@@ -27,7 +27,7 @@ export async function main(): Promise<number> {
     reportStartupError(err);
     return 1;
   }
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel, redactBodyFields: config.logRedact });
   let app;
   try {
     app = await createApp(config, { logger });

@@ -24,6 +24,8 @@ export interface Config {
   readonly leaseTtlMs: number;
   /** Names this instance in the saga log (leases, recovery records); default: host and pid. */
   readonly instanceId: string;
+  /** Dot paths into request bodies that never reach a log line (e.g. `card.number`). */
+  readonly logRedact: readonly string[];
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Longest saga deadline a definition may declare; keep below Envoy's ext_proc message_timeout. */
   readonly maxDeadlineMs: number;
@@ -48,6 +50,7 @@ export const DEFAULTS: Config = Object.freeze({
   idempotencyRetentionMs: 24 * 3_600_000,
   leaseTtlMs: 10_000,
   instanceId: '',
+  logRedact: [],
   logLevel: 'info',
   maxDeadlineMs: 60_000,
   answerBudgetMs: 63_000,
@@ -69,6 +72,7 @@ export const ENV_VARS: Readonly<Record<keyof Config, string>> = Object.freeze({
   leaseTtlMs: 'SAGAMESH_LEASE_TTL_MS',
   instanceId: 'SAGAMESH_INSTANCE_ID',
   logLevel: 'SAGAMESH_LOG_LEVEL',
+  logRedact: 'SAGAMESH_LOG_REDACT',
   maxDeadlineMs: 'SAGAMESH_MAX_DEADLINE_MS',
   answerBudgetMs: 'SAGAMESH_ANSWER_BUDGET_MS',
   shutdownGraceMs: 'SAGAMESH_SHUTDOWN_GRACE_MS',
@@ -130,6 +134,17 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
   const level = LOG_LEVELS.find((l) => l === logLevel);
   if (!level) problems.push(`${ENV_VARS.logLevel}=${logLevel}: must be one of ${LOG_LEVELS.join(', ')}`);
 
+  const logRedact = (raw('logRedact') ?? '')
+    .split(',')
+    .map((f) => f.trim())
+    .filter((f) => f.length > 0);
+  for (const field of logRedact) {
+    if (!/^(?:[A-Za-z_$][\w$]*|\*)(?:\.(?:[A-Za-z_$][\w$]*|\*))*$/.test(field)) {
+      problems.push(
+        `${ENV_VARS.logRedact}: "${field}" is not a dot path like card.number (segments may be *)`,
+      );
+    }
+  }
   const maxDeadlineMs = int('maxDeadlineMs', 100, 3_600_000);
   const answerBudgetMs = int('answerBudgetMs', 100, 3_600_000);
   const shutdownGraceMs = int('shutdownGraceMs', 0, 600_000);
@@ -164,6 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
     leaseTtlMs,
     instanceId,
     logLevel: level ?? 'info',
+    logRedact: Object.freeze(logRedact),
     maxDeadlineMs,
     answerBudgetMs,
     shutdownGraceMs,

@@ -198,6 +198,8 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     };
     const traceparent = matched.headers['traceparent'];
     const requestId = matched.headers['x-request-id'];
+    // Body fields named in SAGAMESH_LOG_REDACT are redacted by the logger.
+    this.logger.debug({ saga: definition.name, request }, 'saga request');
     const key = matched.headers['idempotency-key']?.trim();
     let sagaId: string | undefined;
     try {

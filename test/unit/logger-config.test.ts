@@ -1,0 +1,80 @@
+import { Writable } from 'node:stream';
+import { loadConfig } from '../../src/config/config';
+import { createLogger } from '../../src/logger';
+
+/** What never reaches a log line, and how settings are validated. */
+function capture(redactBodyFields: string[] = []) {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  return { logger: createLogger({ level: 'debug', redactBodyFields }, stream), lines };
+}
+
+describe('logger', () => {
+  it('redacts credentials and configured body fields', () => {
+    const { logger, lines } = capture(['card.number', 'guest.*']);
+    logger.debug(
+      {
+        request: {
+          headers: { authorization: 'Bearer s3cret', cookie: 'sid=1', 'x-ok': 'kept' },
+          body: { card: { number: '4111111111111111', holder: 'Ada' }, guest: { passport: 'P1' } },
+        },
+      },
+      'saga request',
+    );
+    const line = lines.join('');
+    expect(line).not.toContain('s3cret');
+    expect(line).not.toContain('sid=1');
+    expect(line).not.toContain('4111111111111111');
+    expect(line).not.toContain('P1');
+    expect(line).toContain('"holder":"Ada"');
+    expect(line).toContain('"x-ok":"kept"');
+  });
+});
+
+describe('loadConfig', () => {
+  it('has working defaults', () => {
+    const config = loadConfig({}, {}, '/srv');
+    expect(config).toMatchObject({
+      grpcAddress: '127.0.0.1:50051',
+      egressUrl: 'http://127.0.0.1:10001',
+      store: { kind: 'sqlite', file: '/srv/data/sagamesh.db', synchronous: 'full' },
+      logRedact: [],
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('reports every problem at once and never echoes a store password', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        SAGAMESH_STORE: 'mysql://root:hunter2@db/x',
+        SAGAMESH_LOG_REDACT: 'card.number, bad path',
+        SAGAMESH_LEASE_TTL_MS: '5',
+        SAGAMESH_GRPC_ADDR: 'nowhere',
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toMatchObject({ code: 'SAGAMESH_ERR_CONFIG_INVALID' });
+    const details = (error as { details: string[] }).details;
+    expect(details).toHaveLength(4);
+    expect(details.join('\n')).not.toContain('hunter2');
+  });
+
+  it('parses postgres and sqlite store URLs', () => {
+    expect(loadConfig({ SAGAMESH_STORE: 'postgres://u:p@127.0.0.1:5432/sagas' }).store).toEqual({
+      kind: 'postgres',
+      url: 'postgres://u:p@127.0.0.1:5432/sagas',
+    });
+    expect(loadConfig({ SAGAMESH_STORE: 'sqlite:/tmp/x.db?synchronous=normal' }).store).toEqual({
+      kind: 'sqlite',
+      file: '/tmp/x.db',
+      synchronous: 'normal',
+    });
+  });
+});
