@@ -28,6 +28,7 @@ sagamesh demo is up:
   Envoy ingress   ${base}        (ext_proc → sagamesh on 127.0.0.1:${stack.ports.extProc})
   Envoy egress    ${stack.egressUrl}        (step calls → hotel :${stack.ports.hotel}, flight :${stack.ports.flight}, car :${stack.ports.car})
   Envoy admin     ${stack.envoy.adminUrl}
+  sagamesh UI     ${stack.adminUrl}/ui        (sagas API ${stack.adminUrl}/sagas, metrics ${stack.adminUrl}/metrics)
 
 Try:
   # 1. a trip that succeeds (201, three bookings)

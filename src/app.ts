@@ -1,3 +1,7 @@
+import type { Admin } from './admin/admin';
+import { createAdmin } from './admin/admin';
+import { Metrics, timedSagaLog } from './admin/metrics';
+import type { Readiness } from './admin/readiness';
 import type { Clock } from './clock';
 import { systemClock } from './clock';
 import type { Config } from './config/config';
@@ -7,12 +11,12 @@ import { SagaProcessor } from './extproc/saga-processor';
 import { ExtProcServer } from './extproc/server';
 import type { Logger } from './logger';
 import type { Observer } from './observer';
-import { NOOP_OBSERVER } from './observer';
 import { createHttpCaller } from './participants/step-caller';
 import type { SagaDefinition } from './saga/definition';
 import { DefinitionSet } from './saga/definition-set';
 import { loadDefinitions, loadDefinitionText } from './saga/loader';
 import { SagaRunner } from './saga/runner';
+import { DefinitionsWatcher, problemCodes } from './saga/watcher';
 import { Maintenance } from './saga-log/maintenance';
 import { openSagaLog } from './saga-log/open';
 import type { SagaLog } from './saga-log/saga-log';
@@ -32,7 +36,7 @@ export interface AppDeps {
 
 export interface App {
   /** Loads and validates the definitions, listens, then resumes unfinished sagas. Rejects with a SagameshError on bad input. */
-  start(): Promise<{ grpcPort: number }>;
+  start(): Promise<{ grpcPort: number; adminPort: number }>;
   /**
    * Graceful stop: new saga requests get 503 + Retry-After, in-flight sagas get the grace period
    * to finish, what is left stays in the saga log for recovery.
@@ -42,20 +46,30 @@ export interface App {
   readonly sagaLog: SagaLog;
   readonly draining: boolean;
   definitions(): DefinitionSet;
+  /** What GET /readyz reports; it follows `draining`. */
+  readonly readiness: Readiness;
+  readonly metrics: Metrics;
 }
 
 /** Opens the saga log (coded errors: STORE_UNAVAILABLE, STORE_CORRUPT) and builds the app. */
 export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger;
-  const observer = deps.observer ?? NOOP_OBSERVER;
-  const sagaLog =
+  // Metrics observe the data path (unless a test brings its own observer) and time the saga log.
+  const metrics = new Metrics({
+    inFlight: () => runner.inFlight,
+    definitionsLoaded: () => definitions.size,
+  });
+  const observer = deps.observer ?? metrics;
+  const sagaLog = timedSagaLog(
     deps.sagaLog ??
-    (await openSagaLog(config.store, {
-      clock,
-      instanceId: config.instanceId,
-      leaseTtlMs: config.leaseTtlMs,
-    }));
+      (await openSagaLog(config.store, {
+        clock,
+        instanceId: config.instanceId,
+        leaseTtlMs: config.leaseTtlMs,
+      })),
+    metrics,
+  );
   logger.info({ store: describeStore(config.store), instance: config.instanceId }, 'saga log open');
 
   let definitions = new DefinitionSet([]);
@@ -122,6 +136,33 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     retentionMs: config.retentionMs,
     idempotencyRetentionMs: config.idempotencyRetentionMs,
   });
+  // Hot reload: a changed sagas directory is validated whole, then swapped in for new requests.
+  const watcher = new DefinitionsWatcher({
+    dir: config.sagasDir,
+    load: () => loadDefinitions(config.sagasDir, { maxDeadlineMs: config.maxDeadlineMs }),
+    current: () => definitions.list(),
+    apply: (loaded) => {
+      definitions = new DefinitionSet(loaded);
+    },
+    onReload: (outcome) =>
+      observer.definitionsReloaded(
+        outcome.result,
+        outcome.result === 'rejected' ? problemCodes(outcome.error) : [],
+      ),
+    logger,
+    debounceMs: config.reloadDebounceMs,
+  });
+  const admin: Admin = createAdmin({
+    config,
+    logger,
+    clock,
+    metrics,
+    sagaLog,
+    operations: runner,
+    definitions: () => definitions,
+    resolveDefinition,
+    isDraining: () => draining,
+  });
 
   return {
     runner,
@@ -130,7 +171,11 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
       return draining;
     },
     definitions: () => definitions,
+    readiness: admin.readiness,
+    metrics,
     async start() {
+      // Admin first: /healthz answers and /readyz says "loading" while the rest starts.
+      const adminPort = await admin.listen();
       definitions = new DefinitionSet(
         await loadDefinitions(config.sagasDir, { maxDeadlineMs: config.maxDeadlineMs }),
       );
@@ -138,27 +183,39 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
         { sagas: definitions.list().map((d) => `${d.name}@${d.version} ${d.match.method} ${d.match.path}`) },
         'saga definitions loaded',
       );
+      watcher.start();
       const grpcPort = await server.listen(config.grpcAddress);
       logger.info({ address: config.grpcAddress, egress: config.egressUrl }, 'ext_proc server listening');
       await maintenance.prune();
       await maintenance.recover('restart');
       maintenance.start();
-      return { grpcPort };
+      admin.readiness.markLoaded();
+      return { grpcPort, adminPort };
     },
     async stop() {
       draining = true;
       logger.info({ in_flight: runner.inFlight, grace_ms: config.shutdownGraceMs }, 'draining');
+      const drainStarted = clock.now();
       await waitForSagas(runner, clock, config.shutdownGraceMs);
+      // Linger a moment, still answering 503, so callers racing the shutdown get the documented
+      // answer rather than a broken stream (Envoy, failing closed, would turn that into a 500).
+      const left = config.shutdownGraceMs - (clock.now() - drainStarted);
+      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(DRAIN_LINGER_MS, left))));
       await server.stop(Math.min(1000, config.shutdownGraceMs));
       maintenance.stop();
       if (runner.inFlight > 0)
         logger.warn({ left: runner.runningIds() }, 'stopping with sagas in flight; recovery resumes them');
       runner.stopAll();
+      await watcher.stop();
+      await admin.close();
       await http.close();
       await sagaLog.close();
     },
   };
 }
+
+/** How long a draining instance keeps answering 503 after its last saga finished. */
+const DRAIN_LINGER_MS = 1000;
 
 /** Resolves when no saga is in flight, or after `graceMs`. */
 async function waitForSagas(runner: SagaRunner, clock: Clock, graceMs: number): Promise<void> {

@@ -1,0 +1,104 @@
+import type { Stack } from '../../demo/stack';
+import { startStack } from '../../demo/stack';
+import { request, waitFor } from '../helpers/http';
+
+/** GET /metrics in Prometheus text format, and its values moving as sagas run through Envoy. */
+jest.setTimeout(60_000);
+
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack({ ports: 'free' });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+/** `name{a="x",b="y"} 3` → value; labels in any order; 0 when the series does not exist yet. */
+type Scrape = (name: string, labels?: Record<string, string>) => number;
+
+async function scrape(): Promise<Scrape> {
+  const res = await fetch(`${stack.adminUrl}/metrics`);
+  expect(res.headers.get('content-type')).toContain('text/plain');
+  const text = await res.text();
+  const series = text
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((line) => {
+      const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+      if (!m) throw new Error(`not a Prometheus sample: ${line}`);
+      const labels = Object.fromEntries(
+        [...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]),
+      );
+      return { name: m[1], labels, value: Number(m[3]) };
+    });
+  return (name, labels = {}) =>
+    series
+      .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+      .reduce((sum, s) => sum + s.value, 0);
+}
+
+const trip = (over: Record<string, unknown> = {}) => ({
+  guest: 'Ada',
+  hotel: { city: 'Lisbon', nights: 2 },
+  flight: { from: 'BER', to: 'LIS' },
+  car: { class: 'compact' },
+  ...over,
+});
+const book = (body: unknown) => request(`${stack.ingressUrl}/trips`, { method: 'POST', body });
+
+it('counts sagas, steps, retries, compensations, streams and store operations as they happen', async () => {
+  const before = await scrape();
+  expect((await book(trip())).status).toBe(201);
+  expect((await book(trip({ hotel: { nights: 1, fault: 'flaky:2' } }))).status).toBe(201);
+  expect((await book(trip({ car: { class: 'compact', fault: 'fail' } }))).status).toBe(409);
+  expect((await book('{"guest": ')).status).toBe(400);
+  const after = await scrape();
+  const delta = (name: string, labels?: Record<string, string>): number =>
+    after(name, labels) - before(name, labels);
+
+  const bookTrip = { definition: 'book-trip' };
+  expect(delta('sagamesh_sagas_started_total', bookTrip)).toBe(3);
+  expect(delta('sagamesh_sagas_finished_total', { ...bookTrip, status: 'succeeded' })).toBe(2);
+  expect(delta('sagamesh_sagas_finished_total', { ...bookTrip, status: 'compensated' })).toBe(1);
+  expect(delta('sagamesh_sagas_finished_total', { ...bookTrip, status: 'failed' })).toBe(1);
+  expect(delta('sagamesh_sagas_rejected_total', { ...bookTrip, code: 'SAGAMESH_ERR_BODY_NOT_JSON' })).toBe(1);
+  expect(delta('sagamesh_saga_duration_seconds_count', { ...bookTrip, status: 'succeeded' })).toBe(2);
+
+  const hotel = { ...bookTrip, step: 'hotel' };
+  expect(delta('sagamesh_step_retries_total', { ...hotel, kind: 'action' })).toBe(2);
+  expect(
+    delta('sagamesh_step_duration_seconds_count', { ...hotel, kind: 'action', outcome: 'retryable' }),
+  ).toBe(2);
+  expect(
+    delta('sagamesh_step_duration_seconds_count', { ...hotel, kind: 'action', outcome: 'success' }),
+  ).toBe(3);
+  expect(
+    delta('sagamesh_step_duration_seconds_count', { ...bookTrip, step: 'car', outcome: 'rejected' }),
+  ).toBe(1);
+  expect(delta('sagamesh_compensations_total', { ...hotel, outcome: 'success' })).toBe(1);
+  expect(delta('sagamesh_compensations_total', { ...bookTrip, step: 'flight', outcome: 'success' })).toBe(1);
+
+  expect(delta('sagamesh_extproc_streams_opened_total')).toBeGreaterThanOrEqual(4);
+  expect(
+    delta('sagamesh_store_operation_duration_seconds_count', { operation: 'append', result: 'ok' }),
+  ).toBeGreaterThan(10);
+  expect(after('sagamesh_definitions_loaded')).toBe(2);
+  expect(after('process_cpu_user_seconds_total')).toBeGreaterThan(0);
+});
+
+it('shows sagas in flight while they run', async () => {
+  const answer = book(trip({ hotel: { nights: 1, fault: 'slow:600' } }));
+  await waitFor(
+    async () => ((await scrape())('sagamesh_sagas_in_flight') === 1 ? true : undefined),
+    'one saga in flight',
+  );
+  expect((await answer).status).toBe(201);
+  await waitFor(
+    async () => ((await scrape())('sagamesh_sagas_in_flight') === 0 ? true : undefined),
+    'no saga in flight',
+  );
+  const m = await scrape();
+  expect(m('sagamesh_extproc_streams_active')).toBe(0);
+});

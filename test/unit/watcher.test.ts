@@ -1,0 +1,177 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import type { SagaDefinition } from '../../src/saga/definition';
+import { loadDefinitions } from '../../src/saga/loader';
+import type { ReloadResult } from '../../src/saga/watcher';
+import { DefinitionsWatcher, problemCodes } from '../../src/saga/watcher';
+
+/**
+ * The watcher on a real directory: the Kubernetes ConfigMap `..data` symlink swap, plain edits,
+ * and a broken set that must leave the last good one in force.
+ */
+
+const saga = (name: string, path_: string, status = 201) => `apiVersion: sagamesh.dev/v1alpha1
+kind: Saga
+metadata: { name: ${name} }
+spec:
+  match: { method: POST, path: ${path_} }
+  steps:
+    - name: hotel
+      action:
+        request: { method: POST, url: http://hotel/bookings }
+  response:
+    success: { status: ${status} }
+`;
+
+/** Lays files out the way the kubelet mounts a ConfigMap, and swaps them the way it updates one. */
+class ConfigMapDir {
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-configmap-'));
+  private generation = 0;
+
+  write(files: Record<string, string>): void {
+    const gen = `..2026_11_23_12_00_0${++this.generation}.000000000`;
+    fs.mkdirSync(path.join(this.dir, gen));
+    for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(this.dir, gen, name), text);
+    const previous = fs.existsSync(path.join(this.dir, '..data'))
+      ? fs.readlinkSync(path.join(this.dir, '..data'))
+      : undefined;
+    fs.symlinkSync(gen, path.join(this.dir, '..data_tmp'));
+    fs.renameSync(path.join(this.dir, '..data_tmp'), path.join(this.dir, '..data'));
+    for (const name of Object.keys(files)) {
+      const link = path.join(this.dir, name);
+      if (!fs.existsSync(link)) fs.symlinkSync(path.join('..data', name), link);
+    }
+    if (previous) fs.rmSync(path.join(this.dir, previous), { recursive: true });
+  }
+}
+
+interface Harness {
+  watcher: DefinitionsWatcher;
+  current: () => readonly SagaDefinition[];
+  next: () => Promise<ReloadResult>;
+}
+
+/**
+ * The kubelet links new keys after the swap, so a reload may see a half-updated mount first (and
+ * the next event reloads again): wait for the outcome the test is about.
+ */
+async function until(h: Harness, done: (outcome: ReloadResult) => boolean): Promise<ReloadResult> {
+  for (;;) {
+    const outcome = await h.next();
+    if (done(outcome)) return outcome;
+  }
+}
+
+const logger = pino({ level: 'silent' });
+const watchers: DefinitionsWatcher[] = [];
+afterEach(async () => {
+  await Promise.all(watchers.splice(0).map((w) => w.stop()));
+});
+
+async function watch(dir: string): Promise<Harness> {
+  let current: readonly SagaDefinition[] = await loadDefinitions(dir);
+  const outcomes: ReloadResult[] = [];
+  const waiting: ((r: ReloadResult) => void)[] = [];
+  const watcher = new DefinitionsWatcher({
+    dir,
+    load: () => loadDefinitions(dir),
+    current: () => current,
+    apply: (defs) => {
+      current = defs;
+    },
+    onReload: (outcome) => {
+      const resolve = waiting.shift();
+      if (resolve) resolve(outcome);
+      else outcomes.push(outcome);
+    },
+    logger,
+    debounceMs: 20,
+  });
+  watcher.start();
+  watchers.push(watcher);
+  return {
+    watcher,
+    current: () => current,
+    next: () => {
+      const ready = outcomes.shift();
+      return ready ? Promise.resolve(ready) : new Promise((resolve) => waiting.push(resolve));
+    },
+  };
+}
+
+describe('DefinitionsWatcher', () => {
+  it('applies a ConfigMap update (the ..data symlink swap) as one new set', async () => {
+    const cm = new ConfigMapDir();
+    cm.write({ 'a.yaml': saga('a', '/a') });
+    const h = await watch(cm.dir);
+    const [before] = h.current();
+
+    cm.write({ 'a.yaml': saga('a', '/a', 202), 'b.yaml': saga('b', '/b') });
+    const outcome = await until(h, () => h.current().length === 2);
+    expect(outcome.result).toBe('applied');
+    expect(h.current().map((d) => d.name)).toEqual(['a', 'b']);
+    const [after] = h.current();
+    expect(after?.version).not.toBe(before?.version);
+    expect(after?.response.success.status).toBe(202);
+    // the definition objects already handed out (to running sagas) are untouched
+    expect(before?.response.success.status).toBe(201);
+  });
+
+  it('rejects a broken set with every problem and keeps the last good one', async () => {
+    const cm = new ConfigMapDir();
+    cm.write({ 'a.yaml': saga('a', '/a') });
+    const h = await watch(cm.dir);
+    const good = h.current();
+
+    cm.write({ 'a.yaml': saga('a', '/a').replace('POST, url', 'POST, nope: 1, url'), 'b.yaml': 'kind: [' });
+    const outcome = await until(h, (o) => o.result === 'rejected' && problemCodes(o.error).length === 2);
+    if (outcome.result !== 'rejected') throw new Error('unreachable');
+    expect(outcome.error.code).toBe('SAGAMESH_ERR_DEFINITIONS_INVALID');
+    expect(problemCodes(outcome.error).sort()).toEqual([
+      'SAGAMESH_ERR_DEF_SCHEMA',
+      'SAGAMESH_ERR_DEF_YAML_SYNTAX',
+    ]);
+    expect(h.current()).toBe(good);
+  });
+
+  it('picks up plain edits of a file in place, and ignores a touch that changes nothing', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-sagas-'));
+    fs.writeFileSync(path.join(dir, 'a.yaml'), saga('a', '/a'));
+    const h = await watch(dir);
+
+    fs.writeFileSync(path.join(dir, 'a.yaml'), saga('a', '/a2'));
+    expect((await h.next()).result).toBe('applied');
+    expect(h.current()[0]?.match.path).toBe('/a2');
+
+    fs.writeFileSync(path.join(dir, 'a.yaml'), saga('a', '/a2'));
+    expect((await h.next()).result).toBe('unchanged');
+  });
+
+  it('reload() on demand serialises with reloads from events', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-sagas-'));
+    fs.writeFileSync(path.join(dir, 'a.yaml'), saga('a', '/a'));
+    const h = await watch(dir);
+    const results = await Promise.all([h.watcher.reload(), h.watcher.reload()]);
+    expect(results.map((r) => r.result)).toEqual(['unchanged', 'unchanged']);
+  });
+
+  it('fails with a coded error when the directory cannot be watched', () => {
+    const watcher = new DefinitionsWatcher({
+      dir: '/nonexistent/sagas',
+      load: () => Promise.resolve([]),
+      current: () => [],
+      apply: () => undefined,
+      logger,
+      debounceMs: 0,
+    });
+    let thrown: unknown;
+    try {
+      watcher.start();
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toMatchObject({ code: 'SAGAMESH_ERR_SAGAS_DIR_UNREADABLE' });
+  });
+});
