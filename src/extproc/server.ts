@@ -125,7 +125,9 @@ export class ExtProcServer {
     });
     stream.on('end', () => {
       void chain.then(() => {
-        if (!stream.cancelled && !stream.destroyed) stream.end();
+        // A client cancel also ends the readable side; report it as what it was.
+        if (stream.cancelled) return close('cancelled');
+        if (!stream.destroyed) stream.end();
         close('ended');
       });
     });

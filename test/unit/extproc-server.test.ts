@@ -1,0 +1,154 @@
+import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
+import pino from 'pino';
+import { ERRORS, SagameshError } from '../../src/errors';
+import type { ProcessingRequest, ProcessingResponse } from '../../src/extproc/messages';
+import type { Processor } from '../../src/extproc/processor';
+import { PassThroughProcessor } from '../../src/extproc/processor';
+import { externalProcessorService } from '../../src/extproc/protos';
+import { ExtProcServer } from '../../src/extproc/server';
+
+/**
+ * The stream plumbing with a real gRPC client in Envoy's place (the integration tests use Envoy
+ * itself): order, normal ends, errors as statuses, and the standard health service.
+ */
+const Client = grpc.makeGenericClientConstructor(externalProcessorService(), 'ExternalProcessor');
+const HealthClient = grpc.makeGenericClientConstructor(healthService, 'Health');
+
+async function serve(processor: () => Processor) {
+  const closes: string[] = [];
+  const server = new ExtProcServer({
+    logger: pino({ level: 'silent' }),
+    processorFactory: () => {
+      const p = processor();
+      const close = p.close.bind(p);
+      p.close = (reason) => {
+        closes.push(reason);
+        close(reason);
+      };
+      return p;
+    },
+  });
+  const port = await server.listen('127.0.0.1:0');
+  const address = `127.0.0.1:${port}`;
+  return { server, address, closes };
+}
+
+type Stream = grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse>;
+
+function open(address: string): { stream: Stream; client: grpc.Client } {
+  const client = new Client(address, grpc.credentials.createInsecure());
+  const stream = (client as unknown as { Process: () => Stream }).Process();
+  return { stream, client };
+}
+
+const headers = (path: string): ProcessingRequest => ({
+  request_headers: {
+    headers: {
+      headers: [
+        { key: ':path', raw_value: Buffer.from(path) },
+        { key: ':method', raw_value: Buffer.from('GET') },
+      ],
+    },
+    end_of_stream: true,
+  },
+});
+
+const next = (stream: Stream): Promise<ProcessingResponse> =>
+  new Promise((resolve, reject) => {
+    stream.once('data', resolve);
+    stream.once('error', reject);
+  });
+
+const until = async (pred: () => boolean): Promise<void> => {
+  for (let i = 0; i < 100 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
+};
+
+describe('ExtProcServer', () => {
+  it('answers every phase in order and treats a half-close as a normal end', async () => {
+    const { server, address, closes } = await serve(() => new PassThroughProcessor());
+    const { stream, client } = open(address);
+    try {
+      stream.write(headers('/anything'));
+      expect(await next(stream)).toMatchObject({ request_headers: { response: { status: 'CONTINUE' } } });
+      stream.write({ request_body: { body: Buffer.from('x'), end_of_stream: true } });
+      expect(await next(stream)).toMatchObject({ request_body: { response: {} } });
+      const ended = new Promise((resolve) => stream.on('end', resolve));
+      stream.end();
+      await ended;
+      await until(() => closes.length > 0);
+      expect(closes).toEqual(['ended']);
+    } finally {
+      client.close();
+      await server.stop(100);
+    }
+  });
+
+  it('treats a cancelled stream as a normal end and goes on serving', async () => {
+    const { server, address, closes } = await serve(() => new PassThroughProcessor());
+    const { stream, client } = open(address);
+    stream.on('error', () => undefined);
+    try {
+      stream.write(headers('/x'));
+      await next(stream);
+      stream.cancel();
+      await until(() => closes.length > 0);
+      // grpc-js may surface a client cancel as the end of the readable side first; both are
+      // normal ends for the processor, which is closed exactly once either way.
+      expect(closes).toHaveLength(1);
+      expect(['cancelled', 'ended']).toContain(closes[0]);
+      const second = open(address);
+      second.stream.write(headers('/y'));
+      expect(await next(second.stream)).toMatchObject({
+        request_headers: { response: { status: 'CONTINUE' } },
+      });
+      second.stream.end();
+      second.client.close();
+    } finally {
+      client.close();
+      await server.stop(100);
+    }
+  });
+
+  it('ends the stream with the coded gRPC status when a processor fails', async () => {
+    class Failing extends PassThroughProcessor {
+      override requestHeaders(): Promise<ProcessingResponse> {
+        return Promise.reject(new SagameshError(ERRORS.PROTOCOL, 'boom'));
+      }
+    }
+    const { server, address } = await serve(() => new Failing());
+    const { stream, client } = open(address);
+    try {
+      stream.write(headers('/x'));
+      await expect(next(stream)).rejects.toMatchObject({
+        code: grpc.status.FAILED_PRECONDITION,
+        details: expect.stringContaining('SAGAMESH_ERR_PROTOCOL') as unknown,
+      });
+    } finally {
+      client.close();
+      await server.stop(100);
+    }
+  });
+
+  it('reports SERVING on the standard gRPC health service, NOT_SERVING once stopping', async () => {
+    const { server, address } = await serve(() => new PassThroughProcessor());
+    const health = new HealthClient(address, grpc.credentials.createInsecure());
+    const check = (svc: string) =>
+      new Promise<{ status: string }>((resolve, reject) =>
+        (
+          health as unknown as {
+            check: (r: object, cb: (e: Error | null, r: { status: string }) => void) => void;
+          }
+        ).check({ service: svc }, (err, res) => (err ? reject(err) : resolve(res))),
+      );
+    try {
+      expect(await check('')).toEqual({ status: 'SERVING' });
+      expect(await check('envoy.service.ext_proc.v3.ExternalProcessor')).toEqual({ status: 'SERVING' });
+      server.setServing(false);
+      expect(await check('')).toEqual({ status: 'NOT_SERVING' });
+    } finally {
+      health.close();
+      await server.stop(100);
+    }
+  });
+});
