@@ -1,4 +1,5 @@
 import { createApp } from './app';
+import type { ConfigOverrides } from './config/config';
 import { loadConfig } from './config/config';
 import { isSagameshError } from './errors';
 import { createLogger } from './logger';
@@ -19,10 +20,11 @@ function reportStartupError(err: unknown): void {
   }
 }
 
-export async function main(): Promise<number> {
+/** Runs sagamesh until SIGTERM/SIGINT; `flags` (from `sagamesh serve --…`) override the environment. */
+export async function main(flags: ConfigOverrides = {}): Promise<number> {
   let config;
   try {
-    config = loadConfig(process.env);
+    config = loadConfig(process.env, flags);
   } catch (err) {
     reportStartupError(err);
     return 1;

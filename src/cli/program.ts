@@ -1,0 +1,171 @@
+import { Command, CommanderError, Option } from 'commander';
+import type { ConfigOverrides } from '../config/config';
+import { DEFAULTS, ENV_VARS } from '../config/config';
+import { AdminClient, defaultAdminUrl } from './admin-client';
+import type { GraphFormat } from './graph';
+import { GRAPH_FORMATS, graph } from './graph';
+import type { CliIo } from './io';
+import { reportError } from './report';
+import { abort, inspect, list, retry } from './sagas';
+import { validate } from './validate';
+
+/**
+ * The `sagamesh` command line. Every command resolves to an exit status: 0 done, 1 failed (a coded
+ * error on stderr, or invalid definitions). `serve` is injected so tests can run the rest in-process
+ * without starting a server.
+ */
+
+export type Serve = (flags: ConfigOverrides) => Promise<number>;
+
+/** Flags of `serve`, each the same setting as its SAGAMESH_* variable. */
+const SERVE_FLAGS: readonly [flag: string, key: keyof ConfigOverrides][] = [
+  ['--sagas-dir <dir>', 'sagasDir'],
+  ['--grpc-addr <address>', 'grpcAddress'],
+  ['--admin-addr <host:port>', 'adminAddress'],
+  ['--egress-url <url>', 'egressUrl'],
+  ['--store <url>', 'store'],
+  ['--log-level <level>', 'logLevel'],
+];
+
+export function createProgram(io: CliIo, serve: Serve, exit: (code: number) => void): Command {
+  const program = new Command('sagamesh')
+    .description('Distributed sagas inside the service mesh: an Envoy ext_proc service')
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .exitOverride()
+    .showHelpAfterError();
+  const maxDeadline = (): Option =>
+    new Option('--max-deadline-ms <ms>', 'longest deadline a saga may declare')
+      .default(io.env[ENV_VARS.maxDeadlineMs] ?? String(DEFAULTS.maxDeadlineMs))
+      .argParser((v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n <= 0)
+          throw new CommanderError(
+            1,
+            'sagamesh.invalidArgument',
+            `--max-deadline-ms ${v}: must be a positive integer`,
+          );
+        return v;
+      });
+  const adminOptions = (command: Command): Command =>
+    command
+      .option('--admin <url>', 'admin API base URL', defaultAdminUrl(io.env))
+      .option('--token <token>', 'admin token (default: $SAGAMESH_ADMIN_TOKEN)');
+  const client = (opts: { admin: string; token?: string }): AdminClient =>
+    new AdminClient({
+      baseUrl: opts.admin,
+      ...((opts.token ?? io.env['SAGAMESH_ADMIN_TOKEN'])
+        ? { token: opts.token ?? io.env['SAGAMESH_ADMIN_TOKEN'] }
+        : {}),
+    });
+  const run = (work: () => Promise<number>): Promise<void> =>
+    work().then(exit, (err: unknown) => {
+      reportError(io, err);
+      exit(1);
+    });
+
+  const serveCommand = program
+    .command('serve')
+    .description('run sagamesh (what `npm start` runs); flags override SAGAMESH_* variables');
+  for (const [flag] of SERVE_FLAGS) serveCommand.option(flag);
+  serveCommand.action((opts: Record<string, string | undefined>) =>
+    run(() => {
+      const flags: ConfigOverrides = {};
+      for (const [flag, key] of SERVE_FLAGS) {
+        const name = flag.slice(2, flag.indexOf(' ')).replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
+        const value = opts[name];
+        if (value !== undefined) flags[key] = value;
+      }
+      return serve(flags);
+    }),
+  );
+
+  program
+    .command('validate')
+    .description('check saga definitions (files or directories); every problem with file:line and field path')
+    .argument('<paths...>', 'saga files or directories')
+    .addOption(maxDeadline())
+    .action((paths: string[], opts: { maxDeadlineMs: string }) =>
+      run(() => validate(paths, { maxDeadlineMs: Number(opts.maxDeadlineMs) }, io)),
+    );
+
+  program
+    .command('graph')
+    .description("print a saga's state chart, derived from the machine the server runs")
+    .argument('<file>', 'saga definition file')
+    .addOption(new Option('--format <format>', 'output format').choices(GRAPH_FORMATS).default('mermaid'))
+    .addOption(maxDeadline())
+    .action((file: string, opts: { format: GraphFormat; maxDeadlineMs: string }) =>
+      run(() => graph(file, { format: opts.format, maxDeadlineMs: Number(opts.maxDeadlineMs) }, io)),
+    );
+
+  adminOptions(
+    program
+      .command('list')
+      .description('list recent sagas (admin API)')
+      .option('--status <status>', 'running, succeeded, compensating, compensated, stuck or failed')
+      .option('--definition <name>', 'only sagas of this definition')
+      .option('--since <time>', 'started at or after (epoch ms or ISO 8601)')
+      .option('--limit <n>', 'at most this many (1-1000)')
+      .option('--json', 'print the API answer as JSON'),
+  ).action(
+    (opts: {
+      admin: string;
+      token?: string;
+      json?: boolean;
+      status?: string;
+      definition?: string;
+      since?: string;
+      limit?: string;
+    }) => run(() => list(client(opts), opts, Boolean(opts.json), io)),
+  );
+
+  adminOptions(
+    program
+      .command('inspect')
+      .description('show one saga: its history and every call (admin API)')
+      .argument('<saga-id>')
+      .option('--json', 'print the API answer as JSON'),
+  ).action((sagaId: string, opts: { admin: string; token?: string; json?: boolean }) =>
+    run(() => inspect(client(opts), sagaId, Boolean(opts.json), io)),
+  );
+
+  adminOptions(
+    program
+      .command('abort')
+      .description('compensate a running saga (admin API; needs the admin token)')
+      .argument('<saga-id>')
+      .option('--reason <text>', 'why, recorded with the saga'),
+  ).action((sagaId: string, opts: { admin: string; token?: string; reason?: string }) =>
+    run(() => abort(client(opts), sagaId, opts.reason, io)),
+  );
+
+  adminOptions(
+    program
+      .command('retry')
+      .description("re-drive a stuck saga's compensations (admin API; needs the admin token)")
+      .argument('<saga-id>'),
+  ).action((sagaId: string, opts: { admin: string; token?: string }) =>
+    run(() => retry(client(opts), sagaId, io)),
+  );
+
+  return program;
+}
+
+/** Parses `argv` (without node and script) and runs the command; resolves with the exit status. */
+export async function runCli(argv: readonly string[], io: CliIo, serve: Serve): Promise<number> {
+  let code = 0;
+  const program = createProgram(io, serve, (c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with exit code 0; usage errors with 1.
+      return err.exitCode;
+    }
+    reportError(io, err);
+    return 1;
+  }
+  return code;
+}

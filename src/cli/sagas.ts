@@ -1,0 +1,134 @@
+import type { SagaView } from '../admin/timeline';
+import { formatDuration, formatTime } from '../admin/ui/format';
+import type { SagaSummary } from '../saga-log/saga-log';
+import type { AdminClient } from './admin-client';
+import type { CliIo } from './io';
+
+/**
+ * `sagamesh list`, `inspect`, `abort`, `retry`: the admin API, printed for people (or as the
+ * API's JSON with `--json`). Errors propagate as SagameshErrors with the server's codes.
+ */
+
+export interface ListFilters {
+  readonly status?: string;
+  readonly definition?: string;
+  readonly since?: string;
+  readonly limit?: string;
+}
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}
+
+export async function list(
+  client: AdminClient,
+  filters: ListFilters,
+  json: boolean,
+  io: CliIo,
+): Promise<number> {
+  const query = new URLSearchParams();
+  for (const [k, v] of Object.entries(filters)) if (typeof v === 'string' && v !== '') query.set(k, v);
+  const qs = query.toString();
+  const { sagas } = await client.get<{ sagas: SagaSummary[] }>(`/sagas${qs ? `?${qs}` : ''}`);
+  if (json) {
+    io.stdout(`${JSON.stringify(sagas, null, 2)}\n`);
+    return 0;
+  }
+  if (sagas.length === 0) {
+    io.stdout('no sagas\n');
+    return 0;
+  }
+  io.stdout(
+    table([
+      ['SAGA', 'DEFINITION', 'STATUS', 'STARTED (UTC)', 'TOOK'],
+      ...sagas.map((s) => [
+        s.sagaId,
+        s.version ? `${s.definition}@${s.version}` : s.definition,
+        s.status,
+        formatTime(s.startedAt),
+        formatDuration(s.updatedAt - s.startedAt),
+      ]),
+    ]),
+  );
+  return 0;
+}
+
+export async function inspect(
+  client: AdminClient,
+  sagaId: string,
+  json: boolean,
+  io: CliIo,
+): Promise<number> {
+  const answer = await client.get<{ saga: SagaView; history: unknown[] }>(
+    `/sagas/${encodeURIComponent(sagaId)}`,
+  );
+  if (json) {
+    io.stdout(`${JSON.stringify(answer, null, 2)}\n`);
+    return 0;
+  }
+  const v = answer.saga;
+  const lines = [
+    `saga        ${v.sagaId}`,
+    `definition  ${v.definition}@${v.version}`,
+    `status      ${v.status}`,
+    ...(v.request ? [`request     ${v.request.method} ${v.request.path}`] : []),
+    `started     ${formatTime(v.startedAt)} (UTC)`,
+    `${v.finished ? 'took' : 'running for'}${v.finished ? '        ' : ' '}${formatDuration(v.endedAt - v.startedAt)}`,
+    ...(v.failedStep ? [`failed step ${v.failedStep}`] : []),
+    ...(v.error ? [`error       ${v.error.code}: ${v.error.message}`] : []),
+    '',
+  ];
+  io.stdout(`${lines.join('\n')}\n`);
+  const events = [
+    ...v.bars.map((b) => ({
+      at: b.start,
+      cells: [
+        b.step,
+        b.replay ? 'replay' : b.kind,
+        `#${b.attempt}`,
+        b.outcome,
+        b.httpStatus !== undefined ? String(b.httpStatus) : '',
+        formatDuration(b.end - b.start),
+        b.error ? `${b.error.code}: ${b.error.message}` : '',
+      ],
+    })),
+    ...v.marks.map((m) => ({ at: m.at, cells: [`— ${m.label}`, '', '', '', '', '', ''] })),
+  ].sort((a, b) => a.at - b.at);
+  io.stdout(
+    table([
+      ['AT', 'STEP', 'KIND', 'ATTEMPT', 'OUTCOME', 'HTTP', 'TOOK', 'ERROR'],
+      ...events.map((e) => [`+${formatDuration(e.at - v.startedAt)}`, ...e.cells]),
+    ]),
+  );
+  return 0;
+}
+
+export async function abort(
+  client: AdminClient,
+  sagaId: string,
+  reason: string | undefined,
+  io: CliIo,
+): Promise<number> {
+  const answer = await client.post<{ status: string }>(
+    `/sagas/${encodeURIComponent(sagaId)}/abort`,
+    reason ? { reason } : {},
+  );
+  io.stdout(`${sagaId}: ${answer.status}\n`);
+  return 0;
+}
+
+export async function retry(client: AdminClient, sagaId: string, io: CliIo): Promise<number> {
+  const answer = await client.post<{ status: string }>(`/sagas/${encodeURIComponent(sagaId)}/retry`);
+  io.stdout(`${sagaId}: ${answer.status}\n`);
+  return 0;
+}
