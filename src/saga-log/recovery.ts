@@ -1,4 +1,5 @@
-import type { Applied, ErrorInfo, StepRun } from '../saga/machine';
+import type { ErrorInfo, StepRun } from '../saga/machine';
+import { freshStep, mergeApplied } from '../saga/machine';
 import type { SagaRecord, SagaStatus } from './saga-log';
 
 /**
@@ -18,18 +19,6 @@ export interface Rebuilt {
   readonly error?: ErrorInfo;
 }
 
-const fresh = (): StepRun => ({
-  status: 'pending',
-  attempts: 0,
-  inFlight: false,
-  applied: 'no',
-  nextDelayMs: 0,
-  compensation: { status: 'pending', attempts: 0 },
-});
-
-const atLeast = (a: Applied, b: Applied): Applied =>
-  a === 'yes' || b === 'yes' ? 'yes' : a === 'maybe' || b === 'maybe' ? 'maybe' : 'no';
-
 export function rebuild(
   records: readonly SagaRecord[],
   opts: { retryStuck?: boolean } = {},
@@ -39,7 +28,7 @@ export function rebuild(
   );
   if (!started) return undefined;
   const steps: Record<string, StepRun> = {};
-  const step = (name: string): StepRun => (steps[name] ??= fresh());
+  const step = (name: string): StepRun => (steps[name] ??= freshStep());
   let finished: SagaStatus | undefined;
   let failedStep: string | undefined;
   let error: ErrorInfo | undefined;
@@ -74,7 +63,7 @@ export function rebuild(
               applied: r.replay ? 'no' : s.applied,
             };
           } else {
-            steps[r.step] = { ...s, inFlight, applied: atLeast(s.applied, 'maybe') };
+            steps[r.step] = { ...s, inFlight, applied: mergeApplied(s.applied, 'maybe') };
           }
           if (r.error && r.outcome !== 'success') steps[r.step] = { ...step(r.step), error: r.error };
         } else {

@@ -137,23 +137,24 @@ function outputOf(event: AnyEventObject): CallOutput {
   };
 }
 
-function initialSteps(definition: SagaDefinition): Record<string, StepRun> {
-  return Object.fromEntries(
-    definition.steps.map((s) => [
-      s.name,
-      {
-        status: 'pending',
-        attempts: 0,
-        inFlight: false,
-        applied: 'no',
-        nextDelayMs: 0,
-        compensation: { status: 'pending', attempts: 0 },
-      } satisfies StepRun,
-    ]),
-  );
+/** A step that has not run. */
+export function freshStep(): StepRun {
+  return {
+    status: 'pending',
+    attempts: 0,
+    inFlight: false,
+    applied: 'no',
+    nextDelayMs: 0,
+    compensation: { status: 'pending', attempts: 0 },
+  };
 }
 
-function mergeApplied(before: Applied, now: Applied): Applied {
+function initialSteps(definition: SagaDefinition): Record<string, StepRun> {
+  return Object.fromEntries(definition.steps.map((s) => [s.name, freshStep()]));
+}
+
+/** What we know of whether a step took effect, after one more answer: yes beats maybe beats no. */
+export function mergeApplied(before: Applied, now: Applied): Applied {
   if (before === 'yes' || now === 'yes') return 'yes';
   if (before === 'maybe' || now === 'maybe') return 'maybe';
   return 'no';

@@ -447,6 +447,18 @@ export class SagaRunner {
       throw err;
     }
     const started = this.deps.clock.now();
+    const report = (outcome: string): number => {
+      const durationMs = this.deps.clock.now() - started;
+      this.observer.callCompleted({
+        definition: definition.name,
+        step: input.step,
+        kind,
+        attempt,
+        outcome,
+        durationMs,
+      });
+      return durationMs;
+    };
     let output: CallOutput;
     try {
       const response = await this.deps.http.call({
@@ -469,15 +481,7 @@ export class SagaRunner {
       if (signal.aborted) {
         // The machine timed the call out (or the saga moved on); it records that itself.
         logger.debug({ step: input.step, kind, attempt }, 'call aborted');
-        const durationMs = this.deps.clock.now() - started;
-        this.observer.callCompleted({
-          definition: definition.name,
-          step: input.step,
-          kind,
-          attempt,
-          outcome: 'aborted',
-          durationMs,
-        });
+        report('aborted');
         throw err;
       }
       const errno = err instanceof CallNetworkError ? err.errno : undefined;
@@ -487,15 +491,7 @@ export class SagaRunner {
       this.onStoreError(sagaId, err, logger);
       throw err;
     });
-    const durationMs = this.deps.clock.now() - started;
-    this.observer.callCompleted({
-      definition: definition.name,
-      step: input.step,
-      kind,
-      attempt,
-      outcome: output.outcome,
-      durationMs,
-    });
+    const durationMs = report(output.outcome);
     logger.info(
       {
         step: input.step,
