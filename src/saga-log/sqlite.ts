@@ -42,7 +42,7 @@ interface PendingAppend {
 
 function sqliteCode(err: unknown): string {
   return typeof err === 'object' && err !== null && 'code' in err
-    ? String((err as { code: unknown }).code)
+    ? String((err).code)
     : '';
 }
 
