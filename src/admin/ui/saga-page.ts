@@ -21,7 +21,7 @@ export interface SagaPageInput {
 
 /** The states the saga went through, as far as its log tells: to highlight in the chart. */
 function visitedStates(view: SagaView): Set<string> {
-  const visited = new Set(['saga', 'saga.running']);
+  const visited = new Set(['saga.running']);
   for (const b of view.bars)
     visited.add(b.lane === 'action' ? `saga.running.${b.step}` : `saga.compensating.${b.step}`);
   if (view.marks.some((m) => m.label === 'compensating')) visited.add('saga.compensating');

@@ -90,7 +90,14 @@ export function timelineSvg(view: SagaView, stepOrder: readonly string[]): Html 
         ...(b.error ? [`${b.error.code}: ${b.error.message}`] : []),
       ].join('\n');
       const text = `#${b.attempt}${b.replay ? ' replay' : ''}${b.httpStatus !== undefined ? ` ${b.httpStatus}` : ''}`;
-      return html`<g class="bar" data-step="${b.step}" data-kind="${b.kind}" data-outcome="${b.outcome}">
+      return html`<g
+        class="bar"
+        data-step="${b.step}"
+        data-kind="${b.kind}"
+        data-lane="${b.lane}"
+        data-replay="${b.replay}"
+        data-outcome="${b.outcome}"
+      >
         <title>${tip}</title>
         <rect
           x="${left}"
@@ -101,7 +108,12 @@ export function timelineSvg(view: SagaView, stepOrder: readonly string[]): Html 
           fill="${colour}"
           ${lane.lane === 'compensation' ? html` stroke="#1d2330" stroke-dasharray="3 2"` : ''}
         />
-        <text x="${left + width + 4}" y="${y + LANE / 2 + 4}">${text}</text>
+        ${
+          // Inside a bar wide enough to hold it, otherwise just right of it.
+          width > text.length * 7 + 8
+            ? html`<text x="${left + 4}" y="${y + LANE / 2 + 4}" style="fill:#fff">${text}</text>`
+            : html`<text x="${left + width + 4}" y="${y + LANE / 2 + 4}">${text}</text>`
+        }
       </g>`;
     });
     return html`<g class="lane"
@@ -132,7 +144,13 @@ export function timelineSvg(view: SagaView, stepOrder: readonly string[]): Html 
           stroke="#1d2330"
           stroke-dasharray="4 3"
         />
-        <text x="${x(m.at) + 3}" y="${height - 2}" font-size="11">${m.label}</text></g
+        ${
+          x(m.at) > WIDTH - RIGHT - 60
+            ? html`<text x="${x(m.at) - 3}" y="${height - 2}" font-size="11" text-anchor="end"
+                >${m.label}</text
+              >`
+            : html`<text x="${x(m.at) + 3}" y="${height - 2}" font-size="11">${m.label}</text>`
+        }</g
       >`,
   );
 
