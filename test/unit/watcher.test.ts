@@ -6,6 +6,7 @@ import type { SagaDefinition } from '../../src/saga/definition';
 import { loadDefinitions } from '../../src/saga/loader';
 import type { ReloadResult } from '../../src/saga/watcher';
 import { DefinitionsWatcher, problemCodes } from '../../src/saga/watcher';
+import { ConfigMapDir } from '../helpers/configmap';
 
 /**
  * The watcher on a real directory: the Kubernetes ConfigMap `..data` symlink swap, plain edits,
@@ -24,28 +25,6 @@ spec:
   response:
     success: { status: ${status} }
 `;
-
-/** Lays files out the way the kubelet mounts a ConfigMap, and swaps them the way it updates one. */
-class ConfigMapDir {
-  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-configmap-'));
-  private generation = 0;
-
-  write(files: Record<string, string>): void {
-    const gen = `..2026_11_23_12_00_0${++this.generation}.000000000`;
-    fs.mkdirSync(path.join(this.dir, gen));
-    for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(this.dir, gen, name), text);
-    const previous = fs.existsSync(path.join(this.dir, '..data'))
-      ? fs.readlinkSync(path.join(this.dir, '..data'))
-      : undefined;
-    fs.symlinkSync(gen, path.join(this.dir, '..data_tmp'));
-    fs.renameSync(path.join(this.dir, '..data_tmp'), path.join(this.dir, '..data'));
-    for (const name of Object.keys(files)) {
-      const link = path.join(this.dir, name);
-      if (!fs.existsSync(link)) fs.symlinkSync(path.join('..data', name), link);
-    }
-    if (previous) fs.rmSync(path.join(this.dir, previous), { recursive: true });
-  }
-}
 
 interface Harness {
   watcher: DefinitionsWatcher;
