@@ -45,7 +45,7 @@ export const DEFAULTS: Config = Object.freeze({
   sagasDir: './sagas',
   grpcAddress: '127.0.0.1:50051',
   egressUrl: 'http://127.0.0.1:10001',
-  store: { kind: 'sqlite', file: './data/sagamesh.db', synchronous: 'full' } as StoreConfig,
+  store: { kind: 'sqlite', file: './data/sagamesh.db', synchronous: 'full' } satisfies StoreConfig,
   retentionMs: 7 * 24 * 3_600_000,
   idempotencyRetentionMs: 24 * 3_600_000,
   leaseTtlMs: 10_000,

@@ -4,6 +4,7 @@ import { createAdmin } from '../../src/admin/admin';
 import { Metrics } from '../../src/admin/metrics';
 import { Secret } from '../../src/config/secret';
 import type { ConfigOverrides } from '../../src/config/config';
+import type { Serve } from '../../src/cli/program';
 import { runCli } from '../../src/cli/program';
 import type { CliIo } from '../../src/cli/io';
 import { DefinitionSet } from '../../src/saga/definition-set';
@@ -14,7 +15,7 @@ import { MemorySagaLog } from '../../src/saga-log/memory';
 const REPO = path.join(__dirname, '..', '..');
 const FIXTURES = path.join(REPO, 'test', 'fixtures', 'sagas');
 
-async function cli(argv: string[], env: NodeJS.ProcessEnv = {}, serve = jest.fn(() => Promise.resolve(0))) {
+async function cli(argv: string[], env: NodeJS.ProcessEnv = {}, serve: Serve = () => Promise.resolve(0)) {
   let stdout = '';
   let stderr = '';
   const io: CliIo = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), env, cwd: REPO };
