@@ -302,18 +302,17 @@ export type ErrorName = keyof typeof ERRORS;
 
 /** An error that carries its registry entry; `detail` says what exactly went wrong. */
 export class SagameshError extends Error {
-  readonly spec: ErrorSpec;
+  /** The registry entry. Not enumerable: it is frozen, and log serializers walk (and tag) what they see. */
+  declare readonly spec: ErrorSpec;
+  readonly code: ErrorSpec['code'];
   readonly details: readonly unknown[];
 
   constructor(spec: ErrorSpec, detail?: string, details: readonly unknown[] = [], options?: ErrorOptions) {
     super(detail ? `${spec.message}: ${detail}` : spec.message, options);
     this.name = 'SagameshError';
-    this.spec = spec;
+    Object.defineProperty(this, 'spec', { value: spec, enumerable: false });
+    this.code = spec.code;
     this.details = details;
-  }
-
-  get code(): ErrorSpec['code'] {
-    return this.spec.code;
   }
 
   toJSON(): { code: string; message: string; details?: readonly unknown[] } {

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ERRORS, SagameshError, toSagameshError } from '../../src/errors';
+import { createLogger } from '../../src/logger';
 
 /** docs/errors.md lists every code of the registry, with the same statuses, and nothing else. */
 describe('error registry', () => {
@@ -35,6 +36,19 @@ describe('error registry', () => {
   it('has unique codes', () => {
     const codes = Object.values(ERRORS).map((s) => s.code);
     expect(new Set(codes).size).toBe(codes.length);
+  });
+
+  it('logs through pino with its code (the frozen spec stays out of the serializer)', () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const err = new SagameshError(ERRORS.PROTOCOL, 'x', [{ a: 1 }], {
+      cause: new SagameshError(ERRORS.INTERNAL),
+    });
+    expect(() => logger.error({ err }, 'failed')).not.toThrow();
+    expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({
+      err: { code: 'SAGAMESH_ERR_PROTOCOL', details: [{ a: 1 }] },
+    });
+    expect(err.spec.httpStatus).toBe(500);
   });
 
   it('wraps unknown throwables as INTERNAL and keeps coded ones', () => {
