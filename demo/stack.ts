@@ -22,9 +22,13 @@ export const REPO_ROOT = path.resolve(
   '..',
   __dirname.includes(`${path.sep}dist${path.sep}`) ? '..' : '',
 );
-export const SAGAMESH_ENTRY = path.join(REPO_ROOT, 'dist', 'src', 'main.js');
+/** The built `sagamesh` executable (package.json `bin`); the stack runs `sagamesh serve`, as `npm start` does. */
+export const SAGAMESH_ENTRY = path.join(REPO_ROOT, 'dist', 'src', 'cli', 'index.js');
 
-export type StackPorts = EnvoyPorts;
+/** Envoy's ports and the services', plus sagamesh's admin HTTP port (health, metrics, sagas API, UI). */
+export type StackPorts = EnvoyPorts & { sagameshAdmin: number };
+
+const DEFAULT_STACK_PORTS: StackPorts = Object.freeze({ ...DEFAULT_ENVOY_PORTS, sagameshAdmin: 9090 });
 
 export interface StackOptions {
   /** Ports to use; `'free'` picks a free port for every service (tests). Default: the defaults. */
@@ -45,6 +49,8 @@ export interface SagameshProcess {
   lines(): string[];
   /** SIGTERM, SIGKILL after 10 s; resolves with the exit code. */
   stop(): Promise<number | null>;
+  /** Sends `signal` (e.g. SIGKILL: a crash) and resolves once the process is gone (null after a signal). */
+  kill(signal: NodeJS.Signals): Promise<number | null>;
   readonly exited: Promise<number | null>;
 }
 
@@ -52,6 +58,8 @@ export interface Stack {
   readonly ports: StackPorts;
   readonly ingressUrl: string;
   readonly egressUrl: string;
+  /** sagamesh's admin API and UI (`/ui`). */
+  readonly adminUrl: string;
   readonly participants: {
     readonly hotel: Participant;
     readonly flight: Participant;
@@ -59,7 +67,17 @@ export interface Stack {
   };
   readonly app: App;
   readonly envoy: EnvoyProcess;
+  /** The current sagamesh process (a new one after restartSagamesh). */
   readonly sagamesh: SagameshProcess;
+  /** The SQLite file of sagamesh's saga log, when the store is SQLite. */
+  readonly storePath: string | undefined;
+  /** Signals sagamesh (default SIGKILL: a crash) and resolves once it is gone. */
+  killSagamesh(signal?: NodeJS.Signals): Promise<number | null>;
+  /**
+   * Starts sagamesh again with the same environment (plus `extraEnv`): same ports, same store.
+   * Stops the running one first (SIGTERM) if it is still up; resolves once the new one is ready.
+   */
+  restartSagamesh(extraEnv?: Readonly<Record<string, string>>): Promise<SagameshProcess>;
   stop(): Promise<void>;
 }
 
@@ -77,8 +95,8 @@ export function freePort(): Promise<number> {
 }
 
 async function resolvePorts(option: StackOptions['ports']): Promise<StackPorts> {
-  if (option !== 'free') return { ...DEFAULT_ENVOY_PORTS, ...option };
-  const keys = Object.keys(DEFAULT_ENVOY_PORTS) as (keyof StackPorts)[];
+  if (option !== 'free') return { ...DEFAULT_STACK_PORTS, ...option };
+  const keys = Object.keys(DEFAULT_STACK_PORTS) as (keyof StackPorts)[];
   const ports: Partial<StackPorts> = {};
   for (const key of keys) ports[key] = await freePort();
   return ports as StackPorts;
@@ -95,7 +113,7 @@ export function spawnSagamesh(
   process: SagameshProcess;
   ready: Promise<void>;
 } {
-  const child: ChildProcess = spawn(process.execPath, [SAGAMESH_ENTRY], {
+  const child: ChildProcess = spawn(process.execPath, [SAGAMESH_ENTRY, 'serve'], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -138,7 +156,11 @@ export function spawnSagamesh(
     clearTimeout(timer);
     return code;
   };
-  return { process: { pid: child.pid ?? -1, lines: () => [...lines], stop, exited }, ready };
+  const kill = async (signal: NodeJS.Signals): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    return exited;
+  };
+  return { process: { pid: child.pid ?? -1, lines: () => [...lines], stop, kill, exited }, ready };
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -171,16 +193,21 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
             SAGAMESH_STORE: `sqlite:${path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-store-')), 'sagamesh.db')}`,
           }
         : {};
-    const { process: sagamesh, ready } = spawnSagamesh(
-      {
-        ...store,
-        SAGAMESH_GRPC_ADDR: `127.0.0.1:${ports.extProc}`,
-        SAGAMESH_EGRESS_URL: `http://127.0.0.1:${ports.egress}`,
-        SAGAMESH_SAGAS_DIR: options.sagasDir ?? path.join(REPO_ROOT, 'sagas'),
-        ...options.env,
-      },
-      log ? (l) => log('sagamesh', l) : undefined,
-    );
+    const sagameshEnv: Record<string, string> = {
+      ...store,
+      SAGAMESH_GRPC_ADDR: `127.0.0.1:${ports.extProc}`,
+      SAGAMESH_ADMIN_ADDR: `127.0.0.1:${ports.sagameshAdmin}`,
+      SAGAMESH_EGRESS_URL: `http://127.0.0.1:${ports.egress}`,
+      SAGAMESH_SAGAS_DIR: options.sagasDir ?? path.join(REPO_ROOT, 'sagas'),
+      ...options.env,
+    };
+    const storeUrl = sagameshEnv['SAGAMESH_STORE'] ?? 'sqlite:./data/sagamesh.db';
+    const storePath = storeUrl.startsWith('sqlite:')
+      ? path.resolve(REPO_ROOT, storeUrl.slice('sqlite:'.length).split('?')[0] ?? '')
+      : undefined;
+    const launch = (extraEnv: Readonly<Record<string, string>> = {}) =>
+      spawnSagamesh({ ...sagameshEnv, ...extraEnv }, log ? (l) => log('sagamesh', l) : undefined);
+    let { process: sagamesh, ready } = launch();
     started.push({ stop: () => sagamesh.stop() });
     await ready;
 
@@ -196,11 +223,22 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     return {
       ports,
       ingressUrl: `http://127.0.0.1:${ports.ingress}`,
+      adminUrl: `http://127.0.0.1:${ports.sagameshAdmin}`,
       egressUrl: `http://127.0.0.1:${ports.egress}`,
       participants: { hotel, flight, car },
       app,
       envoy,
-      sagamesh,
+      get sagamesh() {
+        return sagamesh;
+      },
+      storePath,
+      killSagamesh: (signal = 'SIGKILL') => sagamesh.kill(signal),
+      async restartSagamesh(extraEnv = {}) {
+        await sagamesh.stop();
+        ({ process: sagamesh, ready } = launch(extraEnv));
+        await ready;
+        return sagamesh;
+      },
       stop: stopAll,
     };
   } catch (err) {
