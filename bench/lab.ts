@@ -5,7 +5,7 @@ import { startEnvoy } from '../demo/envoy';
 import { renderBenchEnvoyConfig } from './envoy-config';
 import { PARTICIPANTS_ENTRY } from './layout';
 import type { Child } from './processes';
-import { canConnect, freePort, onCleanup, spawnLogged, waitFor } from './processes';
+import { canConnect, freePort, httpPost, onCleanup, spawnLogged, waitFor } from './processes';
 import type { StoreServer } from './stores';
 import { startPostgres, startRedis } from './stores';
 import { startDirect } from './systems/direct';
@@ -99,6 +99,10 @@ export async function startLab(options: LabOptions): Promise<Lab> {
   fs.writeFileSync(path.join(runDir, 'envoy.yaml'), configYaml);
   const envoy = await startEnvoy({ configYaml, adminPort: admin });
   onCleanup('envoy', () => envoy.stop());
+  // BENCH_ENVOY_DEBUG=http2,ext_proc turns those Envoy loggers to debug (diagnosing failed streams).
+  for (const logger of (process.env['BENCH_ENVOY_DEBUG'] ?? '').split(',').filter(Boolean)) {
+    await httpPost(`${envoy.adminUrl}/logging?${logger}=debug`);
+  }
 
   const direct = await startDirect(runDir, egressUrl);
   const dtmBolt = await startDtm({ runDir, store: 'boltdb', egressUrl });

@@ -127,6 +127,18 @@ export function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number
   });
 }
 
+export function httpPost(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.request(url, { method: 'POST', timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
 /**
  * Waits until `ready()` is true. Rejects with the child's log tail if it exits first or the time
  * runs out.

@@ -21,7 +21,7 @@ import type { MemoryResult } from './memory';
 import { runMemoryCase } from './memory';
 import type { Options } from './options';
 import { parseOptions } from './options';
-import { cleanupAll, installSignalHandlers } from './processes';
+import { cleanupAll, httpGet, installSignalHandlers } from './processes';
 import type { ProfileSummary } from './profile';
 import { summariseProfile } from './profile';
 import { renderChart } from './report/chart';
@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   let sweep: SweepPoint[] = [];
   let memory: MemoryResult | undefined;
   let machine: MachineInfo;
-  let lab: Lab;
+  let lab: Lab | undefined;
   try {
     log('starting participants, stores, sagamesh variants, Envoy, direct client, DTM…');
     lab = await startLab({
@@ -151,6 +151,14 @@ async function main(): Promise<void> {
         log(`  peak RSS ${(memory.hwmBytes / 2 ** 20).toFixed(0)} MB, ${memory.peakStreams} streams open`);
     }
   } finally {
+    // Envoy's counters (ext_proc errors, overflows, resets) explain unexpected answers afterwards.
+    if (lab) {
+      fs.writeFileSync(
+        path.join(runDir, 'envoy-stats.txt'),
+        (await httpGet(`${lab.envoy.adminUrl}/stats`)).body,
+      );
+      fs.writeFileSync(path.join(runDir, 'envoy.log'), lab.envoy.logs());
+    }
     log('stopping everything…');
     await cleanupAll();
   }
