@@ -1,0 +1,257 @@
+/**
+ * An Envoy bootstrap that is a loopback model of the `trips` pod's Istio sidecar, built in two
+ * clearly separated halves:
+ *
+ *  1. What Istio generates for the pod anyway (stand-ins, written here): an inbound HTTP listener
+ *     whose router sends to the app (Istio's default inbound route: one catch-all route, timeout
+ *     0s), an outbound port-80 listener that routes by Host to the Services of the namespace (the
+ *     listener that captures sagamesh's step calls), and the clusters behind both.
+ *  2. What the manifests add (from deploy/kubernetes, untouched): the EnvoyFilter's configPatches,
+ *     applied the way Istio applies them. Only the operations the manifests use are implemented;
+ *     any other patch fails the build, so a new Envoy fragment in the manifests cannot go untested.
+ *
+ * The one rewrite of the manifests' values: a pod has its own loopback, the test host shares one,
+ * so pod-local ports (127.0.0.1:50051 for sagamesh's gRPC) are mapped to free ports, explicitly.
+ * Istio's own HTTP filters (metadata exchange, authn, RBAC, stats) are not in stock Envoy and are
+ * not modelled; the ext_proc filter is inserted before the router as in a real sidecar.
+ */
+import YAML from 'yaml';
+import type { K8sObject } from './k8s';
+import { specOf } from './k8s';
+
+type Json = Record<string, unknown>;
+
+const HCM = 'envoy.filters.network.http_connection_manager';
+const HCM_TYPE =
+  'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+const ROUTER = 'envoy.filters.http.router';
+const ROUTER_FILTER = {
+  name: ROUTER,
+  typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
+};
+
+export interface EnvoyFilterPatch {
+  applyTo: string;
+  match?: {
+    context?: string;
+    listener?: {
+      portNumber?: number;
+      filterChain?: { filter?: { name?: string; subFilter?: { name?: string } } };
+    };
+  };
+  patch: { operation: string; value: Json };
+}
+
+export function envoyFilterPatches(envoyFilter: K8sObject): EnvoyFilterPatch[] {
+  const patches = specOf<{ configPatches?: EnvoyFilterPatch[] }>(envoyFilter).configPatches;
+  if (!Array.isArray(patches) || patches.length === 0) {
+    throw new Error(`EnvoyFilter ${envoyFilter.metadata.name} has no configPatches`);
+  }
+  return patches;
+}
+
+/** A Service of the namespace that the outbound port-80 listener routes to, and where it runs here. */
+export interface MeshService {
+  readonly name: string;
+  readonly namespace: string;
+  /** The loopback port the test runs it on. */
+  readonly port: number;
+}
+
+export interface SidecarModel {
+  /** Inbound listener (client traffic to the app's port). */
+  readonly inboundPort: number;
+  /** The app container's port (Istio's inbound filter chains match it as `portNumber`). */
+  readonly appContainerPort: number;
+  /** Where the app runs here. */
+  readonly appPort: number;
+  /** The outbound port-80 listener that captures sagamesh's step calls. */
+  readonly outboundPort: number;
+  readonly adminPort: number;
+  readonly services: readonly MeshService[];
+  /** Pod-local loopback port → the port used for it here (e.g. 50051 → a free port). */
+  readonly podLoopbackPorts: Readonly<Record<number, number>>;
+  readonly accessLogPath: string;
+}
+
+function clone<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
+function staticCluster(name: string, port: number): Json {
+  return {
+    name,
+    type: 'STATIC',
+    connect_timeout: '1s',
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: socket('127.0.0.1', port) } }] }],
+    },
+  };
+}
+
+function socket(address: string, port: number): Json {
+  return { socket_address: { address, port_value: port } };
+}
+
+/** Rewrites every 127.0.0.1 endpoint of a cluster through the pod-loopback map; unmapped ports throw. */
+function mapLoopbackEndpoints(node: unknown, ports: Readonly<Record<number, number>>, where: string): void {
+  if (Array.isArray(node)) {
+    for (const item of node) mapLoopbackEndpoints(item, ports, where);
+    return;
+  }
+  if (typeof node !== 'object' || node === null) return;
+  const obj = node as Json;
+  const sa = obj['socket_address'] as { address?: string; port_value?: number } | undefined;
+  if (sa && (sa.address === '127.0.0.1' || sa.address === 'localhost')) {
+    const mapped = ports[Number(sa.port_value)];
+    if (mapped === undefined) throw new Error(`${where}: pod-local port ${sa.port_value} has no test port`);
+    sa.port_value = mapped;
+  }
+  for (const value of Object.values(obj)) mapLoopbackEndpoints(value, ports, where);
+}
+
+function unsupported(p: EnvoyFilterPatch): Error {
+  return new Error(
+    `EnvoyFilter patch ${p.applyTo}/${p.patch.operation} (context ${p.match?.context ?? 'ANY'}) is not ` +
+      'modelled by test/helpers/k8s-bootstrap.ts: extend it so the new fragment is tested too',
+  );
+}
+
+/** The access log of the inbound listener: the saga fields sagamesh returns as dynamic metadata. */
+function inboundAccessLog(file: string): Json {
+  return {
+    name: 'envoy.access_loggers.file',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog',
+      path: file,
+      log_format: {
+        json_format: {
+          method: '%REQ(:METHOD)%',
+          path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%',
+          response_code: '%RESPONSE_CODE%',
+          saga_id: '%DYNAMIC_METADATA(sagamesh:saga_id)%',
+          saga: '%DYNAMIC_METADATA(sagamesh:saga)%',
+          saga_outcome: '%DYNAMIC_METADATA(sagamesh:outcome)%',
+        },
+      },
+    },
+  };
+}
+
+/** Builds the bootstrap (as an object) from the stand-ins and the EnvoyFilter patches. */
+export function sidecarBootstrap(patches: readonly EnvoyFilterPatch[], model: SidecarModel): Json {
+  // --- 1. Istio's own config for the pod (stand-ins) -------------------------------------------
+  const inboundCluster = `inbound|${model.appContainerPort}||`;
+  const inboundHttpFilters: Json[] = [clone(ROUTER_FILTER)];
+  const inbound = {
+    name: 'virtualInbound',
+    address: socket('127.0.0.1', model.inboundPort),
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: HCM,
+            typed_config: {
+              '@type': HCM_TYPE,
+              stat_prefix: `inbound_0.0.0.0_${model.appContainerPort}`,
+              access_log: [inboundAccessLog(model.accessLogPath)],
+              http_filters: inboundHttpFilters,
+              route_config: {
+                name: inboundCluster,
+                validate_clusters: false,
+                virtual_hosts: [
+                  {
+                    name: `inbound|http|${model.appContainerPort}`,
+                    domains: ['*'],
+                    // Istio's BuildDefaultHTTPInboundRoute: one catch-all route, no timeout.
+                    routes: [{ match: { prefix: '/' }, route: { cluster: inboundCluster, timeout: '0s' } }],
+                  },
+                ],
+              },
+            },
+          },
+        ],
+      },
+    ],
+  };
+
+  // Outbound 0.0.0.0_80: one virtual host per port-80 Service, its FQDN and the short names a pod
+  // of the same namespace may use; no retry policy (the manifests' VirtualServices set attempts 0).
+  const outboundClusters: Json[] = [];
+  const virtualHosts = model.services.map((svc) => {
+    const fqdn = `${svc.name}.${svc.namespace}.svc.cluster.local`;
+    const cluster = `outbound|80||${fqdn}`;
+    outboundClusters.push(staticCluster(cluster, svc.port));
+    return {
+      name: `${fqdn}:80`,
+      domains: [fqdn, svc.name, `${svc.name}.${svc.namespace}.svc`, `${svc.name}.${svc.namespace}`],
+      routes: [{ match: { prefix: '/' }, route: { cluster, timeout: '0s' } }],
+    };
+  });
+  const outbound = {
+    name: '0.0.0.0_80',
+    address: socket('127.0.0.1', model.outboundPort),
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: HCM,
+            typed_config: {
+              '@type': HCM_TYPE,
+              stat_prefix: 'outbound_0.0.0.0_80',
+              http_filters: [clone(ROUTER_FILTER)],
+              route_config: {
+                name: '80',
+                validate_clusters: false,
+                ignore_port_in_host_matching: true,
+                virtual_hosts: virtualHosts,
+              },
+            },
+          },
+        ],
+      },
+    ],
+  };
+  const clusters: Json[] = [staticCluster(inboundCluster, model.appPort), ...outboundClusters];
+
+  // --- 2. The manifests' EnvoyFilter patches, as Istio applies them ------------------------------
+  for (const p of patches) {
+    const context = p.match?.context ?? 'ANY';
+    const value = clone(p.patch.value);
+    if (
+      p.applyTo === 'CLUSTER' &&
+      p.patch.operation === 'ADD' &&
+      ['SIDECAR_OUTBOUND', 'ANY'].includes(context)
+    ) {
+      mapLoopbackEndpoints(value, model.podLoopbackPorts, `cluster ${String(value['name'])}`);
+      clusters.push(value);
+      continue;
+    }
+    if (
+      p.applyTo === 'HTTP_FILTER' &&
+      p.patch.operation === 'INSERT_BEFORE' &&
+      context === 'SIDECAR_INBOUND'
+    ) {
+      const listener = p.match?.listener;
+      const filter = listener?.filterChain?.filter;
+      if (filter?.name !== HCM || filter.subFilter?.name === undefined) throw unsupported(p);
+      if (listener?.portNumber !== undefined && listener.portNumber !== model.appContainerPort) continue;
+      const at = inboundHttpFilters.findIndex((f) => f['name'] === filter.subFilter?.name);
+      if (at < 0)
+        throw new Error(`EnvoyFilter: no inbound HTTP filter ${filter.subFilter.name} to insert before`);
+      inboundHttpFilters.splice(at, 0, value);
+      continue;
+    }
+    throw unsupported(p);
+  }
+
+  return {
+    admin: { address: socket('127.0.0.1', model.adminPort) },
+    static_resources: { listeners: [inbound, outbound], clusters },
+  };
+}
+
+export function sidecarBootstrapYaml(patches: readonly EnvoyFilterPatch[], model: SidecarModel): string {
+  return YAML.stringify(sidecarBootstrap(patches, model), { lineWidth: 0 });
+}
