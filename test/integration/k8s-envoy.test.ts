@@ -68,8 +68,8 @@ beforeAll(async () => {
   mountConfigMap(only(objects, 'ConfigMap', 'sagamesh-sagas'), sagasDir);
   accessLog = path.join(workDir, 'inbound-access.log');
 
-  // The sidecar's listeners: ports picked here, because sagamesh must know the outbound one.
-  const sidecarPorts = { inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
+  // The outbound listener's port is needed now: it is sagamesh's egress URL.
+  const outboundPort = await freePort();
 
   // sagamesh with the manifest container's environment. Localised, because this is one host and
   // not a pod: the ConfigMap mount, the emptyDir, and the addresses (the stack gives sagamesh a free
@@ -92,10 +92,12 @@ beforeAll(async () => {
       ...verbatim,
       SAGAMESH_SAGAS_DIR: sagasDir,
       SAGAMESH_STORE: `sqlite:${path.join(workDir, 'sagamesh.db')}`,
-      SAGAMESH_EGRESS_URL: `http://127.0.0.1:${sidecarPorts.outbound}`,
+      SAGAMESH_EGRESS_URL: `http://127.0.0.1:${outboundPort}`,
     },
   });
 
+  // Picked just before Envoy binds them: a free port can be taken by a parallel test meanwhile.
+  const sidecarPorts = { inbound: await freePort(), outbound: outboundPort, admin: await freePort() };
   const model: SidecarModel = {
     inboundPort: sidecarPorts.inbound,
     appContainerPort: 8080,
