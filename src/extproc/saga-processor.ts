@@ -320,6 +320,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
           steps: execution.steps(),
         }),
       };
+      if (this.idempotent) this.saveAnswerWhenSettled(execution);
       return immediate(answer, { sagaId, saga: definition.name, outcome: 'compensating' });
     }
     const answer = await sagaAnswer(definition, result);
@@ -330,6 +331,22 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       });
     }
     return immediate(answer, { sagaId, saga: definition.name, outcome: result.status });
+  }
+
+  /**
+   * The client got an interim answer (still compensating): once the saga settles, keep its final
+   * answer for retries with the same Idempotency-Key, as recovery does for resumed sagas.
+   */
+  private saveAnswerWhenSettled(execution: SagaExecution): void {
+    const { definition, sagaId } = execution;
+    execution.settled
+      .then(async (result) => {
+        if (result.status === 'abandoned') return;
+        await this.deps.sagaLog.saveAnswer(sagaId, await sagaAnswer(definition, result));
+      })
+      .catch((err: unknown) => {
+        this.logger.error({ err, saga_id: sagaId }, 'could not store the answer for the Idempotency-Key');
+      });
   }
 
   private async continueToUpstream(
