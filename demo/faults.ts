@@ -11,9 +11,10 @@ export type Fault =
   | { kind: 'fail' }
   | { kind: 'slow'; ms: number }
   | { kind: 'flaky'; attempts: number }
-  | { kind: 'cancel-fail' };
+  | { kind: 'cancel-fail' }
+  | { kind: 'cancel-slow'; ms: number };
 
-/** Upper bound for `slow:<ms>`: a typo must not park a request (and its timer) for days. */
+/** Upper bound for `slow:<ms>` and `cancel-slow:<ms>`: a typo must not park a request (and its timer) for days. */
 export const MAX_SLOW_MS = 10 * 60 * 1000;
 /** Upper bound for `flaky:<n>`; anything larger is a mistake, not a test. */
 export const MAX_FLAKY_ATTEMPTS = 1000;
@@ -34,19 +35,19 @@ export function parseFault(body: unknown): FaultParse {
   if (typeof raw !== 'string') return { ok: false, message: 'fault must be a string' };
   if (raw === 'fail') return { ok: true, fault: { kind: 'fail' } };
   if (raw === 'cancel-fail') return { ok: true, fault: { kind: 'cancel-fail' } };
-  const m = /^(slow|flaky):(\d{1,9})$/.exec(raw);
+  const m = /^(slow|flaky|cancel-slow):(\d{1,9})$/.exec(raw);
   if (m) {
     const n = Number(m[2]);
-    if (m[1] === 'slow') {
-      if (n > MAX_SLOW_MS) return { ok: false, message: `slow delay must be <= ${MAX_SLOW_MS} ms` };
-      return { ok: true, fault: { kind: 'slow', ms: n } };
+    if (m[1] === 'slow' || m[1] === 'cancel-slow') {
+      if (n > MAX_SLOW_MS) return { ok: false, message: `${m[1]} delay must be <= ${MAX_SLOW_MS} ms` };
+      return { ok: true, fault: { kind: m[1], ms: n } };
     }
     if (n > MAX_FLAKY_ATTEMPTS) return { ok: false, message: `flaky count must be <= ${MAX_FLAKY_ATTEMPTS}` };
     return { ok: true, fault: { kind: 'flaky', attempts: n } };
   }
   return {
     ok: false,
-    message: `unknown fault ${JSON.stringify(raw)}; expected fail, slow:<ms>, flaky:<n> or cancel-fail`,
+    message: `unknown fault ${JSON.stringify(raw)}; expected fail, slow:<ms>, flaky:<n>, cancel-fail or cancel-slow:<ms>`,
   };
 }
 

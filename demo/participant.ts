@@ -164,6 +164,10 @@ export function createParticipant(name: string, opts: ParticipantOptions = {}): 
   let flakyAttempts = new Map<string, number>();
   /** ids whose DELETE always answers 500 */
   let cancelFail = new Set<string>();
+  /** ids booked with `cancel-slow:<ms>` → how long a DELETE of them waits before it cancels */
+  let cancelSlow = new Map<string, number>();
+  /** id → cancels in progress (cancel-slow), so a concurrent DELETE joins instead of cancelling twice */
+  let cancelling = new Map<string, Promise<boolean>>();
   let callLog: CallRecord[] = [];
   let seq = 0;
   let inFlight = 0;
@@ -263,24 +267,52 @@ export function createParticipant(name: string, opts: ParticipantOptions = {}): 
         return reply(ex, 201, b);
       }
       case 'cancel-fail':
+      case 'cancel-slow':
       case undefined:
         break;
     }
     const b = book(body, req, key);
     if (fault?.kind === 'cancel-fail') cancelFail.add(b.id);
+    if (fault?.kind === 'cancel-slow') cancelSlow.set(b.id, fault.ms);
     reply(ex, 201, b);
   }
 
-  function cancelBooking(ex: Exchange, id: string): void {
+  function cancel(b: Booking): void {
+    if (b.status !== 'cancelled') {
+      b.status = 'cancelled';
+      b.cancelledAt = new Date().toISOString();
+    }
+  }
+
+  async function cancelBooking(ex: Exchange, id: string): Promise<void> {
     const b = bookings.get(id);
     if (!b) return reply(ex, 404, { error: 'not_found' });
     if (cancelFail.has(id)) {
       return reply(ex, 500, { error: 'cancel_failed', message: `${name} cannot cancel ${id}` });
     }
-    if (b.status !== 'cancelled') {
-      b.status = 'cancelled';
-      b.cancelledAt = new Date().toISOString();
+    const delayMs = cancelSlow.get(id);
+    if (delayMs !== undefined && b.status !== 'cancelled') {
+      // Like a slow create, the wait is not tied to the client connection: a caller that gives up
+      // still gets the booking cancelled. A DELETE arriving meanwhile joins the wait in progress.
+      let work = cancelling.get(id);
+      if (!work) {
+        const signal = epoch.signal;
+        const started = (async (): Promise<boolean> => {
+          const completed = await sleep(delayMs, signal);
+          if (!completed || signal.aborted) return false;
+          cancel(b);
+          return true;
+        })();
+        work = started;
+        cancelling.set(id, started);
+        void started.finally(() => {
+          if (cancelling.get(id) === started) cancelling.delete(id);
+        });
+      }
+      if (!(await work)) return reply(ex, 503, { error: 'unavailable', message: `${name} was reset` });
+      return reply(ex, 200, b);
     }
+    cancel(b);
     reply(ex, 200, b);
   }
 
@@ -405,6 +437,8 @@ export function createParticipant(name: string, opts: ParticipantOptions = {}): 
     pending = new Map();
     flakyAttempts = new Map();
     cancelFail = new Set();
+    cancelSlow = new Map();
+    cancelling = new Map();
     callLog = [];
     seq = 0;
   }

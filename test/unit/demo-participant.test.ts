@@ -199,15 +199,87 @@ describe('demo participant', () => {
     expect(p.bookings()[0]?.status).toBe('booked');
   });
 
-  it.each([['explode'], ['slow:'], ['slow:-1'], ['flaky:x'], [42], [''], ['slow:99999999']])(
-    'fault %p answers 400 bad_fault',
-    async (fault) => {
-      const r = await post({ fault });
-      expect(r.status).toBe(400);
-      expect(r.body.error).toBe('bad_fault');
-      expect(p.bookings()).toHaveLength(0);
-    },
-  );
+  it('fault "cancel-slow:<ms>" books at once; a DELETE waits, then cancels', async () => {
+    const created = await post({ guest: 'ada', fault: 'cancel-slow:120' });
+    expect(created.status).toBe(201);
+    const t0 = performance.now();
+    const pending = call('DELETE', `/bookings/${created.body.id}`);
+    await until(() => p.inFlight() === 1);
+    expect(p.bookings()[0]?.status).toBe('booked');
+    const r = await pending;
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(115);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ id: created.body.id, status: 'cancelled' });
+    // Once cancelled, a repeated DELETE answers at once with the same booking.
+    const t1 = performance.now();
+    const again = await call('DELETE', `/bookings/${created.body.id}`);
+    expect(performance.now() - t1).toBeLessThan(100);
+    expect(again.body).toEqual(r.body);
+  });
+
+  it('fault "cancel-slow:<ms>" still cancels after the client aborted, and a concurrent DELETE joins the wait', async () => {
+    const { body: b } = await post({ guest: 'ada', fault: 'cancel-slow:300' });
+    const headers = { 'idempotency-key': 's7:hotel:compensation' };
+    const ac = new AbortController();
+    const first = fetch(`${base}/bookings/${b.id}`, { method: 'DELETE', headers, signal: ac.signal });
+    await until(() => p.inFlight() === 1);
+    ac.abort();
+    await expect(first).rejects.toThrow();
+    expect(p.bookings()[0]?.status).toBe('booked');
+
+    // The caller's retry arrives while the first cancel still waits (a third of the way in): it
+    // joins that wait instead of starting its own, and nothing is cancelled twice.
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = performance.now();
+    const second = await call('DELETE', `/bookings/${b.id}`, { headers });
+    expect(performance.now() - t0).toBeLessThan(260);
+    expect(second.status).toBe(200);
+    expect(second.body).toMatchObject({ id: b.id, status: 'cancelled' });
+    const [booking] = p.bookings();
+    expect(booking?.cancelledAt).toBe(second.body.cancelledAt);
+
+    const third = await call('DELETE', `/bookings/${b.id}`, { headers });
+    expect(third.body.cancelledAt).toBe(second.body.cancelledAt);
+    await until(() => p.calls().length === 4);
+    const deletes = p.calls().filter((c) => c.method === 'DELETE');
+    expect(deletes.map((c) => [c.status, c.aborted ?? false])).toEqual([
+      [200, true],
+      [200, false],
+      [200, false],
+    ]);
+    // The joined DELETE ended with the first one, not a full delay after it started.
+    expect(Math.abs((deletes[1]?.finishedAt ?? 0) - (deletes[0]?.finishedAt ?? Infinity))).toBeLessThan(20);
+    expect(new Set(deletes.map((c) => c.idempotencyKey))).toEqual(new Set(['s7:hotel:compensation']));
+  });
+
+  it('abandons a pending cancel-slow DELETE on reset', async () => {
+    const { body: b } = await post({ fault: 'cancel-slow:5000' });
+    const pending = call('DELETE', `/bookings/${b.id}`);
+    await until(() => p.inFlight() === 1);
+    const [booking] = p.bookings();
+    p.reset();
+    const r = await pending;
+    expect(r.status).toBe(503);
+    expect(booking?.status).toBe('booked');
+    expect(booking?.cancelledAt).toBeUndefined();
+  });
+
+  it.each([
+    ['explode'],
+    ['slow:'],
+    ['slow:-1'],
+    ['flaky:x'],
+    [42],
+    [''],
+    ['slow:99999999'],
+    ['cancel-slow:'],
+    ['cancel-slow:99999999'],
+  ])('fault %p answers 400 bad_fault', async (fault) => {
+    const r = await post({ fault });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toBe('bad_fault');
+    expect(p.bookings()).toHaveLength(0);
+  });
 
   it('records calls with saga headers, in order, and logs one JSON line each', async () => {
     const headers = {
