@@ -212,10 +212,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await ready;
 
     const envoy = await startEnvoy({
-      configYaml: renderEnvoyConfig(
-        ports,
-        options.accessLogPath ? { accessLogPath: options.accessLogPath } : {},
-      ),
+      configYaml: options.envoyConfig
+        ? options.envoyConfig(ports)
+        : renderEnvoyConfig(ports, options.accessLogPath ? { accessLogPath: options.accessLogPath } : {}),
       adminPort: ports.admin,
     });
     started.push({ stop: () => envoy.stop() });
