@@ -81,17 +81,34 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A free loopback port for a service a test starts. Ports come from below Linux's ephemeral range
+ * (32768–60999): a port picked there and released can be taken by any outgoing connection (Envoy's
+ * upstreams, test clients) before the service binds it. Each jest worker gets its own slice, and a
+ * process never hands out the same port twice.
+ */
+const PORT_SLICE = 1500;
+const PORT_BASE = 20_000 + (Number(process.env['JEST_WORKER_ID'] ?? 0) % 8) * PORT_SLICE;
+const handedOut = new Set<number>();
+let portCursor = Math.floor(Math.random() * PORT_SLICE);
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < PORT_SLICE; i++) {
+    const port = PORT_BASE + (portCursor++ % PORT_SLICE);
+    if (handedOut.has(port) || !(await canBind(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port in ${PORT_BASE}-${PORT_BASE + PORT_SLICE - 1}`);
 }
 
 async function resolvePorts(option: StackOptions['ports']): Promise<StackPorts> {
