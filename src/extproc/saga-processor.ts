@@ -218,6 +218,12 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       const e = toSagameshError(err);
       this.logger.error({ err: e, saga: definition.name }, 'saga could not start');
       this.deps.observer?.sagaRejected(definition.name, e.code);
+      if (this.idempotent && key !== undefined && sagaId !== undefined) {
+        // Nothing ran under this key: let a retry start afresh rather than wait on a saga that never was.
+        await this.deps.sagaLog.releaseKey(definition.name, key, sagaId).catch((release: unknown) => {
+          this.logger.error({ err: release }, 'could not release the Idempotency-Key');
+        });
+      }
       return errorAnswer(e, definition.name);
     }
     const execution = this.execution;

@@ -128,6 +128,12 @@ export class MemorySagaLog implements SagaLog {
     return Promise.resolve({ reserved: true });
   }
 
+  releaseKey(definition: string, key: string, sagaId: string): Promise<void> {
+    const id = `${definition}\u0000${key}`;
+    if (this.keys.get(id)?.sagaId === sagaId) this.keys.delete(id);
+    return Promise.resolve();
+  }
+
   saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
     for (const entry of this.keys.values()) if (entry.sagaId === sagaId) entry.answer = answer;
     return Promise.resolve();

@@ -254,6 +254,14 @@ export class PostgresSagaLog implements SagaLog {
     };
   }
 
+  async releaseKey(definition: string, key: string, sagaId: string): Promise<void> {
+    await this.query('DELETE FROM idempotency_keys WHERE definition = $1 AND key = $2 AND saga_id = $3', [
+      definition,
+      key,
+      sagaId,
+    ]);
+  }
+
   async saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
     await this.query('UPDATE idempotency_keys SET answer = $1 WHERE saga_id = $2', [
       JSON.stringify(answer),

@@ -143,6 +143,8 @@ export interface SagaLog {
     /** Keys older than this (epoch ms) count as expired and are taken over. */
     readonly expiredBefore: number;
   }): Promise<KeyReservation>;
+  /** Forgets a key whose saga could not start, so a retry may start it afresh. */
+  releaseKey(definition: string, key: string, sagaId: string): Promise<void>;
   /** Stores the answer for every key that started this saga. */
   saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void>;
 

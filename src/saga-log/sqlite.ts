@@ -41,9 +41,7 @@ interface PendingAppend {
 }
 
 function sqliteCode(err: unknown): string {
-  return typeof err === 'object' && err !== null && 'code' in err
-    ? String((err).code)
-    : '';
+  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
 }
 
 /** Maps an SQLite failure to the registry: garbage or a newer schema is corrupt, the rest unavailable. */
@@ -124,6 +122,7 @@ export class SqliteSagaLog implements SagaLog {
       getKey: db.prepare(
         'SELECT saga_id, request_hash, answer FROM idempotency_keys WHERE definition = ? AND key = ?',
       ),
+      releaseKey: db.prepare('DELETE FROM idempotency_keys WHERE definition = ? AND key = ? AND saga_id = ?'),
       saveAnswer: db.prepare('UPDATE idempotency_keys SET answer = ? WHERE saga_id = ?'),
       pruneEvents: db.prepare(
         'DELETE FROM saga_events WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < ?)',
@@ -292,6 +291,10 @@ export class SqliteSagaLog implements SagaLog {
         ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
       } as const;
     });
+  }
+
+  releaseKey(definition: string, key: string, sagaId: string): Promise<void> {
+    return this.write(() => void this.stmt.releaseKey.run(definition, key, sagaId));
   }
 
   saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {

@@ -1,0 +1,115 @@
+import pino from 'pino';
+import { SimulatedClock } from 'xstate';
+import { ERRORS, SagameshError } from '../../src/errors';
+import type { HttpHeaders, ProcessingResponse } from '../../src/extproc/messages';
+import { SagaProcessor } from '../../src/extproc/saga-processor';
+import type { SagaDefinition } from '../../src/saga/definition';
+import type { SagaRunner } from '../../src/saga/runner';
+import { MemorySagaLog } from '../../src/saga-log/memory';
+import { definition, step } from '../helpers/fake-definition';
+
+/** The saga processor's decisions before any saga runs, with the runner and store faked. */
+const def: SagaDefinition = { ...definition([step('hotel')]), input: { json: true } };
+
+function processor(opts: { draining?: boolean; start?: SagaRunner['start'] } = {}) {
+  const log = new MemorySagaLog(new SimulatedClock());
+  let n = 0;
+  const runner = {
+    allocateId: () => `saga-${++n}`,
+    start: opts.start ?? (() => Promise.reject(new Error('not expected'))),
+  } as unknown as SagaRunner;
+  const make = () =>
+    new SagaProcessor(
+      {
+        definitions: () => ({
+          match: (m: string, p: string) => (m === 'POST' && p === '/test' ? def : undefined),
+        }),
+        runner,
+        answerBudgetMs: 1000,
+        sagaLog: log,
+        clock: new SimulatedClock(),
+        idempotencyRetentionMs: 60_000,
+        isDraining: () => opts.draining ?? false,
+      },
+      { logger: pino({ level: 'silent' }) },
+    );
+  return { make, log };
+}
+
+const headers = (path: string, extra: Record<string, string> = {}, end = false): HttpHeaders => ({
+  headers: {
+    headers: Object.entries({ ':method': 'POST', ':path': path, ...extra }).map(([key, v]) => ({
+      key,
+      raw_value: Buffer.from(v),
+    })),
+  },
+  end_of_stream: end,
+});
+
+const bodyOf = (r: ProcessingResponse): { error?: { code: string } } =>
+  JSON.parse(r.immediate_response?.body?.toString() ?? '{}') as { error?: { code: string } };
+const header = (r: ProcessingResponse, name: string) =>
+  r.immediate_response?.headers?.set_headers?.find((h) => h.header.key === name)?.header.raw_value.toString();
+
+describe('SagaProcessor', () => {
+  it('switches the rest of the stream off for a request that matches no saga (every phase named)', async () => {
+    const r = await processor().make().requestHeaders(headers('/other'));
+    expect(r).toEqual({
+      request_headers: { response: { status: 'CONTINUE' } },
+      mode_override: {
+        request_header_mode: 'SEND',
+        request_body_mode: 'NONE',
+        response_header_mode: 'SKIP',
+        response_body_mode: 'NONE',
+        request_trailer_mode: 'SKIP',
+        response_trailer_mode: 'SKIP',
+      },
+    });
+  });
+
+  it('asks for the buffered body of a matching request', async () => {
+    const r = await processor().make().requestHeaders(headers('/test?x=1'));
+    expect(r.request_headers?.response.status).toBe('CONTINUE');
+    expect(r.mode_override).toMatchObject({ request_body_mode: 'BUFFERED', response_header_mode: 'SKIP' });
+  });
+
+  it('answers 503 DRAINING with Retry-After while shutting down', async () => {
+    const r = await processor({ draining: true }).make().requestHeaders(headers('/test'));
+    expect(r.immediate_response?.status.code).toBe(503);
+    expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_DRAINING');
+    expect(header(r, 'retry-after')).toBe('1');
+  });
+
+  it('answers 400 BODY_NOT_JSON without starting anything', async () => {
+    const start = jest.fn();
+    const p = processor({ start }).make();
+    await p.requestHeaders(headers('/test'));
+    const r = await p.requestBody({ body: Buffer.from('{"a":'), end_of_stream: true });
+    expect(r.immediate_response?.status.code).toBe(400);
+    expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_BODY_NOT_JSON');
+    expect(start).not.toHaveBeenCalled();
+  });
+
+  it('releases an Idempotency-Key whose saga could not start, so a retry starts afresh', async () => {
+    const start = jest.fn(() => Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'disk full')));
+    const { make, log } = processor({ start: start as unknown as SagaRunner['start'] });
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const p = make();
+      await p.requestHeaders(headers('/test', { 'idempotency-key': 'k1' }));
+      const r = await p.requestBody({ body: Buffer.from('{}'), end_of_stream: true });
+      expect(r.immediate_response?.status.code).toBe(503);
+      expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_STORE_UNAVAILABLE');
+    }
+    // Both attempts tried to start a saga: the first one's failure did not leave the key taken.
+    expect(start).toHaveBeenCalledTimes(2);
+    expect(
+      await log.reserveKey({
+        definition: def.name,
+        key: 'k1',
+        requestHash: 'h',
+        sagaId: 'x',
+        expiredBefore: 0,
+      }),
+    ).toEqual({ reserved: true });
+  });
+});
