@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Actor, SnapshotFrom } from 'xstate';
+import type { SnapshotFrom } from 'xstate';
 import { createActor, fromPromise } from 'xstate';
 import type { Clock } from '../clock';
 import { ERRORS, toSagameshError } from '../errors';
@@ -7,10 +7,11 @@ import type { Logger } from '../logger';
 import type { Observer } from '../observer';
 import { NOOP_OBSERVER } from '../observer';
 import type { HttpCaller } from '../participants/step-caller';
-import { CallNetworkError } from '../participants/step-caller';
 import { rebuild } from '../saga-log/recovery';
 import type { SagaLog } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
+import type { SagaActor, SagaResult } from './execution';
+import { SagaExecution, scopeOf, summarize } from './execution';
 import type {
   CallInput,
   CallOutput,
@@ -19,11 +20,9 @@ import type {
   SagaContext,
   SagaInput,
   SagaMachine,
-  StepRun,
 } from './machine';
 import { buildSagaMachine } from './machine';
-import { classifyNetworkError, classifyResponse } from './outcome';
-import { renderRequest } from './render';
+import { callStep } from './call-step';
 
 /**
  * Runs sagas: one XState actor per saga, built from the definition's machine (built once per
@@ -31,26 +30,7 @@ import { renderRequest } from './render';
  * the saga log before it sends anything, and the outcome before the machine may act on it.
  */
 
-export interface StepSummary {
-  readonly name: string;
-  readonly status: StepRun['status'];
-  readonly attempts: number;
-  readonly httpStatus?: number;
-  readonly compensation: StepRun['compensation']['status'];
-  readonly error?: ErrorInfo;
-}
-
-export interface SagaResult {
-  readonly sagaId: string;
-  readonly definition: string;
-  /** `abandoned`: this process stopped acting on the saga (lease lost, shutdown); another resumes it. */
-  readonly status: FinalState | 'abandoned';
-  readonly failedStep?: string;
-  readonly error?: ErrorInfo;
-  readonly steps: readonly StepSummary[];
-  /** Responses of the steps that succeeded, for the success answer's templates. */
-  readonly scope: TemplateScope;
-}
+export type { SagaExecution, SagaResult, StepSummary } from './execution';
 
 export interface RunnerDeps {
   readonly log: SagaLog;
@@ -82,67 +62,12 @@ export interface StartMeta {
   readonly sagaId?: string;
 }
 
-type SagaActor = Actor<SagaMachine>;
 type SagaSnapshot = SnapshotFrom<SagaMachine>;
 
 /** The W3C trace id inside a traceparent header, if it is well formed. */
 export function traceIdOf(traceparent: string | undefined): string | undefined {
   const m = traceparent ? /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}$/.exec(traceparent.trim()) : null;
   return m?.[1];
-}
-
-function summarize(context: SagaContext): StepSummary[] {
-  return Object.entries(context.steps).map(([name, run]) => ({
-    name,
-    status: run.status,
-    attempts: run.attempts,
-    ...(run.response ? { httpStatus: run.response.status } : {}),
-    compensation: run.compensation.status,
-    ...(run.error ? { error: run.error } : {}),
-  }));
-}
-
-/** One running saga, as the ext_proc processor sees it. */
-export class SagaExecution {
-  readonly settled: Promise<SagaResult>;
-  /** Resolves when the saga reaches its pivot (pivot mode) or its end, whichever is first. */
-  readonly stepsDone: Promise<'pivot' | 'final'>;
-
-  constructor(
-    readonly sagaId: string,
-    readonly definition: SagaDefinition,
-    private readonly actor: SagaActor,
-    settled: Promise<SagaResult>,
-    stepsDone: Promise<'pivot' | 'final'>,
-  ) {
-    this.settled = settled;
-    this.stepsDone = stepsDone;
-  }
-
-  /** The scope as it is now: the success answer and upstream mutations render from it. */
-  scope(): TemplateScope {
-    return scopeOf(this.definition, this.actor.getSnapshot().context);
-  }
-
-  /** The steps as they are now. */
-  steps(): StepSummary[] {
-    return summarize(this.actor.getSnapshot().context);
-  }
-
-  upstreamResponded(status: number): void {
-    this.actor.send({ type: 'saga.upstream.response', status });
-  }
-
-  upstreamFailed(message: string): void {
-    this.actor.send({ type: 'saga.upstream.failed', message });
-  }
-}
-
-function scopeOf(definition: SagaDefinition, context: SagaContext): TemplateScope {
-  const steps: Record<string, { response: NonNullable<StepRun['response']> }> = {};
-  for (const [name, run] of Object.entries(context.steps))
-    if (run.response) steps[name] = { response: run.response };
-  return { request: context.request, steps, saga: { id: context.sagaId, name: definition.name } };
 }
 
 export class SagaRunner {
@@ -397,130 +322,21 @@ export class SagaRunner {
       const built = buildSagaMachine(definition, this.deps.random ? { random: this.deps.random } : {});
       machine = built.provide({
         actors: {
-          callStep: fromPromise<CallOutput, CallInput>(({ input, signal }) =>
-            this.callStep(definition, input, signal),
-          ),
+          callStep: fromPromise<CallOutput, CallInput>(({ input, signal }) => {
+            const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
+            const { log, http, clock } = this.deps;
+            const onStoreError = (err: unknown): void => this.onStoreError(input.sagaId, err, logger);
+            return callStep(
+              { log, http, clock, observer: this.observer, logger, onStoreError },
+              definition,
+              input,
+              signal,
+            );
+          }),
         },
       });
       this.machines.set(definition, machine);
     }
     return machine;
-  }
-
-  /** The one place a saga touches the network. Record, then act; record the outcome, then report. */
-  private async callStep(
-    definition: SagaDefinition,
-    input: CallInput,
-    signal: AbortSignal,
-  ): Promise<CallOutput> {
-    const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
-    const step = definition.steps.find((s) => s.name === input.step);
-    const call = input.kind === 'action' ? step?.action : step?.compensation;
-    if (!call) throw new Error(`no ${input.kind} for step ${input.step}`);
-
-    let request;
-    try {
-      request = await renderRequest(call.request, input.scope);
-    } catch (err) {
-      const e = toSagameshError(err);
-      const output: CallOutput = {
-        outcome: 'rejected',
-        applied: 'no',
-        error: { code: e.code, message: e.message },
-      };
-      await this.recordOutcome(input, output);
-      return output;
-    }
-
-    const { sagaId, kind, attempt, replay } = input;
-    try {
-      await this.deps.log.append(sagaId, {
-        type: 'call.dispatched',
-        step: input.step,
-        kind,
-        attempt,
-        replay,
-      });
-    } catch (err) {
-      // Not recorded, so not sent. A lost lease stops the saga here; anything else is retried.
-      this.onStoreError(sagaId, err, logger);
-      throw err;
-    }
-    const started = this.deps.clock.now();
-    const report = (outcome: string): number => {
-      const durationMs = this.deps.clock.now() - started;
-      this.observer.callCompleted({
-        definition: definition.name,
-        step: input.step,
-        kind,
-        attempt,
-        outcome,
-        durationMs,
-      });
-      return durationMs;
-    };
-    let output: CallOutput;
-    try {
-      const response = await this.deps.http.call({
-        method: request.method,
-        origin: request.origin,
-        path: request.path,
-        headers: {
-          ...request.headers,
-          'x-sagamesh-saga-id': sagaId,
-          'x-sagamesh-step': input.step,
-          'x-sagamesh-kind': kind,
-          'idempotency-key': `${sagaId}:${input.step}:${kind}`,
-          ...(input.traceparent ? { traceparent: input.traceparent } : {}),
-        },
-        ...(request.body !== undefined ? { body: request.body } : {}),
-        signal,
-      });
-      output = classifyResponse(kind, call, response, input.step);
-    } catch (err) {
-      if (signal.aborted) {
-        // The machine timed the call out (or the saga moved on); it records that itself.
-        logger.debug({ step: input.step, kind, attempt }, 'call aborted');
-        report('aborted');
-        throw err;
-      }
-      const errno = err instanceof CallNetworkError ? err.errno : undefined;
-      output = classifyNetworkError(errno, err instanceof Error ? err.message : String(err), input.step);
-    }
-    await this.recordOutcome(input, output).catch((err: unknown) => {
-      this.onStoreError(sagaId, err, logger);
-      throw err;
-    });
-    const durationMs = report(output.outcome);
-    logger.info(
-      {
-        step: input.step,
-        kind,
-        attempt,
-        replay,
-        outcome: output.outcome,
-        status: output.response?.status,
-        duration_ms: durationMs,
-      },
-      'call completed',
-    );
-    return output;
-  }
-
-  private async recordOutcome(input: CallInput, output: CallOutput): Promise<void> {
-    await this.deps.log.append(input.sagaId, {
-      type: 'call.completed',
-      step: input.step,
-      kind: input.kind,
-      attempt: input.attempt,
-      replay: input.replay,
-      outcome: output.outcome,
-      ...(output.response ? { status: output.response.status } : {}),
-      // Successful actions keep their response: compensations and answers read it after a restart.
-      ...(output.response && output.outcome === 'success' && input.kind === 'action'
-        ? { response: output.response }
-        : {}),
-      ...(output.error ? { error: output.error } : {}),
-    });
   }
 }

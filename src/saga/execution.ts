@@ -1,0 +1,84 @@
+import type { Actor } from 'xstate';
+import type { SagaDefinition, TemplateScope } from './definition';
+import type { ErrorInfo, FinalState, SagaContext, SagaMachine, StepRun } from './machine';
+
+/**
+ * A saga as its caller sees it while it runs (SagaExecution) and once it settled (SagaResult):
+ * what the ext_proc processor answers from. The runner creates these; nothing else does.
+ */
+export type SagaActor = Actor<SagaMachine>;
+
+export interface StepSummary {
+  readonly name: string;
+  readonly status: StepRun['status'];
+  readonly attempts: number;
+  readonly httpStatus?: number;
+  readonly compensation: StepRun['compensation']['status'];
+  readonly error?: ErrorInfo;
+}
+
+export interface SagaResult {
+  readonly sagaId: string;
+  readonly definition: string;
+  /** `abandoned`: this process stopped acting on the saga (lease lost, shutdown); another resumes it. */
+  readonly status: FinalState | 'abandoned';
+  readonly failedStep?: string;
+  readonly error?: ErrorInfo;
+  readonly steps: readonly StepSummary[];
+  /** Responses of the steps that succeeded, for the success answer's templates. */
+  readonly scope: TemplateScope;
+}
+
+export function summarize(context: SagaContext): StepSummary[] {
+  return Object.entries(context.steps).map(([name, run]) => ({
+    name,
+    status: run.status,
+    attempts: run.attempts,
+    ...(run.response ? { httpStatus: run.response.status } : {}),
+    compensation: run.compensation.status,
+    ...(run.error ? { error: run.error } : {}),
+  }));
+}
+
+/** One running saga, as the ext_proc processor sees it. */
+export class SagaExecution {
+  readonly settled: Promise<SagaResult>;
+  /** Resolves when the saga reaches its pivot (pivot mode) or its end, whichever is first. */
+  readonly stepsDone: Promise<'pivot' | 'final'>;
+
+  constructor(
+    readonly sagaId: string,
+    readonly definition: SagaDefinition,
+    private readonly actor: SagaActor,
+    settled: Promise<SagaResult>,
+    stepsDone: Promise<'pivot' | 'final'>,
+  ) {
+    this.settled = settled;
+    this.stepsDone = stepsDone;
+  }
+
+  /** The scope as it is now: the success answer and upstream mutations render from it. */
+  scope(): TemplateScope {
+    return scopeOf(this.definition, this.actor.getSnapshot().context);
+  }
+
+  /** The steps as they are now. */
+  steps(): StepSummary[] {
+    return summarize(this.actor.getSnapshot().context);
+  }
+
+  upstreamResponded(status: number): void {
+    this.actor.send({ type: 'saga.upstream.response', status });
+  }
+
+  upstreamFailed(message: string): void {
+    this.actor.send({ type: 'saga.upstream.failed', message });
+  }
+}
+
+export function scopeOf(definition: SagaDefinition, context: SagaContext): TemplateScope {
+  const steps: Record<string, { response: NonNullable<StepRun['response']> }> = {};
+  for (const [name, run] of Object.entries(context.steps))
+    if (run.response) steps[name] = { response: run.response };
+  return { request: context.request, steps, saga: { id: context.sagaId, name: definition.name } };
+}
