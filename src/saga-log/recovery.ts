@@ -1,5 +1,5 @@
-import type { ErrorInfo, StepRun } from '../saga/machine';
-import { freshStep, mergeApplied } from '../saga/machine';
+import type { ErrorInfo, StepRun } from '../saga/saga-state';
+import { freshStep, mergeApplied } from '../saga/saga-state';
 import type { SagaRecord, SagaStatus } from './saga-log';
 
 /**

@@ -6,7 +6,7 @@ import type { HttpCaller } from '../participants/step-caller';
 import { CallNetworkError } from '../participants/step-caller';
 import type { SagaLog } from '../saga-log/saga-log';
 import type { SagaDefinition } from './definition';
-import type { CallInput, CallOutput } from './machine';
+import type { CallInput, CallOutput } from './saga-state';
 import { classifyNetworkError, classifyResponse } from './outcome';
 import { renderRequest } from './render';
 

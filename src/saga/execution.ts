@@ -1,6 +1,7 @@
 import type { Actor } from 'xstate';
 import type { SagaDefinition, TemplateScope } from './definition';
-import type { ErrorInfo, FinalState, SagaContext, SagaMachine, StepRun } from './machine';
+import type { SagaMachine } from './machine';
+import type { ErrorInfo, FinalState, SagaContext, StepRun } from './saga-state';
 
 /**
  * A saga as its caller sees it while it runs (SagaExecution) and once it settled (SagaResult):

@@ -1,15 +1,20 @@
 import type { AnyEventObject } from 'xstate';
 import { assign, fromPromise, raise, setup } from 'xstate';
-import type { ErrorSpec } from '../errors';
 import { ERRORS } from '../errors';
-import type {
-  CallDefinition,
-  SagaDefinition,
-  StepDefinition,
-  StepResponse,
-  TemplateScope,
-} from './definition';
+import type { CallDefinition, SagaDefinition, StepDefinition, StepResponse } from './definition';
 import { backoffDelayMs } from './backoff';
+import type {
+  CallInput,
+  CallKind,
+  CallOutput,
+  CompensationRun,
+  ErrorInfo,
+  SagaContext,
+  SagaInput,
+  SagaMachineEvent,
+  StepRun,
+} from './saga-state';
+import { freshStep, mergeApplied, needsCompensation } from './saga-state';
 
 /**
  * The pure machine builder: SagaDefinition → XState machine. The machine does no I/O. Every
@@ -26,92 +31,6 @@ import { backoffDelayMs } from './backoff';
  *   it has settled, then undoes its step if it succeeded or may have succeeded)
  *     └─ every region settled ─▶ compensated | stuck
  */
-
-export type Applied = 'no' | 'maybe' | 'yes';
-export interface ErrorInfo {
-  readonly code: ErrorSpec['code'];
-  readonly message: string;
-}
-
-/** What the `callStep` actor resolves with. It never rejects for HTTP outcomes. */
-export interface CallOutput {
-  /** success: a listed status; rejected: a definitive refusal (other 4xx); retryable: 5xx, timeout, network. */
-  readonly outcome: 'success' | 'rejected' | 'retryable';
-  /** Whether the participant applied the request, as far as this call can tell. */
-  readonly applied: Applied;
-  readonly response?: StepResponse;
-  readonly error?: ErrorInfo;
-}
-
-export type CallKind = 'action' | 'compensation';
-
-export interface CallInput {
-  readonly sagaId: string;
-  readonly step: string;
-  readonly kind: CallKind;
-  readonly attempt: number;
-  /** True when an in-doubt action is replayed (same idempotency key) to learn its result. */
-  readonly replay: boolean;
-  /** What the call's templates see: the request, the responses so far, the saga. */
-  readonly scope: TemplateScope;
-  readonly traceparent?: string;
-}
-
-export interface CompensationRun {
-  readonly status: 'pending' | 'resolving' | 'running' | 'done' | 'skipped' | 'stuck';
-  readonly attempts: number;
-  readonly error?: ErrorInfo;
-}
-
-export interface StepRun {
-  readonly status: 'pending' | 'running' | 'succeeded' | 'failed';
-  readonly attempts: number;
-  /** A request was sent and no answer has come back (yet). */
-  readonly inFlight: boolean;
-  readonly applied: Applied;
-  readonly response?: StepResponse;
-  readonly error?: ErrorInfo;
-  readonly nextDelayMs: number;
-  readonly compensation: CompensationRun;
-}
-
-export interface SagaContext {
-  readonly sagaId: string;
-  /** Resumed from the saga log rather than started by a request. */
-  readonly recovered: boolean;
-  readonly request: TemplateScope['request'];
-  readonly traceparent?: string;
-  readonly steps: Readonly<Record<string, StepRun>>;
-  readonly failedStep?: string;
-  readonly error?: ErrorInfo;
-  readonly upstreamStatus?: number;
-}
-
-export interface SagaInput {
-  readonly sagaId: string;
-  readonly request: TemplateScope['request'];
-  readonly traceparent?: string;
-  /**
-   * Set when a saga is resumed from the saga log after its coordinator stopped (crash, lease
-   * takeover) or when an operator re-drives it: the step states rebuilt from the log. The saga
-   * then never runs forward again: backward recovery compensates what succeeded or may have.
-   */
-  readonly recovered?: {
-    readonly steps: Readonly<Record<string, StepRun>>;
-    readonly failedStep?: string;
-    readonly error?: ErrorInfo;
-  };
-}
-
-export type SagaMachineEvent =
-  | { type: 'saga.step.failed'; step: string }
-  | { type: 'saga.upstream.response'; status: number }
-  | { type: 'saga.upstream.failed'; message: string }
-  | { type: 'saga.abort'; reason: string };
-
-/** Final states of the saga machine, i.e. the saga statuses a saga can end in. */
-export const FINAL_STATES = ['succeeded', 'compensated', 'stuck'] as const;
-export type FinalState = (typeof FINAL_STATES)[number];
 
 export interface BuildOptions {
   /** Source of jitter in [0, 1); injected so tests are deterministic. */
@@ -137,32 +56,8 @@ function outputOf(event: AnyEventObject): CallOutput {
   };
 }
 
-/** A step that has not run. */
-export function freshStep(): StepRun {
-  return {
-    status: 'pending',
-    attempts: 0,
-    inFlight: false,
-    applied: 'no',
-    nextDelayMs: 0,
-    compensation: { status: 'pending', attempts: 0 },
-  };
-}
-
 function initialSteps(definition: SagaDefinition): Record<string, StepRun> {
   return Object.fromEntries(definition.steps.map((s) => [s.name, freshStep()]));
-}
-
-/** What we know of whether a step took effect, after one more answer: yes beats maybe beats no. */
-export function mergeApplied(before: Applied, now: Applied): Applied {
-  if (before === 'yes' || now === 'yes') return 'yes';
-  if (before === 'maybe' || now === 'maybe') return 'maybe';
-  return 'no';
-}
-
-/** A step needs compensating when it succeeded or may have succeeded (in doubt). */
-export function needsCompensation(run: StepRun): boolean {
-  return run.status === 'succeeded' || run.inFlight || run.applied !== 'no';
 }
 
 export function buildSagaMachine(definition: SagaDefinition, options: BuildOptions = {}) {

@@ -1,6 +1,6 @@
 import { ERRORS } from '../errors';
 import type { CallDefinition, StepResponse } from './definition';
-import type { CallKind, CallOutput } from './machine';
+import type { CallKind, CallOutput } from './saga-state';
 
 /**
  * How a participant's answer counts (ARCHITECTURE.md, "Saga semantics"): a listed success status

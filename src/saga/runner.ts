@@ -12,15 +12,8 @@ import type { SagaLog } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
 import type { SagaActor, SagaResult } from './execution';
 import { SagaExecution, scopeOf, summarize } from './execution';
-import type {
-  CallInput,
-  CallOutput,
-  ErrorInfo,
-  FinalState,
-  SagaContext,
-  SagaInput,
-  SagaMachine,
-} from './machine';
+import type { SagaMachine } from './machine';
+import type { CallInput, CallOutput, ErrorInfo, FinalState, SagaContext, SagaInput } from './saga-state';
 import { buildSagaMachine } from './machine';
 import { callStep } from './call-step';
 

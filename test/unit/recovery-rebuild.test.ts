@@ -1,4 +1,4 @@
-import { needsCompensation } from '../../src/saga/machine';
+import { needsCompensation } from '../../src/saga/saga-state';
 import { rebuild } from '../../src/saga-log/recovery';
 import type { CallKind, SagaEvent, SagaRecord } from '../../src/saga-log/saga-log';
 

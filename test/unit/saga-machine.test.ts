@@ -1,6 +1,6 @@
 import { createActor, fromPromise, SimulatedClock } from 'xstate';
 import type { StepResponse } from '../../src/saga/definition';
-import type { CallInput, CallOutput } from '../../src/saga/machine';
+import type { CallInput, CallOutput } from '../../src/saga/saga-state';
 import { buildSagaMachine } from '../../src/saga/machine';
 import { definition, step } from '../helpers/fake-definition';
 

@@ -1,0 +1,117 @@
+import type { ErrorSpec } from '../errors';
+import type { StepResponse, TemplateScope } from './definition';
+
+/**
+ * The saga's data model, as the machine holds it in its context and the saga log's recovery
+ * rebuilds it: each step's run (attempts, in flight, applied or not, its response, its undo), and
+ * what the one I/O actor, `callStep`, takes and gives back.
+ */
+export type Applied = 'no' | 'maybe' | 'yes';
+export interface ErrorInfo {
+  readonly code: ErrorSpec['code'];
+  readonly message: string;
+}
+
+/** What the `callStep` actor resolves with. It never rejects for HTTP outcomes. */
+export interface CallOutput {
+  /** success: a listed status; rejected: a definitive refusal (other 4xx); retryable: 5xx, timeout, network. */
+  readonly outcome: 'success' | 'rejected' | 'retryable';
+  /** Whether the participant applied the request, as far as this call can tell. */
+  readonly applied: Applied;
+  readonly response?: StepResponse;
+  readonly error?: ErrorInfo;
+}
+
+export type CallKind = 'action' | 'compensation';
+
+export interface CallInput {
+  readonly sagaId: string;
+  readonly step: string;
+  readonly kind: CallKind;
+  readonly attempt: number;
+  /** True when an in-doubt action is replayed (same idempotency key) to learn its result. */
+  readonly replay: boolean;
+  /** What the call's templates see: the request, the responses so far, the saga. */
+  readonly scope: TemplateScope;
+  readonly traceparent?: string;
+}
+
+export interface CompensationRun {
+  readonly status: 'pending' | 'resolving' | 'running' | 'done' | 'skipped' | 'stuck';
+  readonly attempts: number;
+  readonly error?: ErrorInfo;
+}
+
+export interface StepRun {
+  readonly status: 'pending' | 'running' | 'succeeded' | 'failed';
+  readonly attempts: number;
+  /** A request was sent and no answer has come back (yet). */
+  readonly inFlight: boolean;
+  readonly applied: Applied;
+  readonly response?: StepResponse;
+  readonly error?: ErrorInfo;
+  readonly nextDelayMs: number;
+  readonly compensation: CompensationRun;
+}
+
+export interface SagaContext {
+  readonly sagaId: string;
+  /** Resumed from the saga log rather than started by a request. */
+  readonly recovered: boolean;
+  readonly request: TemplateScope['request'];
+  readonly traceparent?: string;
+  readonly steps: Readonly<Record<string, StepRun>>;
+  readonly failedStep?: string;
+  readonly error?: ErrorInfo;
+  readonly upstreamStatus?: number;
+}
+
+export interface SagaInput {
+  readonly sagaId: string;
+  readonly request: TemplateScope['request'];
+  readonly traceparent?: string;
+  /**
+   * Set when a saga is resumed from the saga log after its coordinator stopped (crash, lease
+   * takeover) or when an operator re-drives it: the step states rebuilt from the log. The saga
+   * then never runs forward again: backward recovery compensates what succeeded or may have.
+   */
+  readonly recovered?: {
+    readonly steps: Readonly<Record<string, StepRun>>;
+    readonly failedStep?: string;
+    readonly error?: ErrorInfo;
+  };
+}
+
+export type SagaMachineEvent =
+  | { type: 'saga.step.failed'; step: string }
+  | { type: 'saga.upstream.response'; status: number }
+  | { type: 'saga.upstream.failed'; message: string }
+  | { type: 'saga.abort'; reason: string };
+
+/** Final states of the saga machine, i.e. the saga statuses a saga can end in. */
+export const FINAL_STATES = ['succeeded', 'compensated', 'stuck'] as const;
+export type FinalState = (typeof FINAL_STATES)[number];
+
+/** A step that has not run. */
+export function freshStep(): StepRun {
+  return {
+    status: 'pending',
+    attempts: 0,
+    inFlight: false,
+    applied: 'no',
+    nextDelayMs: 0,
+    compensation: { status: 'pending', attempts: 0 },
+  };
+}
+
+/** What we know of whether a step took effect, after one more answer: yes beats maybe beats no. */
+export function mergeApplied(before: Applied, now: Applied): Applied {
+  if (before === 'yes' || now === 'yes') return 'yes';
+  if (before === 'maybe' || now === 'maybe') return 'maybe';
+  return 'no';
+}
+
+/** A step needs compensating when it succeeded or may have succeeded (in doubt). */
+export function needsCompensation(run: StepRun): boolean {
+  return run.status === 'succeeded' || run.inFlight || run.applied !== 'no';
+}
