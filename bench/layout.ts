@@ -19,6 +19,7 @@ export const VENV_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
 /** The bench's saga definitions (YAML, checked in), loaded by every sagamesh variant. */
 export const BENCH_SAGAS_DIR = path.join(REPO_ROOT, 'bench', 'sagas');
 export const PLOT_SCRIPT = path.join(REPO_ROOT, 'bench', 'plot.py');
+export const FLAME_SCRIPT = path.join(REPO_ROOT, 'bench', 'flame.py');
 export const PROFILE_NOTES = path.join(REPO_ROOT, 'bench', 'notes.md');
 export const SAGAMESH_ENTRY = path.join(REPO_ROOT, 'dist', 'src', 'main.js');
 /** Compiled entry points of the bench's own helper processes. */

@@ -94,7 +94,7 @@ export function summariseProfile(file: string, title: string, outDir: string): P
   }
   fs.writeFileSync(
     path.join(outDir, 'profile.folded'),
-    [...folded.entries()].map(([stack, hits]) => `${stack.replace(/ /g, '_')} ${hits}`).join('\n'),
+    [...folded.entries()].map(([stack, hits]) => `${stack} ${hits}`).join('\n'),
   );
   const pct = (hits: number): number => (busy > 0 ? (100 * hits) / busy : 0);
   return {

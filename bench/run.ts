@@ -14,7 +14,7 @@ import type { Cell, Sample, SweepPoint } from './cases';
 import { buildCells, measure, passthroughSystems, runCells, runSweep, spec, warmUp, describe } from './cases';
 import type { Lab } from './lab';
 import { startLab } from './lab';
-import { makeRunDir, REPO_ROOT, tool } from './layout';
+import { FLAME_SCRIPT, makeRunDir, REPO_ROOT, tool, VENV_PYTHON } from './layout';
 import type { MachineInfo } from './machine';
 import { machineInfo } from './machine';
 import type { MemoryResult } from './memory';
@@ -33,6 +33,7 @@ const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
 const LATEST = path.join(RESULTS_DIR, 'latest.json');
 const PROFILE_JSON = path.join(RESULTS_DIR, 'profile.json');
 const CHART = path.join(RESULTS_DIR, 'latency-vs-load.png');
+const FLAME = path.join(RESULTS_DIR, 'flame.png');
 const REPORT = path.join(REPO_ROOT, 'BENCHMARKS.md');
 
 function log(line: string): void {
@@ -43,7 +44,8 @@ function writeReport(results: Results): void {
   const profile = results.profile ?? readProfile();
   const full: Results = profile ? { ...results, profile } : results;
   const chart = renderChart(full, CHART) ? path.relative(REPO_ROOT, CHART) : undefined;
-  fs.writeFileSync(REPORT, renderReport(full, chart));
+  const flame = fs.existsSync(FLAME) ? path.relative(REPO_ROOT, FLAME) : undefined;
+  fs.writeFileSync(REPORT, renderReport(full, chart, flame));
   execFileSync(path.join(REPO_ROOT, 'node_modules', '.bin', 'prettier'), ['--write', REPORT], {
     stdio: 'ignore',
   });
@@ -91,6 +93,16 @@ async function profileRun(lab: Lab, o: Options, runDir: string): Promise<void> {
   );
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   fs.writeFileSync(PROFILE_JSON, JSON.stringify(summary, null, 2));
+  execFileSync(
+    VENV_PYTHON,
+    [
+      FLAME_SCRIPT,
+      path.join(profDir, 'profile.folded'),
+      FLAME,
+      `sagamesh (in-memory log), 1to4 at saturation`,
+    ],
+    { stdio: 'inherit' },
+  );
   log(`profile: ${path.join(profDir, file)}; folded stacks: ${path.join(profDir, 'profile.folded')}`);
   for (const f of summary.top.slice(0, 15))
     log(`  ${f.selfPct.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}`);

@@ -10,7 +10,7 @@ import { stat } from './results';
 import { verdicts } from './targets';
 
 /** Renders BENCHMARKS.md from a run's results. */
-export function renderReport(results: Results, chartPath: string | undefined): string {
+export function renderReport(results: Results, chartPath: string | undefined, flamePath?: string): string {
   const m = results.machine;
   const parts: string[] = [];
   parts.push('# Benchmarks');
@@ -63,7 +63,8 @@ export function renderReport(results: Results, chartPath: string | undefined): s
   parts.push(memorySection(results));
   if (fs.existsSync(PROFILE_NOTES)) parts.push(fs.readFileSync(PROFILE_NOTES, 'utf8').trim());
   if (results.profile) {
-    parts.push('### CPU profile of this run (sagamesh, in-memory log, at saturation)');
+    parts.push('### CPU profile (sagamesh, in-memory log, at saturation)');
+    if (flamePath) parts.push(`![flame graph of sagamesh at saturation](${flamePath})`);
     parts.push(
       `${results.profile.title}. Self time of the hottest functions (${results.profile.totalMs.toFixed(0)} ms sampled):\n\n` +
         table(
