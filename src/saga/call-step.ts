@@ -112,7 +112,7 @@ export async function callStep(
     throw err;
   });
   const durationMs = report(output.outcome);
-  logger.info(
+  logger.debug(
     {
       step: input.step,
       kind,

@@ -12,7 +12,8 @@ jest.setTimeout(60_000);
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({ ports: 'free' });
+  // debug: the test waits for 'call completed' lines to know what sagamesh has recorded.
+  stack = await startStack({ ports: 'free', env: { SAGAMESH_LOG_LEVEL: 'debug' } });
 });
 
 afterAll(async () => {
