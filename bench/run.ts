@@ -46,10 +46,16 @@ function writeReport(results: Results): void {
   const chart = renderChart(full, CHART) ? path.relative(REPO_ROOT, CHART) : undefined;
   const flame = fs.existsSync(FLAME) ? path.relative(REPO_ROOT, FLAME) : undefined;
   fs.writeFileSync(REPORT, renderReport(full, chart, flame));
-  execFileSync(path.join(REPO_ROOT, 'node_modules', '.bin', 'prettier'), ['--write', REPORT], {
+  // Everything committed under bench/results is formatted the way `npm run lint` checks it.
+  format([REPORT, LATEST, PROFILE_JSON, CHART.replace(/\.png$/, '.json')]);
+  log(`wrote ${path.relative(REPO_ROOT, REPORT)}${chart ? ` and ${chart}` : ''}`);
+}
+
+function format(files: readonly string[]): void {
+  const existing = files.filter((f) => fs.existsSync(f));
+  execFileSync(path.join(REPO_ROOT, 'node_modules', '.bin', 'prettier'), ['--write', ...existing], {
     stdio: 'ignore',
   });
-  log(`wrote ${path.relative(REPO_ROOT, REPORT)}${chart ? ` and ${chart}` : ''}`);
 }
 
 function readProfile(): ProfileSummary | undefined {
@@ -93,6 +99,7 @@ async function profileRun(lab: Lab, o: Options, runDir: string): Promise<void> {
   );
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   fs.writeFileSync(PROFILE_JSON, JSON.stringify(summary, null, 2));
+  format([PROFILE_JSON]);
   execFileSync(
     VENV_PYTHON,
     [
