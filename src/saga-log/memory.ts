@@ -15,7 +15,10 @@ import { emptyCounts, isFinal, statusAfter } from './saga-log';
 
 interface Entry {
   summary: SagaSummary;
+  /** The journal; emptied once the saga is final and among the older finished ones. */
   records: SagaRecord[];
+  /** Records ever appended: sequence numbers go on after the journal was dropped. */
+  seq: number;
 }
 
 interface KeyEntry {
@@ -25,16 +28,44 @@ interface KeyEntry {
   answer?: StoredAnswer;
 }
 
+export interface MemorySagaLogOptions {
+  /**
+   * How many finished sagas keep their whole journal (for `GET /sagas/{id}` and the UI); older
+   * finished sagas keep only their summary. Default 1000.
+   */
+  readonly finishedJournals?: number;
+}
+
+/** Default of `finishedJournals`. */
+export const FINISHED_JOURNALS = 1000;
+
 /**
  * The in-memory saga log: `SAGAMESH_STORE=memory`, for tests and for measuring what durability
  * costs. Same contract as the durable stores, but everything is gone when the process exits.
+ *
+ * Unlike the durable stores it does not keep every journal until retention: nothing can recover
+ * from it, so a finished saga's records are only kept for the operator's view, and only for the
+ * most recent `finishedJournals` finished sagas. Older finished sagas keep their summary (list,
+ * counts, status) and their client's stored answer until retention; `history()` is empty for them,
+ * as for a pruned saga. Stuck sagas keep their journal: an operator's retry rebuilds from it.
+ * This keeps the heap flat under a long run instead of growing with every saga finished.
  */
 export class MemorySagaLog implements SagaLog {
   private readonly sagas = new Map<string, Entry>();
   private readonly definitions = new Map<string, StoredDefinition>();
   private readonly keys = new Map<string, KeyEntry>();
+  /** Key ids (definition + key) by saga, so saveAnswer need not scan every key. */
+  private readonly keysBySaga = new Map<string, Set<string>>();
+  /** Finished sagas that still hold their journal, oldest first (a Set keeps insertion order). */
+  private readonly journaled = new Set<string>();
+  private readonly finishedJournals: number;
 
-  constructor(private readonly clock: Clock) {}
+  constructor(
+    private readonly clock: Clock,
+    options: MemorySagaLogOptions = {},
+  ) {
+    this.finishedJournals = Math.max(0, options.finishedJournals ?? FINISHED_JOURNALS);
+  }
 
   append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
     const at = this.clock.now();
@@ -51,14 +82,34 @@ export class MemorySagaLog implements SagaLog {
           updatedAt: at,
         },
         records: [],
+        seq: 0,
       };
       this.sagas.set(sagaId, entry);
     }
-    const record: SagaRecord = { ...event, sagaId, seq: entry.records.length + 1, at };
+    entry.seq += 1;
+    const record: SagaRecord = { ...event, sagaId, seq: entry.seq, at };
     entry.records.push(record);
     const status = statusAfter(event);
     entry.summary = { ...entry.summary, updatedAt: at, ...(status ? { status } : {}) };
+    if (status !== undefined) this.finishedOrNot(sagaId, status);
     return Promise.resolve(record);
+  }
+
+  /**
+   * A saga that became final (and is not stuck) joins the finished sagas whose journal is kept;
+   * past `finishedJournals` of them, the oldest one's journal is dropped. A saga that runs again
+   * (an operator's retry of a stuck saga) leaves that queue.
+   */
+  private finishedOrNot(sagaId: string, status: SagaStatus): void {
+    this.journaled.delete(sagaId);
+    if (!isFinal(status) || status === 'stuck') return;
+    this.journaled.add(sagaId);
+    while (this.journaled.size > this.finishedJournals) {
+      const oldest = this.journaled.values().next().value as string;
+      this.journaled.delete(oldest);
+      const entry = this.sagas.get(oldest);
+      if (entry) entry.records = [];
+    }
   }
 
   history(sagaId: string): Promise<readonly SagaRecord[]> {
@@ -124,33 +175,56 @@ export class MemorySagaLog implements SagaLog {
         ...(existing.answer ? { answer: existing.answer } : {}),
       });
     }
+    if (existing) this.unindexKey(existing.sagaId, id);
     this.keys.set(id, { sagaId: k.sagaId, requestHash: k.requestHash, createdAt: this.clock.now() });
+    let ids = this.keysBySaga.get(k.sagaId);
+    if (!ids) this.keysBySaga.set(k.sagaId, (ids = new Set()));
+    ids.add(id);
     return Promise.resolve({ reserved: true });
   }
 
   releaseKey(definition: string, key: string, sagaId: string): Promise<void> {
     const id = `${definition}\u0000${key}`;
-    if (this.keys.get(id)?.sagaId === sagaId) this.keys.delete(id);
+    if (this.keys.get(id)?.sagaId === sagaId) {
+      this.keys.delete(id);
+      this.unindexKey(sagaId, id);
+    }
     return Promise.resolve();
   }
 
   saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
-    for (const entry of this.keys.values()) if (entry.sagaId === sagaId) entry.answer = answer;
+    for (const id of this.keysBySaga.get(sagaId) ?? []) {
+      const entry = this.keys.get(id);
+      if (entry?.sagaId === sagaId) entry.answer = answer;
+    }
     return Promise.resolve();
+  }
+
+  private unindexKey(sagaId: string, id: string): void {
+    const ids = this.keysBySaga.get(sagaId);
+    ids?.delete(id);
+    if (ids?.size === 0) this.keysBySaga.delete(sagaId);
   }
 
   prune(cutoffs: PruneCutoffs): Promise<{ sagas: number; keys: number }> {
     let sagas = 0;
     let keys = 0;
     for (const [id, e] of this.sagas) {
-      if (isFinal(e.summary.status) && e.summary.updatedAt < cutoffs.sagasFinishedBefore) {
+      // Stuck sagas wait for an operator: never pruned (as in the durable stores).
+      if (
+        isFinal(e.summary.status) &&
+        e.summary.status !== 'stuck' &&
+        e.summary.updatedAt < cutoffs.sagasFinishedBefore
+      ) {
         this.sagas.delete(id);
+        this.journaled.delete(id);
         sagas += 1;
       }
     }
     for (const [id, k] of this.keys) {
       if (k.createdAt < cutoffs.keysCreatedBefore) {
         this.keys.delete(id);
+        this.unindexKey(k.sagaId, id);
         keys += 1;
       }
     }
