@@ -89,7 +89,10 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     return definition;
   };
 
-  const http = createHttpCaller({ egressUrl: config.egressUrl });
+  const http = createHttpCaller({
+    egressUrl: config.egressUrl,
+    connections: config.egressConnections,
+  });
   const runner: SagaRunner = new SagaRunner({
     log: sagaLog,
     http,

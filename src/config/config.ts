@@ -15,6 +15,8 @@ export interface Config {
   readonly grpcAddress: string;
   /** Where step calls go: Envoy's egress listener, or the pod's sidecar. */
   readonly egressUrl: string;
+  /** Connections to the egress that step calls share; calls beyond them wait in line. */
+  readonly egressConnections: number;
   readonly store: StoreConfig;
   /** Finished sagas are deleted from the log this long after they finished. */
   readonly retentionMs: number;
@@ -45,6 +47,7 @@ export const DEFAULTS: Config = Object.freeze({
   sagasDir: './sagas',
   grpcAddress: '127.0.0.1:50051',
   egressUrl: 'http://127.0.0.1:10001',
+  egressConnections: 1024,
   store: { kind: 'sqlite', file: './data/sagamesh.db', synchronous: 'full' } satisfies StoreConfig,
   retentionMs: 7 * 24 * 3_600_000,
   idempotencyRetentionMs: 24 * 3_600_000,
@@ -66,6 +69,7 @@ export const ENV_VARS: Readonly<Record<keyof Config, string>> = Object.freeze({
   sagasDir: 'SAGAMESH_SAGAS_DIR',
   grpcAddress: 'SAGAMESH_GRPC_ADDR',
   egressUrl: 'SAGAMESH_EGRESS_URL',
+  egressConnections: 'SAGAMESH_EGRESS_CONNECTIONS',
   store: 'SAGAMESH_STORE',
   retentionMs: 'SAGAMESH_RETENTION_MS',
   idempotencyRetentionMs: 'SAGAMESH_IDEMPOTENCY_RETENTION_MS',
@@ -117,6 +121,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
   } catch {
     problems.push(`${ENV_VARS.egressUrl}=${egressUrl}: must be an http origin like http://127.0.0.1:10001`);
   }
+
+  const egressConnections = int('egressConnections', 1, 65_536);
 
   const storeValue = raw('store') || DEFAULT_STORE;
   const parsedStore = parseStoreUrl(storeValue, cwd);
@@ -173,6 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
     sagasDir: path.resolve(cwd, raw('sagasDir') || DEFAULTS.sagasDir),
     grpcAddress,
     egressUrl,
+    egressConnections,
     store,
     retentionMs,
     idempotencyRetentionMs,

@@ -43,7 +43,9 @@ export class CallNetworkError extends Error {
 export interface HttpCallerOptions {
   /** Where step calls are sent, e.g. http://127.0.0.1:10001. */
   readonly egressUrl: string;
+  /** Connections to the egress (SAGAMESH_EGRESS_CONNECTIONS); calls beyond them wait in undici's queue. */
   readonly connections?: number;
+
   /** Largest participant response body read, in bytes. */
   readonly maxResponseBytes?: number;
 }
@@ -78,7 +80,7 @@ function errnoOf(err: unknown): string | undefined {
 export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
   const maxBytes = options.maxResponseBytes ?? 1024 * 1024;
   const pool = new Pool(options.egressUrl, {
-    connections: options.connections ?? 256,
+    connections: options.connections ?? 1024,
     // Step timeouts live in the saga machine; these only stop a stuck socket from living forever.
     headersTimeout: 0,
     bodyTimeout: 0,

@@ -66,6 +66,23 @@ describe('loadConfig', () => {
     expect(details.join('\n')).not.toContain('hunter2');
   });
 
+  it('sizes the egress connection pool, and refuses a bad size', () => {
+    expect(loadConfig({}).egressConnections).toBe(1024);
+    expect(loadConfig({ SAGAMESH_EGRESS_CONNECTIONS: '4096' }).egressConnections).toBe(4096);
+    for (const bad of ['0', '-1', '1.5', 'many', '70000']) {
+      let error: unknown;
+      try {
+        loadConfig({ SAGAMESH_EGRESS_CONNECTIONS: bad });
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toMatchObject({
+        code: 'SAGAMESH_ERR_CONFIG_INVALID',
+        details: [`SAGAMESH_EGRESS_CONNECTIONS=${bad}: must be an integer from 1 to 65536`],
+      });
+    }
+  });
+
   it('parses postgres and sqlite store URLs', () => {
     expect(loadConfig({ SAGAMESH_STORE: 'postgres://u:p@127.0.0.1:5432/sagas' }).store).toEqual({
       kind: 'postgres',
