@@ -25,6 +25,11 @@ import { MIGRATIONS_TABLE, migrations } from './schema';
  * the database's clock, so instances' clocks may disagree. Every append is fenced: it writes only
  * while this instance is still the owner, so an instance that lost a saga (paused, partitioned)
  * cannot record — and therefore cannot send — anything more for it.
+ *
+ * Appends are group-committed: the records appended while a batch is being written (or in the
+ * same tick) form the next batch, written by one statement in one transaction, and each append
+ * resolves only after that commit. Fencing stays per saga: a saga that lost its lease has its
+ * appends rejected with LEASE_LOST, and the batch's other records are committed.
  */
 export interface PostgresOptions {
   readonly url: string;
@@ -43,10 +48,107 @@ function storeError(err: unknown): SagameshError {
   return new SagameshError(ERRORS.STORE_UNAVAILABLE, `postgres: ${message}`, [], { cause: err });
 }
 
+interface PendingAppend {
+  readonly record: SagaRecord;
+  readonly resolve: (record: SagaRecord) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** A saga's row as one batch leaves it: its status, time and end after the batch's records. */
+interface SagaRow {
+  id: string;
+  definition: string | null;
+  version: string | null;
+  status: SagaStatus | null;
+  at: number;
+  finished_at: number | null;
+}
+
+interface EventRow {
+  readonly saga_id: string;
+  readonly seq: number;
+  readonly at: number;
+  readonly type: string;
+  readonly data: string;
+}
+
+/**
+ * What one batch writes: each saga's row once — inserted for the sagas it starts, updated for the
+ * others — and every record. Several records of one saga fold into one row change, in seq order.
+ */
+function planBatch(records: readonly SagaRecord[]): {
+  readonly starts: readonly SagaRow[];
+  readonly touches: readonly SagaRow[];
+  readonly events: readonly EventRow[];
+} {
+  const starts = new Map<string, SagaRow>();
+  const touches = new Map<string, SagaRow>();
+  const events: EventRow[] = [];
+  for (const record of records) {
+    const id = record.sagaId;
+    let row = starts.get(id) ?? touches.get(id);
+    if (!row) {
+      row = { id, definition: null, version: null, status: null, at: record.at, finished_at: null };
+      if (record.type === 'saga.started') {
+        row.definition = record.definition;
+        row.version = record.version;
+        starts.set(id, row);
+      } else {
+        touches.set(id, row);
+      }
+    }
+    const status = statusAfter(record);
+    if (status) row.status = status;
+    if (status && isFinal(status)) row.finished_at = record.at;
+    row.at = record.at;
+    events.push({
+      saga_id: id,
+      seq: record.seq,
+      at: record.at,
+      type: record.type,
+      data: JSON.stringify(record),
+    });
+  }
+  return { starts: [...starts.values()], touches: [...touches.values()], events };
+}
+
+/**
+ * One batch of appends as one statement, hence one transaction. $1 is this instance, $2 the lease
+ * TTL, $3–$5 the batch's plan (planBatch) as JSON. Started sagas are inserted with this instance
+ * as owner; the others are fenced: their row is updated, and their records written, only where
+ * this instance still owns them — the row lock makes that check hold until the commit. Returns
+ * the saga of every record written: a saga missing from it lost its lease (or, for a start,
+ * already existed), and no record of it was written.
+ */
+const APPEND_BATCH = `
+  WITH started AS (
+    INSERT INTO sagas (id, definition, version, status, started_at, updated_at, finished_at, owner, lease_expires_at)
+    SELECT s.id, s.definition, s.version, s.status, s.at, s.at, s.finished_at, $1, ${NOW_MS} + $2
+    FROM json_to_recordset($3::json)
+      AS s(id TEXT, definition TEXT, version TEXT, status TEXT, at BIGINT, finished_at BIGINT)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id),
+  touched AS (
+    UPDATE sagas SET status = COALESCE(t.status, sagas.status), updated_at = t.at,
+      finished_at = COALESCE(t.finished_at, sagas.finished_at)
+    FROM json_to_recordset($4::json) AS t(id TEXT, status TEXT, at BIGINT, finished_at BIGINT)
+    WHERE sagas.id = t.id AND sagas.owner = $1
+    RETURNING sagas.id)
+  INSERT INTO saga_events (saga_id, seq, at, type, data)
+  SELECT e.saga_id, e.seq, e.at, e.type, e.data
+  FROM json_to_recordset($5::json) AS e(saga_id TEXT, seq INTEGER, at BIGINT, type TEXT, data TEXT)
+  WHERE e.saga_id IN (SELECT id FROM started UNION ALL SELECT id FROM touched)
+  RETURNING saga_id`;
+
 export class PostgresSagaLog implements SagaLog {
   private readonly seqs = new Map<string, number>();
   /** In-flight reads of a saga's last seq, shared by concurrent first appends after a takeover. */
   private readonly seeds = new Map<string, Promise<number>>();
+  /** Appends waiting for the next batch. */
+  private pending: PendingAppend[] = [];
+  /** The loop writing batches, while there is one. */
+  private writer: Promise<void> | undefined;
+  private closed = false;
 
   static async open(options: PostgresOptions, clock: Clock): Promise<PostgresSagaLog> {
     const pool = new Pool({
@@ -80,65 +182,85 @@ export class PostgresSagaLog implements SagaLog {
     }
   }
 
+  /**
+   * Queues the record for the next batch; resolves once the batch that holds it has committed.
+   * The record's seq is taken as it is queued, so a saga's records enter the queue in seq order.
+   */
   async append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
     if (event.type === 'saga.started') this.seqs.set(sagaId, 0);
-    const seq = await this.nextSeq(sagaId);
-    const record: SagaRecord = { ...event, sagaId, seq, at: this.clock.now() };
-    const data = JSON.stringify(record);
-    const me = this.options.instanceId;
-    if (event.type === 'saga.started') {
-      await this.query(
-        `WITH s AS (
-           INSERT INTO sagas (id, definition, version, status, started_at, updated_at, owner, lease_expires_at)
-           VALUES ($1, $2, $3, 'running', $4, $4, $5, ${NOW_MS} + $6) RETURNING id)
-         INSERT INTO saga_events (saga_id, seq, at, type, data) SELECT id, $7, $4, $8, $9 FROM s`,
-        [
-          sagaId,
-          event.definition,
-          event.version,
-          record.at,
-          me,
-          this.options.leaseTtlMs,
-          seq,
-          event.type,
-          data,
-        ],
-      );
-      return record;
-    }
-    const status = statusAfter(event) ?? null;
-    const finishedAt = status && isFinal(status) ? record.at : null;
-    const result = await this.query(
-      `WITH s AS (
-         UPDATE sagas SET status = COALESCE($3, status), updated_at = $4, finished_at = COALESCE($5, finished_at)
-         WHERE id = $1 AND owner = $2 RETURNING id)
-       INSERT INTO saga_events (saga_id, seq, at, type, data) SELECT id, $6, $4, $7, $8 FROM s`,
-      [sagaId, me, status, record.at, finishedAt, seq, event.type, data],
-    );
-    if (result.rowCount === 0) {
-      this.seqs.delete(sagaId);
-      throw new SagameshError(ERRORS.LEASE_LOST, `saga ${sagaId}`);
-    }
-    if (finishedAt !== null) this.seqs.delete(sagaId);
-    return record;
-  }
-
-  private async nextSeq(sagaId: string): Promise<number> {
-    if (!this.seqs.has(sagaId)) {
-      let seed = this.seeds.get(sagaId);
-      if (!seed) {
-        seed = this.query<{ seq: number | null }>(
-          'SELECT MAX(seq) AS seq FROM saga_events WHERE saga_id = $1',
-          [sagaId],
-        ).then((r) => r.rows[0]?.seq ?? 0);
-        this.seeds.set(sagaId, seed);
-      }
-      const base = await seed.finally(() => this.seeds.delete(sagaId));
-      if (!this.seqs.has(sagaId)) this.seqs.set(sagaId, base);
-    }
+    else if (!this.seqs.has(sagaId)) await this.seedSeq(sagaId);
+    if (this.closed) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed');
     const seq = (this.seqs.get(sagaId) ?? 0) + 1;
     this.seqs.set(sagaId, seq);
-    return seq;
+    const record: SagaRecord = { ...event, sagaId, seq, at: this.clock.now() };
+    return new Promise((resolve, reject) => {
+      this.pending.push({ record, resolve, reject });
+      this.writer ??= this.writeBatches();
+    });
+  }
+
+  /**
+   * Group commit: writes the queued records in batches, one batch at a time. A batch takes every
+   * record queued while the previous one was being written, plus those appended in the same tick;
+   * waiting one tick after a commit lets the sagas it released queue their next records first.
+   */
+  private async writeBatches(): Promise<void> {
+    try {
+      for (;;) {
+        await new Promise((resolve) => setImmediate(resolve));
+        if (this.pending.length === 0) return;
+        await this.writeBatch(this.pending.splice(0));
+      }
+    } finally {
+      this.writer = undefined;
+    }
+  }
+
+  /** Writes one batch in one statement (one transaction) and settles each of its appends. */
+  private async writeBatch(batch: readonly PendingAppend[]): Promise<void> {
+    const plan = planBatch(batch.map((p) => p.record));
+    let written: Set<string>;
+    try {
+      const r = await this.pool.query<{ saga_id: string }>(APPEND_BATCH, [
+        this.options.instanceId,
+        this.options.leaseTtlMs,
+        JSON.stringify(plan.starts),
+        JSON.stringify(plan.touches),
+        JSON.stringify(plan.events),
+      ]);
+      written = new Set(r.rows.map((row) => row.saga_id));
+    } catch (err) {
+      const e = storeError(err);
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    const startedHere = new Set(plan.starts.map((s) => s.id));
+    for (const { record, resolve, reject } of batch) {
+      const id = record.sagaId;
+      if (written.has(id)) {
+        if (record.type === 'saga.finished') this.seqs.delete(id);
+        resolve(record);
+      } else if (startedHere.has(id)) {
+        reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, `postgres: saga ${id} already exists`));
+      } else {
+        this.seqs.delete(id);
+        reject(new SagameshError(ERRORS.LEASE_LOST, `saga ${id}`));
+      }
+    }
+  }
+
+  /** Learns the last seq of a saga this instance has not written to yet (after a claim). */
+  private async seedSeq(sagaId: string): Promise<void> {
+    let seed = this.seeds.get(sagaId);
+    if (!seed) {
+      seed = this.query<{ seq: number | null }>(
+        'SELECT MAX(seq) AS seq FROM saga_events WHERE saga_id = $1',
+        [sagaId],
+      ).then((r) => r.rows[0]?.seq ?? 0);
+      this.seeds.set(sagaId, seed);
+    }
+    const base = await seed.finally(() => this.seeds.delete(sagaId));
+    if (!this.seqs.has(sagaId)) this.seqs.set(sagaId, base);
   }
 
   async history(sagaId: string): Promise<readonly SagaRecord[]> {
@@ -300,7 +422,10 @@ export class PostgresSagaLog implements SagaLog {
     await this.query('SELECT 1');
   }
 
+  /** Lets the queued appends commit, then closes the pool; later appends are refused. */
   async close(): Promise<void> {
+    this.closed = true;
+    await this.writer;
     await this.pool.end();
   }
 }

@@ -1,10 +1,11 @@
+import { Client, Pool } from 'pg';
 import { systemClock } from '../../src/clock';
 import { PostgresSagaLog } from '../../src/saga-log/postgres';
 import type { SagaEvent } from '../../src/saga-log/saga-log';
 import type { TestPostgres } from '../helpers/postgres';
 import { startPostgres } from '../helpers/postgres';
 
-/** The PostgreSQL saga log against a real server: the contract, leases and fencing. */
+/** The PostgreSQL saga log against a real server: the contract, leases, fencing and group commit. */
 jest.setTimeout(60_000);
 
 let pg: TestPostgres;
@@ -32,6 +33,27 @@ const dispatched = (step: string): SagaEvent => ({
 async function open(url: string, instanceId: string, leaseTtlMs = 1000): Promise<PostgresSagaLog> {
   return PostgresSagaLog.open({ url, instanceId, leaseTtlMs }, systemClock);
 }
+
+/** Counts the batches of appends the saga logs of this process send (one statement each). */
+function countBatches(): { readonly count: () => number; readonly restore: () => void } {
+  const query = jest.spyOn(Pool.prototype, 'query');
+  const count = (): number =>
+    query.mock.calls.filter(([sql]) => typeof sql === 'string' && sql.includes('INSERT INTO saga_events'))
+      .length;
+  return { count, restore: () => query.mockRestore() };
+}
+
+async function sql<R extends object>(url: string, text: string, args: unknown[] = []): Promise<R[]> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<R>(text, args)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+const ids = (n: number, prefix = 's'): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 
 describe('PostgreSQL saga log', () => {
   it('migrates once even when several instances start together, and keeps the journal in order', async () => {
@@ -115,6 +137,144 @@ describe('PostgreSQL saga log', () => {
     } finally {
       await log.close();
     }
+  });
+
+  describe('group commit', () => {
+    it('writes the concurrent appends of many sagas in one batch, each resolving only after its commit', async () => {
+      const url = await pg.createDatabase();
+      const log = await open(url, 'a', 60_000);
+      const sagas = ids(50);
+      const batches = countBatches();
+      const blocker = new Client({ connectionString: url });
+      await blocker.connect();
+      try {
+        await Promise.all(sagas.map((id) => log.append(id, started)));
+        expect(batches.count()).toBe(1);
+
+        // Hold the journal locked: the next batch cannot commit, so no append may resolve.
+        await blocker.query('BEGIN');
+        await blocker.query('LOCK TABLE saga_events IN EXCLUSIVE MODE');
+        let resolved = 0;
+        const appends = sagas.map((id, i) =>
+          // every fifth saga finishes in the same batch as another of its records
+          (i % 5 === 0
+            ? Promise.all([
+                log.append(id, dispatched('hotel')),
+                log.append(id, { type: 'saga.finished', status: 'succeeded' }),
+              ])
+            : log.append(id, dispatched('hotel'))
+          ).then(() => (resolved += 1)),
+        );
+        await new Promise((r) => setTimeout(r, 300));
+        expect(resolved).toBe(0);
+        await blocker.query('COMMIT');
+        await Promise.all(appends);
+        expect(batches.count()).toBe(2);
+
+        const rows = await sql<{ n: string }>(url, 'SELECT COUNT(*) AS n FROM saga_events');
+        expect(Number(rows[0]?.n)).toBe(50 + 50 + 10);
+        expect(await log.history('s0')).toMatchObject([
+          { seq: 1 },
+          { seq: 2 },
+          { seq: 3, type: 'saga.finished' },
+        ]);
+        expect(await log.summary('s0')).toMatchObject({ status: 'succeeded' });
+        const finished = await sql<{ id: string }>(url, 'SELECT id FROM sagas WHERE finished_at IS NOT NULL');
+        expect(finished).toHaveLength(10);
+        expect(await log.summary('s1')).toMatchObject({ status: 'running' });
+        expect((await log.counts()).succeeded).toBe(10);
+      } finally {
+        batches.restore();
+        await blocker.end();
+        await log.close();
+      }
+    });
+
+    it("rejects only the appends of a saga whose lease was taken over, and commits the batch's others", async () => {
+      const url = await pg.createDatabase();
+      const a = await open(url, 'a', 60_000);
+      const b = await open(url, 'b', 60_000);
+      const batches = countBatches();
+      try {
+        await Promise.all(['s1', 's2', 's3'].map((id) => a.append(id, started)));
+        // s1's lease runs out (a paused, say) and b takes it over; a still owns s2 and s3
+        await sql(url, "UPDATE sagas SET lease_expires_at = 0 WHERE id = 's1'");
+        expect(await b.claimUnfinished()).toEqual(['s1']);
+
+        const before = batches.count();
+        const outcomes = await Promise.allSettled([
+          a.append('s2', dispatched('hotel')),
+          a.append('s1', dispatched('hotel')),
+          a.append('s1', dispatched('flight')),
+          a.append('s3', dispatched('hotel')),
+        ]);
+        expect(batches.count()).toBe(before + 1);
+        expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+        for (const o of outcomes.filter((x) => x.status === 'rejected'))
+          expect(o.reason).toMatchObject({ code: 'SAGAMESH_ERR_LEASE_LOST' });
+
+        expect((await a.history('s1')).map((r) => r.type)).toEqual(['saga.started']);
+        expect((await a.history('s2')).map((r) => r.seq)).toEqual([1, 2]);
+        expect((await a.history('s3')).map((r) => r.seq)).toEqual([1, 2]);
+        // the new owner continues s1's journal where a's last committed record left it
+        expect((await b.append('s1', dispatched('hotel'))).seq).toBe(2);
+        await expect(a.append('s1', dispatched('car'))).rejects.toMatchObject({
+          code: 'SAGAMESH_ERR_LEASE_LOST',
+        });
+      } finally {
+        batches.restore();
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    it("keeps each saga's records in append order when many sagas append concurrently across batches", async () => {
+      const url = await pg.createDatabase();
+      const log = await open(url, 'a', 60_000);
+      const sagas = ids(20);
+      const batches = countBatches();
+      try {
+        await Promise.all(sagas.map((id) => log.append(id, started)));
+        const appends: Promise<{ sagaId: string; step: string; seq: number }>[] = [];
+        for (let round = 0; round < 10; round++) {
+          for (const id of sagas) {
+            const step = `step-${round}`;
+            appends.push(log.append(id, dispatched(step)).then((r) => ({ sagaId: id, step, seq: r.seq })));
+          }
+          // some rounds in the same tick, others while a batch is being written
+          if (round % 3 === 0) await new Promise((r) => setImmediate(r));
+          if (round % 4 === 0) await new Promise((r) => setTimeout(r, 2));
+        }
+        const records = await Promise.all(appends);
+        expect(batches.count()).toBeGreaterThan(2);
+        for (const id of sagas) {
+          const expected = Array.from({ length: 10 }, (_, round) => `step-${round}`);
+          expect(records.filter((r) => r.sagaId === id).map((r) => r.seq)).toEqual(
+            Array.from({ length: 10 }, (_, i) => i + 2),
+          );
+          const history = await log.history(id);
+          expect(history.map((r) => r.seq)).toEqual(Array.from({ length: 11 }, (_, i) => i + 1));
+          expect(history.slice(1).map((r) => (r.type === 'call.dispatched' ? r.step : r.type))).toEqual(
+            expected,
+          );
+        }
+      } finally {
+        batches.restore();
+        await log.close();
+      }
+    });
+
+    it('lets queued appends commit on close, and refuses appends after it', async () => {
+      const url = await pg.createDatabase();
+      const log = await open(url, 'a', 60_000);
+      const appended = Promise.all(ids(10).map((id) => log.append(id, started)));
+      await log.close();
+      expect(await appended).toHaveLength(10);
+      await expect(log.append('s0', dispatched('hotel'))).rejects.toMatchObject({
+        code: 'SAGAMESH_ERR_STORE_UNAVAILABLE',
+      });
+      const rows = await sql<{ n: string }>(url, 'SELECT COUNT(*) AS n FROM saga_events');
+      expect(Number(rows[0]?.n)).toBe(10);
+    });
   });
 
   it('fails with a coded error when the server is unreachable', async () => {
