@@ -125,6 +125,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
           clock,
           idempotencyRetentionMs: config.idempotencyRetentionMs,
           isDraining: () => draining,
+          maxInFlight: config.maxInFlight,
         },
         context,
       ),

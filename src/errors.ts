@@ -213,6 +213,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.UNAVAILABLE,
     true,
   ),
+  OVERLOADED: spec(
+    'SAGAMESH_ERR_OVERLOADED',
+    'sagamesh has as many sagas in flight as it takes (SAGAMESH_MAX_IN_FLIGHT); retry later',
+    503,
+    GrpcStatus.UNAVAILABLE,
+    true,
+  ),
 
   // --- operating: the admin API, the CLI, definition reloads
   ADMIN_UNAUTHORIZED: spec(

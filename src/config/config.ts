@@ -33,6 +33,8 @@ export interface Config {
   readonly maxDeadlineMs: number;
   /** Longest a stream waits for a saga to settle before answering; below Envoy's message_timeout (65 s). */
   readonly answerBudgetMs: number;
+  /** Load shedding: past this many sagas in flight, new saga requests get 503 OVERLOADED. */
+  readonly maxInFlight: number;
   /** On SIGTERM: how long in-flight streams may take to finish. */
   readonly shutdownGraceMs: number;
   /** `host:port` of the admin HTTP server (health, metrics, sagas API, UI); port 0 picks a free one. */
@@ -57,6 +59,7 @@ export const DEFAULTS: Config = Object.freeze({
   logLevel: 'info',
   maxDeadlineMs: 60_000,
   answerBudgetMs: 63_000,
+  maxInFlight: 20_000,
   shutdownGraceMs: 10_000,
   adminAddress: '127.0.0.1:9090',
   reloadDebounceMs: 200,
@@ -79,6 +82,7 @@ export const ENV_VARS: Readonly<Record<keyof Config, string>> = Object.freeze({
   logRedact: 'SAGAMESH_LOG_REDACT',
   maxDeadlineMs: 'SAGAMESH_MAX_DEADLINE_MS',
   answerBudgetMs: 'SAGAMESH_ANSWER_BUDGET_MS',
+  maxInFlight: 'SAGAMESH_MAX_IN_FLIGHT',
   shutdownGraceMs: 'SAGAMESH_SHUTDOWN_GRACE_MS',
   adminAddress: 'SAGAMESH_ADMIN_ADDR',
   adminToken: 'SAGAMESH_ADMIN_TOKEN',
@@ -153,6 +157,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
   }
   const maxDeadlineMs = int('maxDeadlineMs', 100, 3_600_000);
   const answerBudgetMs = int('answerBudgetMs', 100, 3_600_000);
+  const maxInFlight = int('maxInFlight', 1, 10_000_000);
   const shutdownGraceMs = int('shutdownGraceMs', 0, 600_000);
   const reloadDebounceMs = int('reloadDebounceMs', 0, 60_000);
 
@@ -189,6 +194,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
     logRedact: Object.freeze(logRedact),
     maxDeadlineMs,
     answerBudgetMs,
+    maxInFlight,
     shutdownGraceMs,
     adminAddress,
     ...(adminToken !== undefined ? { adminToken: new Secret(adminToken) } : {}),

@@ -40,6 +40,11 @@ export interface SagaProcessorDeps {
   readonly idempotencyRetentionMs: number;
   /** True once shutdown began: matched requests get 503 + Retry-After, nothing starts. */
   readonly isDraining: () => boolean;
+  /**
+   * Load shedding: with this many sagas in flight (`runner.inFlight`), a new saga request gets
+   * 503 OVERLOADED + Retry-After the way draining answers, before anything is recorded or called.
+   */
+  readonly maxInFlight?: number;
 }
 
 /** Longest client Idempotency-Key accepted. */
@@ -124,8 +129,8 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       };
     }
     this.matched = { definition, headers, method, path, query };
-    if (this.deps.isDraining()) {
-      const e = new SagameshError(ERRORS.DRAINING);
+    const e = this.refusal();
+    if (e) {
       this.deps.observer?.sagaRejected(definition.name, e.code);
       const answer = errorAnswer(e, definition.name);
       answer.immediate_response?.headers?.set_headers?.push(
@@ -139,6 +144,19 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       // Aggregate sagas answer with an ImmediateResponse; only pivot mode reads the upstream's answer.
       mode_override: mode('BUFFERED', definition.respond === 'upstream' ? 'SEND' : 'SKIP'),
     };
+  }
+
+  /** Why no saga may start now (draining, or too many in flight), or undefined. */
+  private refusal(): SagameshError | undefined {
+    if (this.deps.isDraining()) return new SagameshError(ERRORS.DRAINING);
+    const max = this.deps.maxInFlight;
+    if (max !== undefined && this.deps.runner.inFlight >= max) {
+      return new SagameshError(
+        ERRORS.OVERLOADED,
+        `${this.deps.runner.inFlight} sagas in flight, at most ${max}`,
+      );
+    }
+    return undefined;
   }
 
   override async requestBody(message: HttpBody): Promise<ProcessingResponse> {

@@ -83,6 +83,14 @@ describe('loadConfig', () => {
     }
   });
 
+  it('bounds the sagas in flight (load shedding), 20000 by default', () => {
+    expect(loadConfig({}).maxInFlight).toBe(20_000);
+    expect(loadConfig({ SAGAMESH_MAX_IN_FLIGHT: '500' }).maxInFlight).toBe(500);
+    expect(() => loadConfig({ SAGAMESH_MAX_IN_FLIGHT: '0' })).toThrow(
+      /SAGAMESH_MAX_IN_FLIGHT=0: must be an integer/,
+    );
+  });
+
   it('parses postgres and sqlite store URLs', () => {
     expect(loadConfig({ SAGAMESH_STORE: 'postgres://u:p@127.0.0.1:5432/sagas' }).store).toEqual({
       kind: 'postgres',

@@ -6,15 +6,28 @@ import { SagaProcessor } from '../../src/extproc/saga-processor';
 import type { SagaDefinition } from '../../src/saga/definition';
 import type { SagaRunner } from '../../src/saga/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
+import type { Observer } from '../../src/observer';
+import { NOOP_OBSERVER } from '../../src/observer';
 import { definition, step } from '../helpers/fake-definition';
 
 /** The saga processor's decisions before any saga runs, with the runner and store faked. */
 const def: SagaDefinition = { ...definition([step('hotel')]), input: { json: true } };
 
-function processor(opts: { draining?: boolean; start?: SagaRunner['start'] } = {}) {
+function processor(
+  opts: {
+    draining?: boolean;
+    start?: SagaRunner['start'];
+    inFlight?: () => number;
+    maxInFlight?: number;
+    observer?: Observer;
+  } = {},
+) {
   const log = new MemorySagaLog(new SimulatedClock());
   let n = 0;
   const runner = {
+    get inFlight() {
+      return opts.inFlight?.() ?? 0;
+    },
     allocateId: () => `saga-${++n}`,
     start: opts.start ?? (() => Promise.reject(new Error('not expected'))),
   } as unknown as SagaRunner;
@@ -30,6 +43,8 @@ function processor(opts: { draining?: boolean; start?: SagaRunner['start'] } = {
         clock: new SimulatedClock(),
         idempotencyRetentionMs: 60_000,
         isDraining: () => opts.draining ?? false,
+        ...(opts.maxInFlight !== undefined ? { maxInFlight: opts.maxInFlight } : {}),
+        ...(opts.observer ? { observer: opts.observer } : {}),
       },
       { logger: pino({ level: 'silent' }) },
     );
@@ -78,6 +93,32 @@ describe('SagaProcessor', () => {
     expect(r.immediate_response?.status.code).toBe(503);
     expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_DRAINING');
     expect(header(r, 'retry-after')).toBe('1');
+  });
+
+  it('sheds load: past SAGAMESH_MAX_IN_FLIGHT a saga request gets 503 OVERLOADED with Retry-After', async () => {
+    let inFlight = 3;
+    const start = jest.fn();
+    const reserveKey = jest.fn();
+    const rejected: string[] = [];
+    const observer = { ...NOOP_OBSERVER, sagaRejected: (_d: string, code: string) => rejected.push(code) };
+    const { make, log } = processor({ start, inFlight: () => inFlight, maxInFlight: 3, observer });
+    log.reserveKey = reserveKey;
+    const r = await make().requestHeaders(headers('/test', { 'idempotency-key': 'k1' }));
+    expect(r.immediate_response?.status.code).toBe(503);
+    expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_OVERLOADED');
+    expect(header(r, 'retry-after')).toBe('1');
+    expect(rejected).toEqual(['SAGAMESH_ERR_OVERLOADED']);
+    // Nothing recorded, nothing started; even the Idempotency-Key stays free.
+    expect(start).not.toHaveBeenCalled();
+    expect(reserveKey).not.toHaveBeenCalled();
+    // A request that matches no saga still passes, and below the bound sagas start again.
+    expect((await make().requestHeaders(headers('/other'))).request_headers?.response.status).toBe(
+      'CONTINUE',
+    );
+    inFlight = 2;
+    const ok = await make().requestHeaders(headers('/test'));
+    expect(ok.immediate_response).toBeUndefined();
+    expect(ok.request_headers?.response.status).toBe('CONTINUE');
   });
 
   it('answers 400 BODY_NOT_JSON without starting anything', async () => {
