@@ -323,9 +323,15 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       { target: 'failed' },
     ];
     return {
-      initial: 'waiting',
+      // A step with no dependencies calls at once; only a dependent step has a `waiting` state,
+      // whose eventless check every event of the saga re-evaluates while it waits.
+      initial: step.dependsOn.length > 0 ? 'waiting' : 'calling',
       states: {
-        waiting: { always: { guard: { type: 'dependenciesSucceeded', params: p }, target: 'calling' } },
+        ...(step.dependsOn.length > 0
+          ? {
+              waiting: { always: { guard: { type: 'dependenciesSucceeded', params: p }, target: 'calling' } },
+            }
+          : {}),
         calling: {
           entry: { type: 'startAttempt', params: p },
           invoke: {

@@ -3,6 +3,7 @@ import { loadDefinitions } from '../../src/saga/loader';
 import type { SagaDefinition } from '../../src/saga/definition';
 import { buildSagaMachine } from '../../src/saga/machine';
 import { chartNodes, sagaChart, toDot, toMermaid } from '../../src/saga/graph';
+import { definition, step } from '../helpers/fake-definition';
 
 /** The state chart is read off the machine the server runs: every state and transition appears. */
 let bookTrip: SagaDefinition;
@@ -82,11 +83,23 @@ describe('toMermaid', () => {
     expect(hotelBlock).toContain(
       'running_hotel_calling --> running_hotel_succeeded : done action.hotel [callSucceeded]',
     );
-    expect(hotelBlock).toContain('[*] --> running_hotel_waiting');
+    // a step with no dependencies calls at once: its region has no waiting state
+    expect(hotelBlock).toContain('[*] --> running_hotel_calling');
+    expect(hotelBlock).not.toContain('waiting');
     // every machine state is declared
     for (const id of machineStateIds(bookTrip).filter((i) => i !== 'saga')) {
       expect(text).toContain(`as ${id.replace(/^saga\./, '').replace(/\W/g, '_')}`);
     }
+  });
+
+  it('gives only a dependent step a waiting state, left when its dependencies succeeded', () => {
+    const text = toMermaid(sagaChart(definition([step('hotel'), step('car', ['hotel'])])));
+    const carBlock = /state "car" as running_car \{([\s\S]*?)\n {4}\}/.exec(text)?.[1] ?? '';
+    expect(carBlock).toContain('[*] --> running_car_waiting');
+    expect(carBlock).toContain(
+      'running_car_waiting --> running_car_calling : always [dependenciesSucceeded]',
+    );
+    expect(text).not.toContain('running_hotel_waiting');
   });
 });
 

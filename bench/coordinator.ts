@@ -1,0 +1,78 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pino from 'pino';
+import { systemClock } from '../src/clock';
+import type { HttpCaller, StepHttpRequest } from '../src/participants/step-caller';
+import type { StepResponse } from '../src/saga/definition';
+import { loadDefinitionText } from '../src/saga/loader';
+import { SagaRunner } from '../src/saga/runner';
+import { MemorySagaLog } from '../src/saga-log/memory';
+import { REPO_ROOT } from './layout';
+
+/**
+ * The coordinator alone: SagaRunner with the in-memory log and an HTTP caller that answers at
+ * once, no Envoy, no gRPC, no network. What one saga costs sagamesh's own CPU — the figure the
+ * machine and the runner are tuned against (`npm run bench:coordinator`).
+ */
+class InstantHttp implements HttpCaller {
+  private n = 0;
+  call(request: StepHttpRequest): Promise<StepResponse> {
+    const body = request.method === 'POST' ? { id: `b${++this.n}` } : {};
+    return Promise.resolve({ status: request.method === 'POST' ? 201 : 200, headers: {}, body });
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+async function measure(name: string, sagas: number, concurrency: number): Promise<void> {
+  const file = path.join(REPO_ROOT, 'bench', 'sagas', `${name}.yaml`);
+  const { definition, problems } = loadDefinitionText(file, fs.readFileSync(file, 'utf8'));
+  if (!definition) throw new Error(`${file}: ${JSON.stringify(problems)}`);
+  const clock = systemClock;
+  const log = new MemorySagaLog(clock);
+  const runner = new SagaRunner({
+    log,
+    http: new InstantHttp(),
+    clock,
+    logger: pino({ level: 'silent' }),
+    resolveDefinition: () => Promise.resolve(definition),
+  });
+  const body = Object.fromEntries(definition.steps.map((s) => [s.name, { ms: 0 }]));
+  const request = { method: 'POST', path: '/bench', query: {}, headers: {}, body };
+  let started = 0;
+  let failed = 0;
+  const worker = async (): Promise<void> => {
+    while (started < sagas) {
+      started++;
+      const result = await (await runner.start(definition, request)).settled;
+      if (result.status !== 'succeeded') failed++;
+    }
+  };
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuUs = (cpu.user + cpu.system) / sagas;
+  const heapMb = process.memoryUsage().heapUsed / 2 ** 20;
+  console.log(
+    `${name.padEnd(12)} ${sagas} sagas, ${concurrency} at once: ${(sagas / seconds).toFixed(0)} sagas/s, ` +
+      `${cpuUs.toFixed(0)} µs CPU per saga, heap ${heapMb.toFixed(0)} MB${failed ? `, ${failed} FAILED` : ''}`,
+  );
+}
+
+async function main(): Promise<void> {
+  const sagas = Number(process.argv[2] ?? 20000);
+  const concurrency = Number(process.argv[3] ?? 64);
+  for (const name of ['flat-1to4', 'flat-1to9', 'serial-1to9']) {
+    await measure(name, Math.ceil(sagas / 10), concurrency); // warm-up
+    await measure(name, sagas, concurrency);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
