@@ -218,9 +218,10 @@ export class PostgresSagaLog implements SagaLog {
 
   /** Writes one batch in one statement (one transaction) and settles each of its appends. */
   private async writeBatch(batch: readonly PendingAppend[]): Promise<void> {
-    const plan = planBatch(batch.map((p) => p.record));
+    let plan: ReturnType<typeof planBatch>;
     let written: Set<string>;
     try {
+      plan = planBatch(batch.map((p) => p.record));
       const r = await this.pool.query<{ saga_id: string }>(APPEND_BATCH, [
         this.options.instanceId,
         this.options.leaseTtlMs,

@@ -227,6 +227,23 @@ describe('PostgreSQL saga log', () => {
       }
     });
 
+    it('rejects a second start of an existing saga without failing the rest of its batch', async () => {
+      const url = await pg.createDatabase();
+      const log = await open(url, 'a', 60_000);
+      try {
+        await log.append('s1', started);
+        const outcomes = await Promise.allSettled([log.append('s1', started), log.append('s2', started)]);
+        expect(outcomes[0]).toMatchObject({
+          status: 'rejected',
+          reason: { code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' },
+        });
+        expect(outcomes[1]).toMatchObject({ status: 'fulfilled', value: { sagaId: 's2', seq: 1 } });
+        expect(await log.history('s1')).toHaveLength(1);
+      } finally {
+        await log.close();
+      }
+    });
+
     it("keeps each saga's records in append order when many sagas append concurrently across batches", async () => {
       const url = await pg.createDatabase();
       const log = await open(url, 'a', 60_000);
