@@ -124,6 +124,9 @@ export class ExtProcServer {
       });
     });
     stream.on('end', () => {
+      // Envoy's half-close. With ext_proc_graceful_grpc_close (envoy/envoy.yaml) Envoy then waits
+      // up to 1 s for this end of the call (status OK) instead of resetting the stream; a reset
+      // per stream made Node's HTTP/2 server answer with GOAWAYs (bench/notes.md, finding 4).
       void chain.then(() => {
         // A client cancel also ends the readable side; report it as what it was.
         if (stream.cancelled) return close('cancelled');

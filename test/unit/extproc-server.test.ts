@@ -84,6 +84,40 @@ describe('ExtProcServer', () => {
     }
   });
 
+  it('ends the call with status OK once Envoy half-closes (Envoy waits for that, not a reset)', async () => {
+    // envoy/envoy.yaml turns on ext_proc_graceful_grpc_close: at the end of a request Envoy
+    // half-closes the stream and waits (1 s) for the server to end the call; only then does the
+    // stream end without an RST_STREAM. An answer still being worked on is written first.
+    let release: () => void = () => undefined;
+    class Slow extends PassThroughProcessor {
+      override requestBody(): Promise<ProcessingResponse> {
+        return new Promise((resolve) => {
+          release = () => resolve({ request_body: { response: { status: 'CONTINUE' } } });
+        });
+      }
+    }
+    const { server, address, closes } = await serve(() => new Slow());
+    const { stream, client } = open(address);
+    try {
+      const answers: ProcessingResponse[] = [];
+      stream.on('data', (m: ProcessingResponse) => answers.push(m));
+      const status = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
+      stream.write(headers('/x'));
+      stream.write({ request_body: { body: Buffer.from('{}'), end_of_stream: true } });
+      await until(() => answers.length === 1);
+      stream.end();
+      await new Promise((r) => setTimeout(r, 20));
+      expect(closes).toEqual([]);
+      release();
+      expect((await status).code).toBe(grpc.status.OK);
+      expect(answers.map((a) => Object.keys(a)[0])).toEqual(['request_headers', 'request_body']);
+      expect(closes).toEqual(['ended']);
+    } finally {
+      client.close();
+      await server.stop(100);
+    }
+  });
+
   it('treats a cancelled stream as a normal end and goes on serving', async () => {
     const { server, address, closes } = await serve(() => new PassThroughProcessor());
     const { stream, client } = open(address);
