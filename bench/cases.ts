@@ -106,7 +106,7 @@ export function buildCells(o: Options): Cell[] {
     id: 'passthrough/rate',
     group: 'passthrough',
     title: `GET on a route that matches no saga, ${PASSTHROUGH_RATE} req/s`,
-    systems: ['envoy-extproc', 'envoy-plain'],
+    systems: ['envoy-extproc', 'envoy-extproc-optout', 'envoy-plain'],
     mode: { kind: 'open', rate: PASSTHROUGH_RATE },
     durationS: o.latencyDurationS,
   });
@@ -114,14 +114,18 @@ export function buildCells(o: Options): Cell[] {
     id: 'passthrough/saturation',
     group: 'passthrough',
     title: 'GET on a route that matches no saga, saturation',
-    systems: ['envoy-extproc', 'envoy-plain'],
+    systems: ['envoy-extproc', 'envoy-extproc-optout', 'envoy-plain'],
     mode: { kind: 'closed', workers: SATURATION_WORKERS },
     durationS: o.saturationDurationS,
   });
   return cells.filter((c) => o.only.includes(c.group) && c.systems.some((s) => o.systems(s)));
 }
 
-/** The two pass-through "systems": the ingress with the ext_proc filter and the same without it. */
+/**
+ * The pass-through "systems": the ingress with the ext_proc filter on a route that matches no saga
+ * (one exchange with sagamesh, answered CONTINUE), on a route that opts out of the filter
+ * (`ExtProcPerRoute { disabled: true }`, envoy/envoy.yaml's `/static/`), and Envoy without it.
+ */
 export function passthroughSystems(lab: Lab): System[] {
   const get = (id: string, label: string, url: string): System => ({
     id,
@@ -134,6 +138,11 @@ export function passthroughSystems(lab: Lab): System[] {
       'envoy-extproc',
       'Envoy with the ext_proc filter (sagamesh answers CONTINUE)',
       lab.passthrough.withFilter,
+    ),
+    get(
+      'envoy-extproc-optout',
+      'Envoy with the filter, on a route that opts out of it (ExtProcPerRoute disabled)',
+      lab.passthrough.optedOut,
     ),
     get('envoy-plain', 'Envoy without the filter', lab.passthrough.withoutFilter),
   ];

@@ -26,7 +26,12 @@ export interface Lab {
   /** In table order. */
   readonly systems: readonly System[];
   readonly byId: ReadonlyMap<string, System>;
-  readonly passthrough: { readonly withFilter: string; readonly withoutFilter: string };
+  readonly passthrough: {
+    readonly withFilter: string;
+    /** The same ingress, on envoy/envoy.yaml's route that disables the filter (`/static/`). */
+    readonly optedOut: string;
+    readonly withoutFilter: string;
+  };
   /** The memory case's own sagamesh (memory store), idle until then. */
   readonly hold: { readonly url: string; readonly pid: number | undefined; readonly adminUrl: string };
   readonly participantsControl: string;
@@ -130,6 +135,7 @@ export async function startLab(options: LabOptions): Promise<Lab> {
     byId: new Map(systems.map((s) => [s.id, s])),
     passthrough: {
       withFilter: `http://127.0.0.1:${ports['memory']?.ingress ?? 0}/passthrough`,
+      optedOut: `http://127.0.0.1:${ports['memory']?.ingress ?? 0}/static/passthrough`,
       withoutFilter: `http://127.0.0.1:${plainIngress}/passthrough`,
     },
     hold: {

@@ -136,5 +136,13 @@ export function verdicts(results: Results): Verdict[] {
     ratio: Number.isFinite(pr) ? `+${((pr - 1) * 100).toFixed(0)}%` : '—',
     met: judge(pr, 1.1, true),
   });
+  const po = stat(results, 'passthrough/rate', 'envoy-extproc-optout', 'p50Ms')?.median;
+  const por = ratio(po, pp);
+  out.push({
+    target: 'the same, on a route that opts out of the filter (ExtProcPerRoute disabled) ≤ 10%',
+    measured: Number.isFinite(por) ? `${po?.toFixed(3)} ms vs ${pp?.toFixed(3)} ms` : 'not measured',
+    ratio: Number.isFinite(por) ? `${por >= 1 ? '+' : ''}${((por - 1) * 100).toFixed(0)}%` : '—',
+    met: judge(por, 1.1, true),
+  });
   return out;
 }
