@@ -1,6 +1,7 @@
 import type { Lab } from './lab';
 import type { Attack, AttackResult, LoadMode } from './load/vegeta';
 import { attack } from './load/vegeta';
+import { cpuPerRequest, cpuSnapshot } from './cpu';
 import type { Options } from './options';
 import type { SagaSpec, System } from './systems/system';
 import type { Shape, TopologyName } from './topology';
@@ -172,9 +173,11 @@ export async function measure(
     durationS,
     expected: expectedStatuses(system.id, s?.failEvery !== undefined),
   };
+  const before = cpuSnapshot();
   const result = await attack(a, dir);
+  const cpuMsPerRequest = cpuPerRequest(before, cpuSnapshot(), result.requests);
   await sleep(500); // let connections close and timers settle before the next system
-  return result;
+  return { ...result, cpuMsPerRequest };
 }
 
 export function describe(r: AttackResult): string {

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { EnvoyProcess } from '../demo/envoy';
 import { startEnvoy } from '../demo/envoy';
+import { probeCpu } from './cpu';
 import { renderBenchEnvoyConfig } from './envoy-config';
 import { PARTICIPANTS_ENTRY } from './layout';
 import type { Child } from './processes';
@@ -104,6 +105,7 @@ export async function startLab(options: LabOptions): Promise<Lab> {
   fs.writeFileSync(path.join(runDir, 'envoy.yaml'), configYaml);
   const envoy = await startEnvoy({ configYaml, adminPort: admin });
   onCleanup('envoy', () => envoy.stop());
+  probeCpu('envoy', envoy.pid);
   // BENCH_ENVOY_DEBUG=http2,ext_proc turns those Envoy loggers to debug (diagnosing failed streams).
   for (const logger of (process.env['BENCH_ENVOY_DEBUG'] ?? '').split(',').filter(Boolean)) {
     await httpPost(`${envoy.adminUrl}/logging?${logger}=debug`);

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { probeCpu } from './cpu';
 
 /**
  * Child processes of a bench run. Every server the bench starts is registered here and stopped in
@@ -90,6 +91,7 @@ export function spawnLogged(
     })());
   const handle: Child = { name, pid: child.pid ?? -1, logFile, process: child, exited, running, stop };
   onCleanup(name, () => stop());
+  probeCpu(name, handle.pid);
   return handle;
 }
 

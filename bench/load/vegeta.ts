@@ -43,6 +43,8 @@ export interface AttackResult {
   /** Requests without an expected status (errors, timeouts, 5xx). */
   readonly unexpected: number;
   readonly errors: readonly string[];
+  /** CPU milliseconds per request of each server process during the attack (bench/cpu.ts). */
+  readonly cpuMsPerRequest?: Readonly<Record<string, number>>;
 }
 
 interface VegetaReport {

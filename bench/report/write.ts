@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { QBOX_RATE, SATURATION_WORKERS, PASSTHROUGH_RATE } from '../cases';
 import type { Cell } from '../cases';
 import { PROFILE_NOTES } from '../layout';
-import { fmt, fmtRatio, ratio } from '../stats';
+import { figure, fmt, fmtRatio, ratio } from '../stats';
 import { method } from './method';
 import { mb, table } from './markdown';
 import type { Results } from './results';
@@ -57,6 +57,7 @@ export function renderReport(results: Results, chartPath: string | undefined, fl
   parts.push('## Results');
   parts.push(latencySection(results));
   parts.push(saturationSection(results));
+  parts.push(cpuSection(results));
   parts.push(failureSection(results));
   parts.push(sweepSection(results, chartPath));
   parts.push(passthroughSection(results));
@@ -154,6 +155,51 @@ function saturationSection(results: Results): string {
   for (const c of cells)
     out.push(`#### ${c.title.replace(/, saturation.*$/, '')}`, throughputTable(results, c));
   return out.join('\n\n');
+}
+
+/** Which probed process is a system's coordinator, and which store it writes to. */
+const COORDINATOR: Readonly<Record<string, string>> = {
+  direct: 'direct',
+  'sagamesh-memory': 'sagamesh-memory',
+  'sagamesh-sqlite': 'sagamesh-sqlite',
+  'sagamesh-postgres': 'sagamesh-postgres',
+  serial: 'sagamesh-memory',
+  'dtm-boltdb': 'dtm-boltdb',
+  'dtm-redis': 'dtm-redis',
+};
+const STORE: Readonly<Record<string, string>> = { 'sagamesh-postgres': 'postgres', 'dtm-redis': 'redis' };
+
+function cpuSection(results: Results): string {
+  const cell = cellsOf(results, 'saturation').find((c) => c.id === 'saturation/1to4/0ms');
+  if (!cell) return '';
+  const perSaga = (id: string, process: string | undefined): number | undefined => {
+    if (!process) return undefined;
+    const values = results.samples
+      .filter((s) => s.cell === cell.id && s.system === id)
+      .map((s) => s.result.cpuMsPerRequest?.[process])
+      .filter((v): v is number => v !== undefined);
+    return values.length > 0 ? figure(values).median : undefined;
+  };
+  const ms = (v: number | undefined): string => (v === undefined ? '—' : v.toFixed(2));
+  const rows = cell.systems
+    .filter((id) => results.systems.find((s) => s.id === id)?.available && COORDINATOR[id])
+    .map((id) => {
+      const parts = [
+        perSaga(id, COORDINATOR[id]),
+        perSaga(id, 'envoy'),
+        perSaga(id, 'participants'),
+        perSaga(id, STORE[id]),
+      ];
+      const total = parts.reduce<number>((sum, v) => sum + (v ?? 0), 0);
+      return total > 0 ? [labelOf(results, id), ...parts.map(ms), total.toFixed(2)] : [];
+    })
+    .filter((row) => row.length > 0);
+  if (rows.length === 0) return '';
+  return [
+    `### Where the CPU goes: ${cell.title.replace(/, saturation.*$/, '')}, at saturation`,
+    'CPU milliseconds per saga of each server process during the saturation runs above (utime + stime from /proc, a process with its descendants, median over the runs; the load generator is not counted). The coordinator is the system itself: sagamesh, DTM, or the direct client. On 2 cores, 2000 ms of CPU per second is all there is: the total bounds the throughput of every system.',
+    table(['system', 'coordinator', 'Envoy', 'participants', 'store', 'total'], rows),
+  ].join('\n\n');
 }
 
 function failureSection(results: Results): string {
