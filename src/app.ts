@@ -11,6 +11,7 @@ import { SagaProcessor } from './extproc/saga-processor';
 import { ExtProcServer } from './extproc/server';
 import type { Logger } from './logger';
 import type { Observer } from './observer';
+import { createH2cCaller } from './participants/h2c-caller';
 import { createHttpCaller } from './participants/step-caller';
 import type { SagaDefinition } from './saga/definition';
 import { DefinitionSet } from './saga/definition-set';
@@ -89,10 +90,10 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     return definition;
   };
 
-  const http = createHttpCaller({
-    egressUrl: config.egressUrl,
-    connections: config.egressConnections,
-  });
+  const http =
+    config.egressProtocol === 'h2c'
+      ? createH2cCaller({ egressUrl: config.egressUrl })
+      : createHttpCaller({ egressUrl: config.egressUrl, connections: config.egressConnections });
   const runner: SagaRunner = new SagaRunner({
     log: sagaLog,
     http,

@@ -17,6 +17,8 @@ export interface Config {
   readonly egressUrl: string;
   /** Connections to the egress that step calls share; calls beyond them wait in line. */
   readonly egressConnections: number;
+  /** How step calls reach the egress: HTTP/1.1 connections, or HTTP/2 streams over cleartext sessions. */
+  readonly egressProtocol: EgressProtocol;
   readonly store: StoreConfig;
   /** Finished sagas are deleted from the log this long after they finished. */
   readonly retentionMs: number;
@@ -45,11 +47,15 @@ export interface Config {
   readonly reloadDebounceMs: number;
 }
 
+export const EGRESS_PROTOCOLS = ['http1', 'h2c'] as const;
+export type EgressProtocol = (typeof EGRESS_PROTOCOLS)[number];
+
 export const DEFAULTS: Config = Object.freeze({
   sagasDir: './sagas',
   grpcAddress: '127.0.0.1:50051',
   egressUrl: 'http://127.0.0.1:10001',
   egressConnections: 1024,
+  egressProtocol: 'http1',
   store: { kind: 'sqlite', file: './data/sagamesh.db', synchronous: 'full' } satisfies StoreConfig,
   retentionMs: 7 * 24 * 3_600_000,
   idempotencyRetentionMs: 24 * 3_600_000,
@@ -73,6 +79,7 @@ export const ENV_VARS: Readonly<Record<keyof Config, string>> = Object.freeze({
   grpcAddress: 'SAGAMESH_GRPC_ADDR',
   egressUrl: 'SAGAMESH_EGRESS_URL',
   egressConnections: 'SAGAMESH_EGRESS_CONNECTIONS',
+  egressProtocol: 'SAGAMESH_EGRESS_PROTOCOL',
   store: 'SAGAMESH_STORE',
   retentionMs: 'SAGAMESH_RETENTION_MS',
   idempotencyRetentionMs: 'SAGAMESH_IDEMPOTENCY_RETENTION_MS',
@@ -127,6 +134,13 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
   }
 
   const egressConnections = int('egressConnections', 1, 65_536);
+  const egressProtocolValue = raw('egressProtocol') || DEFAULTS.egressProtocol;
+  const egressProtocol = EGRESS_PROTOCOLS.find((p) => p === egressProtocolValue);
+  if (!egressProtocol) {
+    problems.push(
+      `${ENV_VARS.egressProtocol}=${egressProtocolValue}: must be one of ${EGRESS_PROTOCOLS.join(', ')}`,
+    );
+  }
 
   const storeValue = raw('store') || DEFAULT_STORE;
   const parsedStore = parseStoreUrl(storeValue, cwd);
@@ -185,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
     grpcAddress,
     egressUrl,
     egressConnections,
+    egressProtocol: egressProtocol ?? DEFAULTS.egressProtocol,
     store,
     retentionMs,
     idempotencyRetentionMs,

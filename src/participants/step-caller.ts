@@ -57,7 +57,7 @@ function headerRecord(headers: Dispatcher.ResponseData['headers']): Record<strin
   return out;
 }
 
-function parseBody(text: string, contentType: string | undefined): unknown {
+export function parseBody(text: string, contentType: string | undefined): unknown {
   if (text.length === 0) return null;
   if (contentType?.includes('json')) {
     try {
@@ -69,7 +69,7 @@ function parseBody(text: string, contentType: string | undefined): unknown {
   return text;
 }
 
-function errnoOf(err: unknown): string | undefined {
+export function errnoOf(err: unknown): string | undefined {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string') return code;

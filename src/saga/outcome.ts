@@ -34,8 +34,19 @@ export function classifyResponse(
   };
 }
 
-/** Errors that prove the request never reached the participant. */
-const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+/**
+ * Errors that prove the request never reached the participant. UNPROCESSED_STREAM is the h2c
+ * caller's (src/participants/h2c-caller.ts): refused stream, above a GOAWAY's last stream id, or
+ * never opened.
+ */
+const NEVER_SENT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UNPROCESSED_STREAM',
+]);
 
 export function classifyNetworkError(errno: string | undefined, message: string, step: string): CallOutput {
   return {

@@ -83,6 +83,21 @@ describe('loadConfig', () => {
     }
   });
 
+  it('speaks HTTP/1.1 or h2c to the egress, and refuses any other protocol with a coded error', () => {
+    expect(loadConfig({}).egressProtocol).toBe('http1');
+    expect(loadConfig({ SAGAMESH_EGRESS_PROTOCOL: 'h2c' }).egressProtocol).toBe('h2c');
+    let error: unknown;
+    try {
+      loadConfig({ SAGAMESH_EGRESS_PROTOCOL: 'h2' });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toMatchObject({
+      code: 'SAGAMESH_ERR_CONFIG_INVALID',
+      details: ['SAGAMESH_EGRESS_PROTOCOL=h2: must be one of http1, h2c'],
+    });
+  });
+
   it('bounds the sagas in flight (load shedding), 20000 by default', () => {
     expect(loadConfig({}).maxInFlight).toBe(20_000);
     expect(loadConfig({ SAGAMESH_MAX_IN_FLIGHT: '500' }).maxInFlight).toBe(500);
