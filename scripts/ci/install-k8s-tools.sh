@@ -46,7 +46,8 @@ module_dir() {
   go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p'
 }
 
-crd_stamp="istio.io/api@$ISTIO_API_VERSION github.com/envoyproxy/gateway@$ENVOY_GATEWAY_VERSION"
+# The last word names the set of files copied below: change it when the set changes.
+crd_stamp="istio.io/api@$ISTIO_API_VERSION github.com/envoyproxy/gateway@$ENVOY_GATEWAY_VERSION files:2"
 if [[ -f "$STAMPS/k8s-crds" && "$(cat "$STAMPS/k8s-crds")" == "$crd_stamp" && -d "$CRDS" ]]; then
   echo "install-k8s-tools: CRDs already in place ($crd_stamp)"
 else
@@ -58,6 +59,7 @@ else
   mkdir -p "$CRDS"
   cp "$istio/kubernetes/customresourcedefinitions.gen.yaml" "$CRDS/istio.yaml"
   cp "$eg_crds/generated/gateway.envoyproxy.io_envoyextensionpolicies.yaml" "$CRDS/envoy-gateway-envoyextensionpolicies.yaml"
+  cp "$eg_crds/generated/gateway.envoyproxy.io_envoyproxies.yaml" "$CRDS/envoy-gateway-envoyproxies.yaml"
   cp "$eg_crds/gatewayapi-crds.yaml" "$CRDS/gateway-api.yaml"
   chmod -R u+w "$CRDS"
   echo "$crd_stamp" >"$STAMPS/k8s-crds"

@@ -7,8 +7,10 @@
  *     0s), an outbound port-80 listener that routes by Host to the Services of the namespace (the
  *     listener that captures sagamesh's step calls), and the clusters behind both.
  *  2. What the manifests add (from deploy/kubernetes, untouched): the EnvoyFilter's configPatches,
- *     applied the way Istio applies them. Only the operations the manifests use are implemented;
- *     any other patch fails the build, so a new Envoy fragment in the manifests cannot go untested.
+ *     applied the way Istio applies them, and the pod's ProxyConfig `runtimeValues`
+ *     (`proxy.istio.io/config`), rendered into the bootstrap's static runtime layer the way
+ *     istio-agent renders them. Only the operations the manifests use are implemented; any other
+ *     patch fails the build, so a new Envoy fragment in the manifests cannot go untested.
  *
  * The one rewrite of the manifests' values: a pod has its own loopback, the test host shares one,
  * so pod-local ports (127.0.0.1:50051 for sagamesh's gRPC) are mapped to free ports, explicitly.
@@ -72,6 +74,56 @@ export interface SidecarModel {
   /** Pod-local loopback port → the port used for it here (e.g. 50051 → a free port). */
   readonly podLoopbackPorts: Readonly<Record<number, number>>;
   readonly accessLogPath: string;
+  /** The pod's ProxyConfig `runtimeValues` (proxyConfigOf), as written in the manifests. */
+  readonly runtimeValues?: Readonly<Record<string, string>>;
+}
+
+/** The ProxyConfig a pod template sets in its `proxy.istio.io/config` annotation ({} if none). */
+export interface ProxyConfig {
+  runtimeValues?: Record<string, string>;
+  [field: string]: unknown;
+}
+
+export function proxyConfigOf(annotations: Readonly<Record<string, string>> | undefined): ProxyConfig {
+  const text = annotations?.['proxy.istio.io/config'];
+  if (text === undefined) return {};
+  const parsed = YAML.parse(text) as unknown;
+  if (typeof parsed !== 'object' || parsed === null)
+    throw new Error('proxy.istio.io/config is not a mapping');
+  const config = parsed as ProxyConfig;
+  // ProxyConfig.runtime_values is map<string, string>: Istio rejects anything else.
+  for (const [key, value] of Object.entries(config.runtimeValues ?? {})) {
+    if (typeof value !== 'string')
+      throw new Error(`runtimeValues.${key} must be a string, got ${typeof value}`);
+  }
+  return config;
+}
+
+/**
+ * The static runtime layer istio-agent writes into the sidecar's bootstrap for the pod's
+ * `runtimeValues`: pkg/bootstrap/config.go extractRuntimeFlags (Istio 1.19+, istio/istio#45869).
+ * The API takes strings, so Istio turns exactly "true" and "false" into JSON booleans (Envoy stopped
+ * reading the strings as booleans, envoyproxy/envoy#27434); any other value stays a string; "" removes
+ * one of Istio's own defaults. Istio's defaults (connection limit, re2 program size, two legacy
+ * flags) are left out: they are not what sagamesh sets.
+ */
+export function istioRuntimeFlags(runtimeValues: Readonly<Record<string, string>>): Json {
+  const flags: Json = {};
+  for (const [key, value] of Object.entries(runtimeValues)) {
+    if (value === '') continue;
+    flags[key] = value === 'true' ? true : value === 'false' ? false : value;
+  }
+  return flags;
+}
+
+/** Istio's bootstrap template: the static layer "global config", then an admin layer. */
+export function istioLayeredRuntime(runtimeValues: Readonly<Record<string, string>>): Json {
+  return {
+    layers: [
+      { name: 'global config', static_layer: istioRuntimeFlags(runtimeValues) },
+      { name: 'admin', admin_layer: {} },
+    ],
+  };
 }
 
 function clone<T>(value: T): T {
@@ -248,6 +300,7 @@ export function sidecarBootstrap(patches: readonly EnvoyFilterPatch[], model: Si
 
   return {
     admin: { address: socket('127.0.0.1', model.adminPort) },
+    layered_runtime: istioLayeredRuntime(model.runtimeValues ?? {}),
     static_resources: { listeners: [inbound, outbound], clusters },
   };
 }

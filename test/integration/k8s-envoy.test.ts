@@ -6,22 +6,39 @@
  * to end: client → sidecar inbound (ext_proc) → sagamesh, configured with the manifest container's
  * own environment and the rendered ConfigMap mounted like the kubelet does → step calls through the
  * sidecar's outbound port-80 listener, routed by Host → the participants.
+ * The pod's ProxyConfig `runtimeValues` go into the model's bootstrap the way istio-agent writes
+ * them, and pass-through load shows they take effect: the sidecar half-closes its ext_proc streams
+ * instead of resetting them (bench/notes.md, finding 4). The Envoy Gateway overlay gets the same
+ * check with a model of its gateway (test/helpers/k8s-gateway-bootstrap.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { EnvoyProcess } from '../../demo/envoy';
-import { startEnvoy, validateEnvoyConfig } from '../../demo/envoy';
+import { ENVOY_CONFIG_PATH, startEnvoy, validateEnvoyConfig } from '../../demo/envoy';
 import type { Stack } from '../../demo/stack';
 import { freePort, startStack } from '../../demo/stack';
+import YAML from 'yaml';
 import type { EnvoyFilterPatch, SidecarModel } from '../helpers/k8s-bootstrap';
-import { envoyFilterPatches, sidecarBootstrapYaml } from '../helpers/k8s-bootstrap';
+import {
+  envoyFilterPatches,
+  istioRuntimeFlags,
+  proxyConfigOf,
+  sidecarBootstrap,
+  sidecarBootstrapYaml,
+} from '../helpers/k8s-bootstrap';
+import {
+  gatewayBootstrap,
+  gatewayBootstrapYaml,
+  gatewayLayeredRuntime,
+} from '../helpers/k8s-gateway-bootstrap';
 import type { K8sObject } from '../helpers/k8s';
 import {
   container,
   envOf,
   mountConfigMap,
   only,
+  podTemplate,
   render,
   specOf,
   updateMountedConfigMap,
@@ -31,8 +48,24 @@ jest.setTimeout(90_000);
 
 const POD_GRPC_PORT = 50051;
 
+/** envoy/envoy.yaml's runtime flags (its one static layer): what the manifests must carry too. */
+const ENVOY_YAML_RUNTIME = (
+  YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as {
+    layered_runtime: { layers: { static_layer: Record<string, unknown> }[] };
+  }
+).layered_runtime.layers[0]?.static_layer;
+
+/**
+ * Pass-through requests under load: well past nghttp2's burst of 1000 stream resets per connection,
+ * after which Node's HTTP/2 server answers resets with GOAWAY (bench/notes.md, finding 4).
+ */
+const LOAD_REQUESTS = 1200;
+const LOAD_CONCURRENCY = 32;
+
 let objects: K8sObject[];
 let patches: EnvoyFilterPatch[];
+let runtimeValues: Record<string, string>;
+let sidecarModel: SidecarModel;
 let manifestEnv: Record<string, string>;
 let workDir: string;
 let stack: Stack | undefined;
@@ -59,6 +92,7 @@ beforeAll(async () => {
   objects = render('base').objects;
   patches = envoyFilterPatches(only(objects, 'EnvoyFilter', 'sagamesh'));
   const trips = only(objects, 'Deployment', 'trips');
+  runtimeValues = proxyConfigOf(podTemplate(trips).metadata.annotations).runtimeValues ?? {};
   manifestEnv = envOf(container(trips, 'sagamesh'));
   expect(manifestEnv['SAGAMESH_GRPC_ADDR']).toBe(`127.0.0.1:${POD_GRPC_PORT}`);
 
@@ -107,7 +141,9 @@ beforeAll(async () => {
     services: meshServices(stack.ports),
     podLoopbackPorts: { [POD_GRPC_PORT]: stack.ports.extProc },
     accessLogPath: accessLog,
+    runtimeValues,
   };
+  sidecarModel = model;
   const bootstrap = sidecarBootstrapYaml(patches, model);
   const { ok, output } = await validateEnvoyConfig(bootstrap);
   if (!ok) throw new Error(`envoy --mode validate rejected the sidecar bootstrap:\n${output}\n${bootstrap}`);
@@ -158,6 +194,69 @@ const trip = (over: Record<string, unknown> = {}) => ({
   ...over,
 });
 
+/** Counters from an admin endpoint (Envoy `/stats` or sagamesh `/metrics`), name → value. */
+async function counters(url: string, pattern: RegExp): Promise<Record<string, number>> {
+  const text = await (await fetch(url)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = pattern.exec(line);
+    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+/** Envoy's counters for the ext_proc cluster and filter (every `cluster.<c>.` and `http.<p>.ext_proc.`). */
+async function extProcCounters(
+  adminUrl: string,
+  cluster: string,
+  statPrefix: string,
+): Promise<Record<string, number>> {
+  const escape = (s: string) => s.replace(/[.|/]/g, (c) => `\\${c}`);
+  const filter = `^(cluster\\.${escape(cluster)}|http\\.${escape(statPrefix)}\\.ext_proc)\\.`;
+  const all = await counters(`${adminUrl}/stats?filter=${encodeURIComponent(filter)}`, /^(\S+): (\d+)$/);
+  const pick = (name: string) => all[name] ?? 0;
+  return {
+    tx_reset: pick(`cluster.${cluster}.http2.tx_reset`),
+    goaway: pick(`cluster.${cluster}.upstream_cx_close_notify`),
+    retries: pick(`cluster.${cluster}.upstream_rq_retry`),
+    streams_started: pick(`http.${statPrefix}.ext_proc.streams_started`),
+    streams_failed: pick(`http.${statPrefix}.ext_proc.streams_failed`),
+  };
+}
+
+/** `n` GETs on paths that match no saga, `concurrency` at a time; status → count. */
+async function passThrough(baseUrl: string, n: number, concurrency: number): Promise<Record<number, number>> {
+  const statuses: Record<number, number> = {};
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      next++;
+      const res = await fetch(`${baseUrl}/passthrough/${next}`);
+      await res.arrayBuffer();
+      statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return statuses;
+}
+
+/** Starts a second Envoy with `build(ports)` for the duration of `body`. */
+async function withEnvoy<T>(
+  build: (ports: { listener: number; admin: number }) => string,
+  body: (envoy: EnvoyProcess, url: string) => Promise<T>,
+): Promise<T> {
+  const ports = { listener: await freePort(), admin: await freePort() };
+  const config = build(ports);
+  const { ok, output } = await validateEnvoyConfig(config);
+  if (!ok) throw new Error(`envoy --mode validate rejected the bootstrap:\n${output}\n${config}`);
+  const envoy = await startEnvoy({ configYaml: config, adminPort: ports.admin });
+  try {
+    return await body(envoy, `http://127.0.0.1:${ports.listener}`);
+  } finally {
+    await envoy.stop();
+  }
+}
+
 async function accessLogLine(pred: (line: string) => boolean): Promise<Record<string, unknown>> {
   for (let i = 0; i < 100; i++) {
     const lines = fs.existsSync(accessLog) ? fs.readFileSync(accessLog, 'utf8').split('\n').filter(pred) : [];
@@ -166,6 +265,63 @@ async function accessLogLine(pred: (line: string) => boolean): Promise<Record<st
   }
   throw new Error(`no matching line in ${accessLog}`);
 }
+
+describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in a model of the gateway', () => {
+  const gatewayObjects = () => render('overlays/envoy-gateway').objects;
+
+  test('the EnvoyProxy`s layer, merged into Envoy Gateway`s default runtime, carries envoy/envoy.yaml`s flags', () => {
+    const envoyProxy = only(gatewayObjects(), 'EnvoyProxy', 'sagamesh-edge');
+    const layers = (
+      gatewayLayeredRuntime(envoyProxy) as { layers: { name: string; static_layer: unknown }[] }
+    ).layers;
+    expect(layers.map((l) => l.name)).toEqual(['global_config', 'sagamesh']);
+    expect(layers[1]?.static_layer).toEqual(ENVOY_YAML_RUNTIME);
+  });
+
+  test(`${LOAD_REQUESTS} pass-through requests through the gateway model: no stream reset, no GOAWAY, no retry, no 5xx`, async () => {
+    const objs = gatewayObjects();
+    const envoyProxy = only(objs, 'EnvoyProxy', 'sagamesh-edge');
+    const policy = only(objs, 'EnvoyExtensionPolicy', 'sagamesh');
+    const cluster = 'envoyextensionpolicy/sagamesh-demo/sagamesh/extproc/0';
+    const result = await withEnvoy(
+      (ports) => {
+        const model = {
+          listenerPort: ports.listener,
+          adminPort: ports.admin,
+          appPort: stack?.ports.trips ?? 0,
+          extProcPort: stack?.ports.extProc ?? 0,
+        };
+        // The translated filter has envoy/envoy.yaml's retry policy.
+        const listener = (
+          gatewayBootstrap(envoyProxy, policy, model)['static_resources'] as {
+            listeners: { filter_chains: { filters: { typed_config: { http_filters: unknown[] } }[] }[] }[];
+          }
+        ).listeners[0];
+        expect(listener?.filter_chains[0]?.filters[0]?.typed_config.http_filters[0]).toMatchObject({
+          typed_config: {
+            grpc_service: {
+              envoy_grpc: { cluster_name: cluster },
+              retry_policy: { retry_on: 'refused-stream', num_retries: 3 },
+            },
+          },
+        });
+        return gatewayBootstrapYaml(envoyProxy, policy, model);
+      },
+      async (envoy, url) => {
+        const statuses = await passThrough(url, LOAD_REQUESTS, LOAD_CONCURRENCY);
+        return { statuses, counters: await extProcCounters(envoy.adminUrl, cluster, 'http-80') };
+      },
+    );
+    expect(result.statuses).toEqual({ 200: LOAD_REQUESTS });
+    expect(result.counters).toEqual({
+      tx_reset: 0,
+      goaway: 0,
+      retries: 0,
+      streams_started: LOAD_REQUESTS,
+      streams_failed: 0,
+    });
+  });
+});
 
 describe('the manifests’ Envoy fragments in a model of the trips pod’s sidecar', () => {
   test('the bootstrap is the Istio stand-ins plus exactly the EnvoyFilter patches', () => {
@@ -257,6 +413,68 @@ describe('the manifests’ Envoy fragments in a model of the trips pod’s sidec
       status = (await post('/trips', trip())).status;
     }
     expect(status).toBe(202);
+  });
+
+  test('the pod`s runtimeValues, as istio-agent renders them, are envoy/envoy.yaml`s runtime flags', () => {
+    expect(ENVOY_YAML_RUNTIME).toBeDefined();
+    expect(Object.keys(runtimeValues).length).toBeGreaterThan(0);
+    // The bootstrap the sidecar model runs: Istio's static layer "global config", then "admin".
+    const layers = (sidecarBootstrap(patches, sidecarModel)['layered_runtime'] as { layers: unknown[] })
+      .layers;
+    expect(layers).toEqual([
+      { name: 'global config', static_layer: ENVOY_YAML_RUNTIME },
+      { name: 'admin', admin_layer: {} },
+    ]);
+    expect(istioRuntimeFlags(runtimeValues)).toEqual(ENVOY_YAML_RUNTIME);
+  });
+
+  test(`${LOAD_REQUESTS} pass-through requests through the sidecar: no stream reset, no GOAWAY, no retry, no 5xx`, async () => {
+    const adminUrl = sidecar?.adminUrl ?? '';
+    const statPrefix = 'inbound_0.0.0.0_8080';
+    const before = await extProcCounters(adminUrl, 'sagamesh', statPrefix);
+    expect(await passThrough(inboundUrl, LOAD_REQUESTS, LOAD_CONCURRENCY)).toEqual({ 200: LOAD_REQUESTS });
+    const after = await extProcCounters(adminUrl, 'sagamesh', statPrefix);
+    // Every stream of this sidecar so far (the saga tests' too) was half-closed, none reset.
+    expect(after).toEqual({
+      tx_reset: 0,
+      goaway: 0,
+      retries: 0,
+      streams_started: before.streams_started + LOAD_REQUESTS,
+      streams_failed: 0,
+    });
+  });
+
+  test('control: the same runtimeValues given to Envoy as strings (no Istio conversion) change nothing', async () => {
+    // What a bootstrap gets when "true" is passed through verbatim (Istio before 1.19, or a
+    // hand-written static layer): Envoy 1.40 reads no boolean from the string, and resets every
+    // ext_proc stream again. Proves the check above can fail.
+    const requests = 200;
+    const result = await withEnvoy(
+      (ports) => {
+        const bootstrap = sidecarBootstrap(patches, {
+          ...sidecarModel,
+          inboundPort: ports.listener,
+          outboundPort: 0,
+          adminPort: ports.admin,
+          accessLogPath: '/dev/null',
+        });
+        bootstrap['layered_runtime'] = { layers: [{ name: 'global config', static_layer: runtimeValues }] };
+        // Only the inbound listener: the outbound one is the running sidecar's.
+        const resources = bootstrap['static_resources'] as { listeners: unknown[] };
+        resources.listeners = resources.listeners.slice(0, 1);
+        return YAML.stringify(bootstrap, { lineWidth: 0 });
+      },
+      async (envoy, url) => {
+        const statuses = await passThrough(url, requests, 8);
+        return {
+          statuses,
+          counters: await extProcCounters(envoy.adminUrl, 'sagamesh', 'inbound_0.0.0.0_8080'),
+        };
+      },
+    );
+    expect(result.statuses).toEqual({ 200: requests });
+    expect(result.counters.streams_started).toBe(requests);
+    expect(result.counters.tx_reset).toBe(requests);
   });
 
   test('fail closed: with sagamesh gone the sidecar answers 500 and the app sees nothing', async () => {

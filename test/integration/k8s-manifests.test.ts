@@ -37,6 +37,7 @@ const PACKAGE = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf
 interface ExtProcFilter {
   name: string;
   typed_config: {
+    grpc_service: { retry_policy?: { retry_on: string; num_retries: number } };
     failure_mode_allow: boolean;
     message_timeout: string;
     allow_mode_override: boolean;
@@ -95,6 +96,7 @@ interface ExtProcSpec {
   targetRefs: { group: string; kind: string; name: string }[];
   extProc: {
     backendRefs: { name: string; port: number }[];
+    backendSettings?: { retry?: { numRetries?: number; retryOn?: { triggers?: string[] } } };
     failOpen: boolean;
     messageTimeout: string;
     processingMode: unknown;
@@ -364,6 +366,42 @@ describe('overlays/envoy-gateway: sagas at the edge', () => {
       allowModeOverride: ours.allow_mode_override,
     });
     expect(ext.metadata.writableNamespaces).toEqual(ours.metadata_options.receiving_namespaces.untyped);
+  });
+
+  test('the ext_proc backend is retried like envoy/envoy.yaml`s grpc_service: refused streams only', () => {
+    const ours = envoyExtProc.typed_config.grpc_service.retry_policy;
+    expect(ours).toBeDefined();
+    expect(policy().extProc[0]?.backendSettings?.retry).toEqual({
+      numRetries: ours?.num_retries,
+      retryOn: { triggers: ours?.retry_on.split(',') },
+    });
+  });
+
+  test('the Gateway runs with the overlay`s EnvoyProxy (its bootstrap carries the ext_proc runtime flag)', () => {
+    const gw = specOf<{ infrastructure?: { parametersRef?: unknown } }>(
+      only(gateway.objects, 'Gateway', 'sagamesh-edge'),
+    );
+    const envoyProxy = only(gateway.objects, 'EnvoyProxy', 'sagamesh-edge');
+    expect(gw.infrastructure?.parametersRef).toEqual({
+      group: 'gateway.envoyproxy.io',
+      kind: 'EnvoyProxy',
+      name: envoyProxy.metadata.name,
+    });
+    // What the layer holds is run and checked in k8s-envoy.test.ts.
+    expect(envoyProxy.spec).toMatchObject({ bootstrap: { type: 'Merge' } });
+  });
+
+  test('kubectl-validate checks the EnvoyProxy and the policy`s retry too', () => {
+    for (const [from, to, error] of [
+      ['type: Merge\n', 'type: Merged\n', /EnvoyProxy.*bootstrap.type: Unsupported value: "Merged"/],
+      ['- refused-stream\n', '- refused-streams\n', /EnvoyExtensionPolicy.*triggers\[0\]: Unsupported value/],
+    ] as const) {
+      const broken = gateway.yaml.replace(from, to);
+      expect(broken).not.toBe(gateway.yaml);
+      const { ok, output } = validateObjects(broken);
+      expect(ok).toBe(false);
+      expect(output).toMatch(error);
+    }
   });
 
   test('only the gateway may open ext_proc streams (NetworkPolicy on the gRPC port)', () => {

@@ -1,0 +1,266 @@
+/**
+ * An Envoy bootstrap that is a loopback model of the Envoy Gateway proxy in front of the `trips`
+ * HTTPRoute (deploy/kubernetes/overlays/envoy-gateway), in two halves like k8s-bootstrap.ts:
+ *
+ *  1. What Envoy Gateway generates anyway (stand-ins, written here): its default bootstrap's static
+ *     runtime layer (`global_config`, internal/xds/bootstrap/bootstrap.yaml.tpl of v1.9.1, the
+ *     version whose CRDs the manifests are validated against), and an HTTP listener whose one route
+ *     goes to the app.
+ *  2. What the overlay's manifests add, translated the way Envoy Gateway v1.9.1 translates them:
+ *     the `EnvoyProxy`'s bootstrap (`type: Merge`: internal/xds/bootstrap/util.go mergeBootstrap,
+ *     a protobuf merge, so `layered_runtime.layers` are appended to the default ones) and the
+ *     `EnvoyExtensionPolicy`'s ext_proc filter (internal/xds/translator/extproc.go extProcConfig,
+ *     buildProcessingMode, buildNonRouteRetryPolicy) with an HTTP/2 cluster for its backend.
+ *     Only the fields the manifests use are translated; any other field fails the build, so a new
+ *     setting in the manifests cannot go untested.
+ */
+import YAML from 'yaml';
+import type { K8sObject } from './k8s';
+import { specOf } from './k8s';
+
+type Json = Record<string, unknown>;
+
+/** Envoy Gateway v1.9.1's default static layer (bootstrap.yaml.tpl). */
+export const ENVOY_GATEWAY_DEFAULT_RUNTIME: Json = Object.freeze({
+  layers: [
+    {
+      name: 'global_config',
+      static_layer: {
+        'envoy.reloadable_features.oauth2_legacy_cbc_decrypt_compat': false,
+        'envoy.reloadable_features.oauth2_use_gcm_encryption': true,
+        're2.max_program_size.error_level': 4294967295,
+        're2.max_program_size.warn_level': 1000,
+      },
+    },
+  ],
+});
+
+/** Envoy Gateway's timeout on the ext_proc grpc_service (defaultExtServiceRequestTimeout). */
+const EXT_SERVICE_TIMEOUT = '10s';
+
+interface ProxyBootstrap {
+  type?: string;
+  value?: string;
+}
+
+function clone<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
+function onlyKeys(obj: object, allowed: readonly string[], where: string): void {
+  const extra = Object.keys(obj).filter((k) => !allowed.includes(k));
+  if (extra.length > 0) {
+    throw new Error(
+      `${where}: ${extra.join(', ')} not modelled by test/helpers/k8s-gateway-bootstrap.ts: ` +
+        'extend it so the new setting is tested too',
+    );
+  }
+}
+
+/**
+ * The layered runtime of the gateway's Envoy: Envoy Gateway's default, merged with the EnvoyProxy's
+ * `spec.bootstrap` the way `type: Merge` does (repeated `layers` appended, in order).
+ */
+export function gatewayLayeredRuntime(envoyProxy: K8sObject): Json {
+  const bootstrap = specOf<{ bootstrap?: ProxyBootstrap }>(envoyProxy).bootstrap;
+  if (!bootstrap) throw new Error(`EnvoyProxy ${envoyProxy.metadata.name} has no spec.bootstrap`);
+  if (bootstrap.type !== 'Merge')
+    throw new Error(`EnvoyProxy bootstrap type ${bootstrap.type} is not modelled`);
+  const override = YAML.parse(bootstrap.value ?? '') as Json;
+  onlyKeys(override, ['layered_runtime'], 'EnvoyProxy bootstrap');
+  const runtime = override['layered_runtime'] as { layers?: Json[] };
+  onlyKeys(runtime, ['layers'], 'EnvoyProxy bootstrap layered_runtime');
+  const merged = clone(ENVOY_GATEWAY_DEFAULT_RUNTIME) as { layers: Json[] };
+  merged.layers.push(...clone(runtime.layers ?? []));
+  return merged;
+}
+
+interface ExtProcEntry {
+  backendRefs: { name: string; port: number }[];
+  backendSettings?: {
+    retry?: { numRetries?: number; retryOn?: { triggers?: string[] } };
+  };
+  failOpen?: boolean;
+  messageTimeout?: string;
+  processingMode?: {
+    request?: { body?: string };
+    response?: { body?: string };
+    allowModeOverride?: boolean;
+  };
+  metadata?: { writableNamespaces?: string[] };
+}
+
+const BODY_MODES: Record<string, string> = {
+  Buffered: 'BUFFERED',
+  BufferedPartial: 'BUFFERED_PARTIAL',
+  Streamed: 'STREAMED',
+};
+
+/** The ext_proc HTTP filter Envoy Gateway builds from one `extProc` entry of the policy. */
+export function gatewayExtProcFilter(extProc: ExtProcEntry, clusterName: string, namespace: string): Json {
+  onlyKeys(
+    extProc,
+    ['backendRefs', 'backendSettings', 'failOpen', 'messageTimeout', 'processingMode', 'metadata'],
+    'EnvoyExtensionPolicy extProc',
+  );
+  // :authority is the backend's `<name>.<namespace>:<port>` (translateEnvoyExtensionPolicyExtProc).
+  const backend = extProc.backendRefs[0];
+  const grpcService: Json = {
+    envoy_grpc: { cluster_name: clusterName, authority: `${backend?.name}.${namespace}:${backend?.port}` },
+    timeout: EXT_SERVICE_TIMEOUT,
+  };
+  if (extProc.backendSettings) {
+    onlyKeys(extProc.backendSettings, ['retry'], 'extProc backendSettings');
+    const retry = extProc.backendSettings.retry;
+    if (retry) {
+      onlyKeys(retry, ['numRetries', 'retryOn'], 'extProc backendSettings.retry');
+      onlyKeys(retry.retryOn ?? {}, ['triggers'], 'extProc backendSettings.retry.retryOn');
+      grpcService['retry_policy'] = {
+        // Envoy Gateway's default when no trigger is given (retryDefaultRetryOn).
+        retry_on:
+          retry.retryOn?.triggers?.join(',') ??
+          'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes',
+        num_retries: retry.numRetries ?? 2,
+      };
+    }
+  }
+  const mode = extProc.processingMode ?? {};
+  onlyKeys(mode, ['request', 'response', 'allowModeOverride'], 'extProc processingMode');
+  const bodyMode = (body: string | undefined): string => {
+    if (body === undefined) return 'NONE';
+    const mapped = BODY_MODES[body];
+    if (!mapped) throw new Error(`extProc body mode ${body} is not modelled`);
+    return mapped;
+  };
+  const filter: Json = {
+    grpc_service: grpcService,
+    failure_mode_allow: extProc.failOpen ?? false,
+    processing_mode: {
+      request_header_mode: mode.request ? 'SEND' : 'SKIP',
+      response_header_mode: mode.response ? 'SEND' : 'SKIP',
+      request_body_mode: bodyMode(mode.request?.body),
+      response_body_mode: bodyMode(mode.response?.body),
+      request_trailer_mode: 'SKIP',
+      response_trailer_mode: 'SKIP',
+    },
+    allow_mode_override: mode.allowModeOverride ?? false,
+  };
+  if (extProc.messageTimeout !== undefined) filter['message_timeout'] = extProc.messageTimeout;
+  if (extProc.metadata) {
+    onlyKeys(extProc.metadata, ['writableNamespaces'], 'extProc metadata');
+    filter['metadata_options'] = {
+      receiving_namespaces: { untyped: extProc.metadata.writableNamespaces ?? [] },
+    };
+  }
+  return {
+    name: 'envoy.filters.http.ext_proc',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
+      ...filter,
+    },
+  };
+}
+
+export interface GatewayModel {
+  readonly listenerPort: number;
+  readonly adminPort: number;
+  /** Where the route's backend (the trips app) runs here. */
+  readonly appPort: number;
+  /** Where the ext_proc backend (sagamesh) runs here. */
+  readonly extProcPort: number;
+}
+
+function staticCluster(name: string, port: number, http2: boolean): Json {
+  return {
+    name,
+    type: 'STATIC',
+    connect_timeout: '1s',
+    ...(http2
+      ? {
+          typed_extension_protocol_options: {
+            'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+              '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+              explicit_http_config: { http2_protocol_options: {} },
+            },
+          },
+        }
+      : {}),
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [
+        {
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } },
+          ],
+        },
+      ],
+    },
+  };
+}
+
+/** The gateway's bootstrap (as an object): the stand-ins plus the EnvoyProxy and the policy. */
+export function gatewayBootstrap(envoyProxy: K8sObject, policy: K8sObject, model: GatewayModel): Json {
+  const extProcs = specOf<{ extProc?: ExtProcEntry[] }>(policy).extProc ?? [];
+  if (extProcs.length !== 1)
+    throw new Error(`EnvoyExtensionPolicy: ${extProcs.length} extProc entries, 1 modelled`);
+  const extProc = extProcs[0];
+  const backend = extProc.backendRefs[0];
+  if (!backend || extProc.backendRefs.length !== 1)
+    throw new Error('EnvoyExtensionPolicy: one backendRef modelled');
+  // Envoy Gateway's cluster name for the policy's backend.
+  const extProcCluster = `envoyextensionpolicy/${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}/extproc/0`;
+  const routeCluster = 'httproute/trips/rule/0';
+  return {
+    admin: { address: { socket_address: { address: '127.0.0.1', port_value: model.adminPort } } },
+    layered_runtime: gatewayLayeredRuntime(envoyProxy),
+    static_resources: {
+      listeners: [
+        {
+          name: 'sagamesh-edge/http',
+          address: { socket_address: { address: '127.0.0.1', port_value: model.listenerPort } },
+          filter_chains: [
+            {
+              filters: [
+                {
+                  name: 'envoy.filters.network.http_connection_manager',
+                  typed_config: {
+                    '@type':
+                      'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                    stat_prefix: 'http-80',
+                    http_filters: [
+                      gatewayExtProcFilter(extProc, extProcCluster, policy.metadata.namespace ?? 'default'),
+                      {
+                        name: 'envoy.filters.http.router',
+                        typed_config: {
+                          '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
+                        },
+                      },
+                    ],
+                    route_config: {
+                      name: 'sagamesh-edge/http',
+                      virtual_hosts: [
+                        {
+                          name: 'trips',
+                          domains: ['*'],
+                          routes: [{ match: { prefix: '/' }, route: { cluster: routeCluster } }],
+                        },
+                      ],
+                    },
+                  },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+      clusters: [
+        staticCluster(routeCluster, model.appPort, false),
+        staticCluster(extProcCluster, model.extProcPort, true),
+      ],
+    },
+  };
+}
+
+export function gatewayBootstrapYaml(envoyProxy: K8sObject, policy: K8sObject, model: GatewayModel): string {
+  return YAML.stringify(gatewayBootstrap(envoyProxy, policy, model), { lineWidth: 0 });
+}
