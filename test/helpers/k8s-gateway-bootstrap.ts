@@ -10,7 +10,8 @@
  *     the `EnvoyProxy`'s bootstrap (`type: Merge`: internal/xds/bootstrap/util.go mergeBootstrap,
  *     a protobuf merge, so `layered_runtime.layers` are appended to the default ones) and the
  *     `EnvoyExtensionPolicy`'s ext_proc filter (internal/xds/translator/extproc.go extProcConfig,
- *     buildProcessingMode, buildNonRouteRetryPolicy) with an HTTP/2 cluster for its backend.
+ *     buildProcessingMode, buildNonRouteRetryPolicy) with an HTTP/2 cluster for its backend, which
+ *     gets the extProc's `backendSettings.circuitBreaker` (gatewayExtProcCircuitBreakers).
  *     Only the fields the manifests use are translated; any other field fails the build, so a new
  *     setting in the manifests cannot go untested.
  */
@@ -35,7 +36,13 @@ export const ENVOY_GATEWAY_DEFAULT_RUNTIME: Json = Object.freeze({
   ],
 });
 
-/** Envoy Gateway's timeout on the ext_proc grpc_service (defaultExtServiceRequestTimeout). */
+/**
+ * Envoy Gateway's fixed timeout on the ext_proc grpc_service (defaultExtServiceRequestTimeout, not
+ * configurable). It does not bound an ext_proc stream: Envoy's ext_proc client opens the stream with
+ * StreamOptions that carry no timeout (client_impl.cc startStream), and a gRPC stream's only timeout
+ * is that option; only filters that pass grpc_service.timeout themselves (ext_authz, …) use it.
+ * test/integration/k8s-envoy.test.ts holds an answer past it with the real Envoy.
+ */
 const EXT_SERVICE_TIMEOUT = '10s';
 
 interface ProxyBootstrap {
@@ -75,10 +82,19 @@ export function gatewayLayeredRuntime(envoyProxy: K8sObject): Json {
   return merged;
 }
 
+/** `backendSettings.circuitBreaker` of an extProc entry (api/v1alpha1/circuitbreaker_types.go). */
+export interface CircuitBreakerSettings {
+  maxConnections?: number;
+  maxPendingRequests?: number;
+  maxParallelRequests?: number;
+  maxParallelRetries?: number;
+}
+
 interface ExtProcEntry {
   backendRefs: { name: string; port: number }[];
   backendSettings?: {
     retry?: { numRetries?: number; retryOn?: { triggers?: string[] } };
+    circuitBreaker?: CircuitBreakerSettings;
   };
   failOpen?: boolean;
   messageTimeout?: string;
@@ -110,7 +126,8 @@ export function gatewayExtProcFilter(extProc: ExtProcEntry, clusterName: string,
     timeout: EXT_SERVICE_TIMEOUT,
   };
   if (extProc.backendSettings) {
-    onlyKeys(extProc.backendSettings, ['retry'], 'extProc backendSettings');
+    // circuitBreaker goes to the cluster (gatewayExtProcCircuitBreakers), not to the filter.
+    onlyKeys(extProc.backendSettings, ['retry', 'circuitBreaker'], 'extProc backendSettings');
     const retry = extProc.backendSettings.retry;
     if (retry) {
       onlyKeys(retry, ['numRetries', 'retryOn'], 'extProc backendSettings.retry');
@@ -161,6 +178,36 @@ export function gatewayExtProcFilter(extProc: ExtProcEntry, clusterName: string,
   };
 }
 
+/** The CRD's default for every circuit-breaker field it has (`+kubebuilder:default=1024`). */
+const CRD_CIRCUIT_BREAKER_DEFAULT = 1024;
+
+/**
+ * The `circuit_breakers` of the ext_proc backend's cluster. Envoy Gateway passes an extProc's
+ * `backendSettings` through translateTrafficFeatures (internal/gatewayapi/clustersettings.go,
+ * buildCircuitBreaker) to createExtServiceXDSCluster, and every cluster it builds gets
+ * buildXdsClusterCircuitBreaker (internal/xds/translator/cluster.go): one DEFAULT-priority
+ * threshold, `max_retries` 1024 unless `maxParallelRetries` is set, the other limits only when set
+ * (else Envoy's own default, 1024). When `circuitBreaker` is present at all, the apiserver fills its
+ * unset fields with the CRD's default, 1024. No HIGH-priority threshold is ever generated.
+ */
+export function gatewayExtProcCircuitBreakers(extProc: ExtProcEntry): Json {
+  const cb = extProc.backendSettings?.circuitBreaker;
+  const threshold: Json = { priority: 'DEFAULT', max_retries: CRD_CIRCUIT_BREAKER_DEFAULT };
+  if (cb) {
+    onlyKeys(
+      cb,
+      ['maxConnections', 'maxPendingRequests', 'maxParallelRequests', 'maxParallelRetries'],
+      'extProc backendSettings.circuitBreaker',
+    );
+    const or1024 = (v: number | undefined) => v ?? CRD_CIRCUIT_BREAKER_DEFAULT;
+    threshold['max_connections'] = or1024(cb.maxConnections);
+    threshold['max_pending_requests'] = or1024(cb.maxPendingRequests);
+    threshold['max_requests'] = or1024(cb.maxParallelRequests);
+    threshold['max_retries'] = or1024(cb.maxParallelRetries);
+  }
+  return { thresholds: [threshold] };
+}
+
 export interface GatewayModel {
   readonly listenerPort: number;
   readonly adminPort: number;
@@ -170,11 +217,12 @@ export interface GatewayModel {
   readonly extProcPort: number;
 }
 
-function staticCluster(name: string, port: number, http2: boolean): Json {
+function staticCluster(name: string, port: number, http2: boolean, extra: Json = {}): Json {
   return {
     name,
     type: 'STATIC',
     connect_timeout: '1s',
+    ...extra,
     ...(http2
       ? {
           typed_extension_protocol_options: {
@@ -255,7 +303,9 @@ export function gatewayBootstrap(envoyProxy: K8sObject, policy: K8sObject, model
       ],
       clusters: [
         staticCluster(routeCluster, model.appPort, false),
-        staticCluster(extProcCluster, model.extProcPort, true),
+        staticCluster(extProcCluster, model.extProcPort, true, {
+          circuit_breakers: gatewayExtProcCircuitBreakers(extProc),
+        }),
       ],
     },
   };

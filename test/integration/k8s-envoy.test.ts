@@ -9,7 +9,9 @@
  * The pod's ProxyConfig `runtimeValues` go into the model's bootstrap the way istio-agent writes
  * them, and pass-through load shows they take effect: the sidecar half-closes its ext_proc streams
  * instead of resetting them (bench/notes.md, finding 4). The Envoy Gateway overlay gets the same
- * check with a model of its gateway (test/helpers/k8s-gateway-bootstrap.ts).
+ * check with a model of its gateway (test/helpers/k8s-gateway-bootstrap.ts), plus its limits: a saga
+ * answer held past Envoy Gateway's 10 s grpc_service timeout, and more concurrent sagas than Envoy's
+ * default circuit breakers allow.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,7 +20,9 @@ import type { EnvoyProcess } from '../../demo/envoy';
 import { ENVOY_CONFIG_PATH, startEnvoy, validateEnvoyConfig } from '../../demo/envoy';
 import type { Stack } from '../../demo/stack';
 import { freePort, startStack } from '../../demo/stack';
+import * as grpc from '@grpc/grpc-js';
 import YAML from 'yaml';
+import { externalProcessorService } from '../../src/extproc/protos';
 import type { EnvoyFilterPatch, SidecarModel } from '../helpers/k8s-bootstrap';
 import {
   envoyFilterPatches,
@@ -30,6 +34,7 @@ import {
 import {
   gatewayBootstrap,
   gatewayBootstrapYaml,
+  gatewayExtProcCircuitBreakers,
   gatewayLayeredRuntime,
 } from '../helpers/k8s-gateway-bootstrap';
 import type { K8sObject } from '../helpers/k8s';
@@ -45,6 +50,54 @@ import {
 } from '../helpers/k8s';
 
 jest.setTimeout(90_000);
+
+/** How long the stub processor below holds its answer: longer than Envoy Gateway's 10 s grpc_service timeout. */
+const HOLD_MS = 12_000;
+
+/**
+ * A stand-in for sagamesh that answers request headers with CONTINUE and holds its answer to the
+ * request body for `holdMs` (a saga that runs that long), then ends the request with a 201
+ * ImmediateResponse. Records how each stream ended and the deadline Envoy gave it.
+ */
+async function holdingExtProc(
+  holdMs: number,
+): Promise<{ port: number; ends: string[]; deadlines: number[]; close: () => void }> {
+  const ends: string[] = [];
+  const deadlines: number[] = [];
+  const server = new grpc.Server();
+  server.addService(externalProcessorService(), {
+    Process: (call: grpc.ServerDuplexStream<Record<string, unknown>, object>) => {
+      let timer: NodeJS.Timeout | undefined;
+      // Infinity unless Envoy sent a grpc-timeout header (what a stream timeout would send).
+      const deadline = call.getDeadline();
+      deadlines.push(deadline instanceof Date ? deadline.getTime() : deadline);
+      call.on('data', (msg: Record<string, unknown>) => {
+        if (msg['request_headers']) call.write({ request_headers: { response: { status: 'CONTINUE' } } });
+        if (msg['request_body'])
+          timer = setTimeout(
+            () =>
+              call.write({ immediate_response: { status: { code: 'Created' }, body: Buffer.from('held') } }),
+            holdMs,
+          );
+      });
+      call.on('cancelled', () => {
+        clearTimeout(timer);
+        ends.push('cancelled');
+      });
+      call.on('end', () => {
+        ends.push('end');
+        call.end();
+      });
+      call.on('error', () => undefined);
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  return { port, ends, deadlines, close: () => server.forceShutdown() };
+}
 
 const POD_GRPC_PORT = 50051;
 
@@ -320,6 +373,161 @@ describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in
       streams_started: LOAD_REQUESTS,
       streams_failed: 0,
     });
+  });
+});
+
+describe('overlays/envoy-gateway: limits of the gateway`s ext_proc cluster and stream', () => {
+  const gatewayObjects = () => render('overlays/envoy-gateway').objects;
+  const cluster = 'envoyextensionpolicy/sagamesh-demo/sagamesh/extproc/0';
+
+  test('the policy`s circuitBreaker gives the ext_proc cluster envoy/envoy.yaml`s DEFAULT thresholds', () => {
+    const envoyYaml = YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as {
+      static_resources: {
+        clusters: { name: string; circuit_breakers: { thresholds: Record<string, unknown>[] } }[];
+      };
+    };
+    const wanted = envoyYaml.static_resources.clusters
+      .find((c) => c.name === 'sagamesh')
+      ?.circuit_breakers.thresholds.find((t) => t['priority'] === 'DEFAULT');
+    expect(wanted).toBeDefined();
+    const policy = only(gatewayObjects(), 'EnvoyExtensionPolicy', 'sagamesh');
+    const [extProc] = specOf<{ extProc: Parameters<typeof gatewayExtProcCircuitBreakers>[0][] }>(
+      policy,
+    ).extProc;
+    if (!extProc) throw new Error('no extProc in the EnvoyExtensionPolicy');
+    // Envoy Gateway generates only a DEFAULT threshold; ext_proc streams are DEFAULT-priority.
+    expect(gatewayExtProcCircuitBreakers(extProc)).toEqual({ thresholds: [wanted] });
+  });
+
+  test(`a saga that answers after ${HOLD_MS / 1000} s is not cut by Envoy Gateway's 10 s grpc_service timeout; Envoy runs the thresholds`, async () => {
+    const objs = gatewayObjects();
+    const envoyProxy = only(objs, 'EnvoyProxy', 'sagamesh-edge');
+    const policy = only(objs, 'EnvoyExtensionPolicy', 'sagamesh');
+    const stub = await holdingExtProc(HOLD_MS);
+    try {
+      const result = await withEnvoy(
+        (ports) => {
+          const model = {
+            listenerPort: ports.listener,
+            adminPort: ports.admin,
+            appPort: stack?.ports.trips ?? 0,
+            extProcPort: stub.port,
+          };
+          const filter = (
+            gatewayBootstrap(envoyProxy, policy, model)['static_resources'] as {
+              listeners: { filter_chains: { filters: { typed_config: { http_filters: unknown[] } }[] }[] }[];
+            }
+          ).listeners[0]?.filter_chains[0]?.filters[0]?.typed_config.http_filters[0];
+          // What the model gives Envoy: Envoy Gateway's fixed 10 s on the grpc_service.
+          expect(filter).toMatchObject({ typed_config: { grpc_service: { timeout: '10s' } } });
+          return gatewayBootstrapYaml(envoyProxy, policy, model);
+        },
+        async (envoy, url) => {
+          const started = Date.now();
+          const res = await fetch(`${url}/trips`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(trip()),
+          });
+          const body = await res.text();
+          const elapsed = Date.now() - started;
+          const clusters = await (await fetch(`${envoy.adminUrl}/clusters`)).text();
+          const limits = clusters
+            .split('\n')
+            .filter((l) => l.startsWith(`${cluster}::default_priority::`))
+            .map((l) => l.slice(cluster.length + 2));
+          return {
+            status: res.status,
+            body,
+            elapsed,
+            limits,
+            counters: await extProcCounters(envoy.adminUrl, cluster, 'http-80'),
+          };
+        },
+      );
+      expect({ status: result.status, body: result.body }).toEqual({ status: 201, body: 'held' });
+      expect(result.elapsed).toBeGreaterThanOrEqual(HOLD_MS - 100);
+      expect(result.counters).toMatchObject({
+        tx_reset: 0,
+        retries: 0,
+        streams_started: 1,
+        streams_failed: 0,
+      });
+      // Envoy opened the stream without a deadline (no grpc-timeout header): the 10 s is not applied.
+      expect(stub.deadlines).toEqual([Infinity]);
+      expect(result.limits).toEqual(
+        expect.arrayContaining([
+          'default_priority::max_connections::100000',
+          'default_priority::max_pending_requests::100000',
+          'default_priority::max_requests::100000',
+          'default_priority::max_retries::100000',
+        ]),
+      );
+    } finally {
+      stub.close();
+    }
+  });
+});
+
+describe('overlays/envoy-gateway: more concurrent sagas than Envoy`s default circuit breakers allow', () => {
+  const cluster = 'envoyextensionpolicy/sagamesh-demo/sagamesh/extproc/0';
+  const CONCURRENT = 1100; // above the 1024 of Envoy's (and Envoy Gateway's) defaults
+
+  /**
+   * `CONCURRENT` sagas at once (the stub holds each answer 2 s) through a gateway model built from
+   * `policy`: status → count, and the ext_proc cluster's circuit-breaker overflows.
+   */
+  async function concurrentSagas(
+    policy: K8sObject,
+  ): Promise<{ statuses: Record<number, number>; overflow: number }> {
+    const objs = render('overlays/envoy-gateway').objects;
+    const envoyProxy = only(objs, 'EnvoyProxy', 'sagamesh-edge');
+    const stub = await holdingExtProc(2_000);
+    try {
+      return await withEnvoy(
+        (ports) =>
+          gatewayBootstrapYaml(envoyProxy, policy, {
+            listenerPort: ports.listener,
+            adminPort: ports.admin,
+            appPort: stack?.ports.trips ?? 0,
+            extProcPort: stub.port,
+          }),
+        async (envoy, url) => {
+          const statuses: Record<number, number> = {};
+          await Promise.all(
+            Array.from({ length: CONCURRENT }, async () => {
+              const res = await fetch(`${url}/trips`, { method: 'POST', body: '{}' });
+              await res.arrayBuffer();
+              statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+            }),
+          );
+          // max_pending_requests and max_requests (an HTTP/2 cluster's streams) overflows.
+          const escaped = cluster.replace(/[.|/]/g, (ch) => `\\${ch}`);
+          const c = await counters(
+            `${envoy.adminUrl}/stats?filter=${encodeURIComponent(`^cluster\\.${escaped}\\.upstream_rq_(pending|active)_overflow$`)}`,
+            /^cluster\.\S+\.(upstream_rq_(?:pending|active)_overflow): (\d+)$/,
+          );
+          return { statuses, overflow: Object.values(c).reduce((a, b) => a + b, 0) };
+        },
+      );
+    } finally {
+      stub.close();
+    }
+  }
+
+  test(`${CONCURRENT} sagas held at once: all answered with the overlay's circuit breakers`, async () => {
+    const policy = only(render('overlays/envoy-gateway').objects, 'EnvoyExtensionPolicy', 'sagamesh');
+    expect(await concurrentSagas(policy)).toEqual({ statuses: { 201: CONCURRENT }, overflow: 0 });
+  });
+
+  test('control: without them (Envoy Gateway`s defaults) the gateway answers the excess with 500', async () => {
+    const policy = only(render('overlays/envoy-gateway').objects, 'EnvoyExtensionPolicy', 'sagamesh');
+    const spec = specOf<{ extProc: { backendSettings: { circuitBreaker?: unknown } }[] }>(policy);
+    for (const e of spec.extProc) delete e.backendSettings.circuitBreaker;
+    const { statuses, overflow } = await concurrentSagas(policy);
+    expect(overflow).toBeGreaterThan(0);
+    expect(statuses[500]).toBe(overflow);
+    expect(statuses[201]).toBe(CONCURRENT - overflow);
   });
 });
 

@@ -51,6 +51,7 @@ interface SocketAddress {
 }
 interface EnvoyCluster {
   name: string;
+  circuit_breakers?: { thresholds: Record<string, unknown>[] };
   load_assignment: {
     endpoints: { lb_endpoints: { endpoint: { address: { socket_address: SocketAddress } } }[] }[];
   };
@@ -96,7 +97,10 @@ interface ExtProcSpec {
   targetRefs: { group: string; kind: string; name: string }[];
   extProc: {
     backendRefs: { name: string; port: number }[];
-    backendSettings?: { retry?: { numRetries?: number; retryOn?: { triggers?: string[] } } };
+    backendSettings?: {
+      retry?: { numRetries?: number; retryOn?: { triggers?: string[] } };
+      circuitBreaker?: Record<string, number>;
+    };
     failOpen: boolean;
     messageTimeout: string;
     processingMode: unknown;
@@ -377,6 +381,32 @@ describe('overlays/envoy-gateway: sagas at the edge', () => {
     });
   });
 
+  test('the ext_proc backend has envoy/envoy.yaml`s circuit breakers (the gateway`s defaults are 1024)', () => {
+    const thresholds = envoyCluster.circuit_breakers?.thresholds ?? [];
+    const byPriority = (p: string) => {
+      const t = thresholds.find((x) => x['priority'] === p);
+      if (!t) throw new Error(`envoy/envoy.yaml's sagamesh cluster has no ${p} threshold`);
+      return t;
+    };
+    const ours = byPriority('DEFAULT');
+    // Envoy Gateway generates only a DEFAULT threshold: envoy.yaml's HIGH one (unused by ext_proc
+    // streams, which are DEFAULT-priority) has the same numbers, so nothing is lost.
+    expect(byPriority('HIGH')).toEqual({ ...ours, priority: 'HIGH' });
+    expect(Object.keys(ours).sort()).toEqual([
+      'max_connections',
+      'max_pending_requests',
+      'max_requests',
+      'max_retries',
+      'priority',
+    ]);
+    expect(policy().extProc[0]?.backendSettings?.circuitBreaker).toEqual({
+      maxConnections: ours['max_connections'],
+      maxPendingRequests: ours['max_pending_requests'],
+      maxParallelRequests: ours['max_requests'],
+      maxParallelRetries: ours['max_retries'],
+    });
+  });
+
   test('the Gateway runs with the overlay`s EnvoyProxy (its bootstrap carries the ext_proc runtime flag)', () => {
     const gw = specOf<{ infrastructure?: { parametersRef?: unknown } }>(
       only(gateway.objects, 'Gateway', 'sagamesh-edge'),
@@ -391,8 +421,13 @@ describe('overlays/envoy-gateway: sagas at the edge', () => {
     expect(envoyProxy.spec).toMatchObject({ bootstrap: { type: 'Merge' } });
   });
 
-  test('kubectl-validate checks the EnvoyProxy and the policy`s retry too', () => {
+  test('kubectl-validate checks the EnvoyProxy and the policy`s retry and circuit breaker too', () => {
     for (const [from, to, error] of [
+      [
+        'maxParallelRequests: 100000\n',
+        'maxParallelRequests: 4294967296\n',
+        /EnvoyExtensionPolicy.*circuitBreaker.maxParallelRequests/,
+      ],
       ['type: Merge\n', 'type: Merged\n', /EnvoyProxy.*bootstrap.type: Unsupported value: "Merged"/],
       ['- refused-stream\n', '- refused-streams\n', /EnvoyExtensionPolicy.*triggers\[0\]: Unsupported value/],
     ] as const) {
