@@ -246,8 +246,31 @@ function staticCluster(name: string, port: number, http2: boolean, extra: Json =
   };
 }
 
-/** The gateway's bootstrap (as an object): the stand-ins plus the EnvoyProxy and the policy. */
-export function gatewayBootstrap(envoyProxy: K8sObject, policy: K8sObject, model: GatewayModel): Json {
+/**
+ * The route timeout of the HTTPRoute's one rule, as Envoy Gateway v1.9.1 sets it
+ * (internal/gatewayapi/route.go processRouteTimeout, internal/xds/translator/route.go): the rule's
+ * `timeouts.request`, or none at all — Envoy's own default, 15 s — when the rule has no timeouts.
+ */
+export function gatewayRouteTimeout(route: K8sObject): string | undefined {
+  const rules = specOf<{ rules?: { timeouts?: Record<string, string> }[] }>(route).rules ?? [];
+  if (rules.length !== 1) throw new Error(`HTTPRoute: ${rules.length} rules, 1 modelled`);
+  const timeouts = rules[0]?.timeouts;
+  if (!timeouts) return undefined;
+  onlyKeys(timeouts, ['request'], 'HTTPRoute rules[0].timeouts');
+  return timeouts['request'];
+}
+
+/**
+ * The gateway's bootstrap (as an object): the stand-ins plus the EnvoyProxy, the policy and the
+ * HTTPRoute's route timeout.
+ */
+export function gatewayBootstrap(
+  envoyProxy: K8sObject,
+  policy: K8sObject,
+  route: K8sObject,
+  model: GatewayModel,
+): Json {
+  const timeout = gatewayRouteTimeout(route);
   const extProcs = specOf<{ extProc?: ExtProcEntry[] }>(policy).extProc ?? [];
   if (extProcs.length !== 1)
     throw new Error(`EnvoyExtensionPolicy: ${extProcs.length} extProc entries, 1 modelled`);
@@ -290,7 +313,12 @@ export function gatewayBootstrap(envoyProxy: K8sObject, policy: K8sObject, model
                         {
                           name: 'trips',
                           domains: ['*'],
-                          routes: [{ match: { prefix: '/' }, route: { cluster: routeCluster } }],
+                          routes: [
+                            {
+                              match: { prefix: '/' },
+                              route: { cluster: routeCluster, ...(timeout !== undefined ? { timeout } : {}) },
+                            },
+                          ],
                         },
                       ],
                     },
@@ -311,6 +339,11 @@ export function gatewayBootstrap(envoyProxy: K8sObject, policy: K8sObject, model
   };
 }
 
-export function gatewayBootstrapYaml(envoyProxy: K8sObject, policy: K8sObject, model: GatewayModel): string {
-  return YAML.stringify(gatewayBootstrap(envoyProxy, policy, model), { lineWidth: 0 });
+export function gatewayBootstrapYaml(
+  envoyProxy: K8sObject,
+  policy: K8sObject,
+  route: K8sObject,
+  model: GatewayModel,
+): string {
+  return YAML.stringify(gatewayBootstrap(envoyProxy, policy, route, model), { lineWidth: 0 });
 }

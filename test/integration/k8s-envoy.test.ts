@@ -36,6 +36,7 @@ import {
   gatewayBootstrapYaml,
   gatewayExtProcCircuitBreakers,
   gatewayLayeredRuntime,
+  gatewayRouteTimeout,
 } from '../helpers/k8s-gateway-bootstrap';
 import type { K8sObject } from '../helpers/k8s';
 import {
@@ -107,6 +108,30 @@ const ENVOY_YAML_RUNTIME = (
     layered_runtime: { layers: { static_layer: Record<string, unknown> }[] };
   }
 ).layered_runtime.layers[0]?.static_layer;
+
+/** The timeout of envoy/envoy.yaml's catch-all ingress route to `trips` (the pivot upstream). */
+const ENVOY_YAML_TRIPS_TIMEOUT = (() => {
+  const config = YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as {
+    static_resources: {
+      listeners: {
+        name: string;
+        filter_chains: {
+          filters: {
+            typed_config: {
+              route_config?: {
+                virtual_hosts: { routes: { match: { prefix?: string }; route?: { timeout?: string } }[] }[];
+              };
+            };
+          }[];
+        }[];
+      }[];
+    };
+  };
+  const ingress = config.static_resources.listeners.find((l) => l.name === 'ingress');
+  const routes =
+    ingress?.filter_chains[0]?.filters[0]?.typed_config.route_config?.virtual_hosts[0]?.routes ?? [];
+  return routes.find((r) => r.match.prefix === '/')?.route?.timeout;
+})();
 
 /**
  * Pass-through requests under load: well past nghttp2's burst of 1000 stream resets per connection,
@@ -331,10 +356,18 @@ describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in
     expect(layers[1]?.static_layer).toEqual(ENVOY_YAML_RUNTIME);
   });
 
+  test('the HTTPRoute`s timeout reaches the gateway`s route as envoy/envoy.yaml`s trips route has it', () => {
+    const route = only(gatewayObjects(), 'HTTPRoute', 'trips');
+    // Without `timeouts` Envoy Gateway sets no route timeout: Envoy's default (15 s) would apply.
+    expect(gatewayRouteTimeout(route)).toBeDefined();
+    expect(gatewayRouteTimeout(route)).toBe(ENVOY_YAML_TRIPS_TIMEOUT);
+  });
+
   test(`${LOAD_REQUESTS} pass-through requests through the gateway model: no stream reset, no GOAWAY, no retry, no 5xx`, async () => {
     const objs = gatewayObjects();
     const envoyProxy = only(objs, 'EnvoyProxy', 'sagamesh-edge');
     const policy = only(objs, 'EnvoyExtensionPolicy', 'sagamesh');
+    const route = only(objs, 'HTTPRoute', 'trips');
     const cluster = 'envoyextensionpolicy/sagamesh-demo/sagamesh/extproc/0';
     const result = await withEnvoy(
       (ports) => {
@@ -346,7 +379,7 @@ describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in
         };
         // The translated filter has envoy/envoy.yaml's retry policy.
         const listener = (
-          gatewayBootstrap(envoyProxy, policy, model)['static_resources'] as {
+          gatewayBootstrap(envoyProxy, policy, route, model)['static_resources'] as {
             listeners: { filter_chains: { filters: { typed_config: { http_filters: unknown[] } }[] }[] }[];
           }
         ).listeners[0];
@@ -358,7 +391,7 @@ describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in
             },
           },
         });
-        return gatewayBootstrapYaml(envoyProxy, policy, model);
+        return gatewayBootstrapYaml(envoyProxy, policy, route, model);
       },
       async (envoy, url) => {
         const statuses = await passThrough(url, LOAD_REQUESTS, LOAD_CONCURRENCY);
@@ -403,6 +436,7 @@ describe('overlays/envoy-gateway: limits of the gateway`s ext_proc cluster and s
     const objs = gatewayObjects();
     const envoyProxy = only(objs, 'EnvoyProxy', 'sagamesh-edge');
     const policy = only(objs, 'EnvoyExtensionPolicy', 'sagamesh');
+    const route = only(objs, 'HTTPRoute', 'trips');
     const stub = await holdingExtProc(HOLD_MS);
     try {
       const result = await withEnvoy(
@@ -414,13 +448,13 @@ describe('overlays/envoy-gateway: limits of the gateway`s ext_proc cluster and s
             extProcPort: stub.port,
           };
           const filter = (
-            gatewayBootstrap(envoyProxy, policy, model)['static_resources'] as {
+            gatewayBootstrap(envoyProxy, policy, route, model)['static_resources'] as {
               listeners: { filter_chains: { filters: { typed_config: { http_filters: unknown[] } }[] }[] }[];
             }
           ).listeners[0]?.filter_chains[0]?.filters[0]?.typed_config.http_filters[0];
           // What the model gives Envoy: Envoy Gateway's fixed 10 s on the grpc_service.
           expect(filter).toMatchObject({ typed_config: { grpc_service: { timeout: '10s' } } });
-          return gatewayBootstrapYaml(envoyProxy, policy, model);
+          return gatewayBootstrapYaml(envoyProxy, policy, route, model);
         },
         async (envoy, url) => {
           const started = Date.now();
@@ -482,11 +516,12 @@ describe('overlays/envoy-gateway: more concurrent sagas than Envoy`s default cir
   ): Promise<{ statuses: Record<number, number>; overflow: number }> {
     const objs = render('overlays/envoy-gateway').objects;
     const envoyProxy = only(objs, 'EnvoyProxy', 'sagamesh-edge');
+    const route = only(objs, 'HTTPRoute', 'trips');
     const stub = await holdingExtProc(2_000);
     try {
       return await withEnvoy(
         (ports) =>
-          gatewayBootstrapYaml(envoyProxy, policy, {
+          gatewayBootstrapYaml(envoyProxy, policy, route, {
             listenerPort: ports.listener,
             adminPort: ports.admin,
             appPort: stack?.ports.trips ?? 0,
