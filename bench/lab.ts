@@ -45,6 +45,8 @@ export interface LabOptions {
   readonly runDir: string;
   /** Node flags for the sagamesh-memory process (e.g. --cpu-prof). */
   readonly profileFlags?: readonly string[];
+  /** Node flags for the memory case's sagamesh (e.g. --max-old-space-size). */
+  readonly holdFlags?: readonly string[];
 }
 
 export function sagameshVariants(runDir: string, postgresUrl: string): SagameshVariant[] {
@@ -87,6 +89,7 @@ export async function startLab(options: LabOptions): Promise<Lab> {
       extProcPort: ports[v.id]?.extProc ?? 0,
       egressUrl,
       ...(v.id === 'memory' && options.profileFlags ? { nodeFlags: options.profileFlags } : {}),
+      ...(v.id === 'hold' && options.holdFlags ? { nodeFlags: options.holdFlags } : {}),
     });
     sagamesh.set(v.id, proc);
     process.stdout.write(`  sagamesh ${v.id}: ${proc.child ? `pid ${proc.child.pid}` : proc.refused}\n`);

@@ -23,9 +23,22 @@ export interface MemoryResult {
   readonly peakParticipantCalls: number;
   readonly answered: Readonly<Record<string, number>>;
   readonly p50Ms: number;
+  /** `--max-old-space-size` the process ran with, if the run set one (--memory-heap-mb). */
+  readonly heapLimitMb?: number;
+  /** The process died during the case (e.g. out of heap): its last figures are what it reached. */
+  readonly died?: boolean;
 }
 
 const HOLD_MS = 5000;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 async function openStreams(adminUrl: string): Promise<number> {
   const r = await httpGet(`${adminUrl}/stats?filter=^cluster\\.sagamesh-hold\\.upstream_rq_active$`);
@@ -52,13 +65,16 @@ export async function runMemoryCase(lab: Lab, o: Options, dir: string): Promise<
   let rssAtPeak = idle.rss;
   let peakCalls = 0;
   let sampling = true;
+  let lastHwm = idle.hwm;
   const sampler = (async () => {
     while (sampling) {
       const [streams, calls] = await Promise.all([
         openStreams(lab.hold.adminUrl),
         participantCalls(lab.participantsControl),
       ]);
+      if (!isAlive(pid)) break;
       const mem = memoryOf(pid);
+      lastHwm = mem.hwm;
       if (streams >= peakStreams) {
         peakStreams = streams;
         rssAtPeak = mem.rss;
@@ -85,7 +101,8 @@ export async function runMemoryCase(lab: Lab, o: Options, dir: string): Promise<
   );
   sampling = false;
   await sampler;
-  const end = memoryOf(pid);
+  const died = !isAlive(pid);
+  const end = died ? { rss: 0, hwm: lastHwm } : memoryOf(pid);
   return {
     sagas: result.requests,
     idleRssBytes: idle.rss,
@@ -95,5 +112,7 @@ export async function runMemoryCase(lab: Lab, o: Options, dir: string): Promise<
     peakParticipantCalls: peakCalls,
     answered: result.statusCodes,
     p50Ms: result.p50Ms,
+    ...(o.memoryHeapMb ? { heapLimitMb: o.memoryHeapMb } : {}),
+    ...(died ? { died } : {}),
   };
 }

@@ -10,6 +10,8 @@ import { CASE_GROUPS } from './cases';
  *   --runs N           repetitions per figure (default 3)
  *   --profile          also run sagamesh (in-memory log) under `node --cpu-prof` at saturation and
  *                      summarise the profile (top functions by self time) into the run directory
+ *   --memory-heap-mb N run the memory case's sagamesh with --max-old-space-size=N, as a container
+ *                      with a memory limit would (the default is Node's own heap sizing)
  *   --no-report        do not rewrite BENCHMARKS.md (numbers only on the terminal)
  *   --report-only DIR  rewrite BENCHMARKS.md from DIR/results.json of an earlier run
  */
@@ -26,6 +28,8 @@ export interface Options {
   readonly sweepDurationS: number;
   /** Sagas in flight for the memory case. */
   readonly memorySagas: number;
+  /** V8 old-space limit for the memory case's sagamesh (`--max-old-space-size`), if given. */
+  readonly memoryHeapMb?: number;
   readonly profile: boolean;
   readonly report: boolean;
   readonly reportOnly?: string;
@@ -46,6 +50,10 @@ export function parseOptions(argv: readonly string[]): Options {
   const runs = Number(value('--runs') ?? (quick ? 1 : 3));
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
   const reportOnly = value('--report-only');
+  const heapText = value('--memory-heap-mb');
+  const memoryHeapMb = heapText === undefined ? undefined : Number(heapText);
+  if (memoryHeapMb !== undefined && !(Number.isInteger(memoryHeapMb) && memoryHeapMb > 0))
+    throw new Error('--memory-heap-mb must be a positive integer');
   return {
     quick,
     only,
@@ -58,6 +66,7 @@ export function parseOptions(argv: readonly string[]): Options {
     sweepRates: quick ? [10, 100, 400] : [10, 50, 100, 200, 400, 800, 1600],
     sweepDurationS: quick ? 2 : 5,
     memorySagas: quick ? 2000 : 10_000,
+    ...(memoryHeapMb !== undefined ? { memoryHeapMb } : {}),
     profile: has('--profile'),
     report: !has('--no-report'),
     ...(reportOnly ? { reportOnly } : {}),

@@ -145,6 +145,7 @@ async function main(): Promise<void> {
       ...(o.profile
         ? { profileFlags: ['--cpu-prof', `--cpu-prof-dir=${path.join(runDir, 'profile')}`] }
         : {}),
+      ...(o.memoryHeapMb ? { holdFlags: [`--max-old-space-size=${o.memoryHeapMb}`] } : {}),
     });
     machine = machineInfo(Object.fromEntries(lab.stores.map((s) => [s.name, s.version])));
     if (o.profile) {

@@ -273,7 +273,11 @@ function memorySection(results: Results): string {
   if (!m) return '';
   return [
     '### Memory: sagas in flight',
-    `${m.sagas} sagas of 1to4 opened in 5 s (open loop) against one sagamesh process (in-memory log) while every participant holds its answer 5 s.`,
+    `${m.sagas} sagas of 1to4 opened in 5 s (open loop) against one sagamesh process (in-memory log) while every participant holds its answer 5 s. ` +
+      (m.heapLimitMb
+        ? `sagamesh ran with \`--max-old-space-size=${m.heapLimitMb}\`.`
+        : "sagamesh ran with Node's default heap sizing.") +
+      (m.died ? ' **The process died during the case**; the figures are what it had reached.' : ''),
     table(
       ['', ''],
       [
