@@ -1,7 +1,7 @@
 import type { Lab } from './lab';
 import { attack } from './load/vegeta';
 import type { Options } from './options';
-import { httpGet, memoryOf } from './processes';
+import { httpGet, isAlive, memoryOf } from './processes';
 import { sagaRequest, TOPOLOGIES } from './topology';
 
 /**
@@ -30,15 +30,6 @@ export interface MemoryResult {
 }
 
 const HOLD_MS = 5000;
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function openStreams(adminUrl: string): Promise<number> {
   const r = await httpGet(`${adminUrl}/stats?filter=^cluster\\.sagamesh-hold\\.upstream_rq_active$`);
