@@ -45,7 +45,6 @@ export interface HttpCallerOptions {
   readonly egressUrl: string;
   /** Connections to the egress (SAGAMESH_EGRESS_CONNECTIONS); calls beyond them wait in undici's queue. */
   readonly connections?: number;
-
   /** Largest participant response body read, in bytes. */
   readonly maxResponseBytes?: number;
 }
