@@ -46,7 +46,15 @@ export const QBOX_RATE = 10;
 export const PASSTHROUGH_RATE = 100;
 export const LATENCIES_MS = [0, 20] as const;
 
-const FLAT = ['direct', 'sagamesh-memory', 'sagamesh-sqlite', 'sagamesh-postgres', 'dtm-boltdb', 'dtm-redis'];
+const FLAT = [
+  'direct',
+  'sagamesh-memory',
+  'sagamesh-sqlite',
+  'sagamesh-sqlite-normal',
+  'sagamesh-postgres',
+  'dtm-boltdb',
+  'dtm-redis',
+];
 export const SWEEP_SYSTEMS = FLAT;
 
 export function spec(

@@ -53,6 +53,12 @@ export function sagameshVariants(runDir: string, postgresUrl: string): SagameshV
   return [
     { id: 'memory', label: 'sagamesh, in-memory log', store: 'memory' },
     { id: 'sqlite', label: 'sagamesh, SQLite log', store: `sqlite:${path.join(runDir, 'sagamesh.db')}` },
+    // What the fsyncs cost: WAL with synchronous=NORMAL survives a process crash, not a power loss.
+    {
+      id: 'sqlite-normal',
+      label: 'sagamesh, SQLite log, synchronous=normal',
+      store: `sqlite:${path.join(runDir, 'sagamesh-normal.db')}?synchronous=normal`,
+    },
     { id: 'postgres', label: 'sagamesh, PostgreSQL log', store: postgresUrl },
   ];
 }

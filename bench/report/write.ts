@@ -162,6 +162,7 @@ const COORDINATOR: Readonly<Record<string, string>> = {
   direct: 'direct',
   'sagamesh-memory': 'sagamesh-memory',
   'sagamesh-sqlite': 'sagamesh-sqlite',
+  'sagamesh-sqlite-normal': 'sagamesh-sqlite-normal',
   'sagamesh-postgres': 'sagamesh-postgres',
   serial: 'sagamesh-memory',
   'dtm-boltdb': 'dtm-boltdb',
