@@ -10,13 +10,15 @@ export interface Answer {
   body: any;
 }
 
+/** POSTs JSON to the stack's ingress (or another base URL, e.g. an Istio-model inbound listener). */
 export async function postJson(
-  stack: Stack,
+  target: Stack | string,
   pathname: string,
   body: unknown,
   headers: Record<string, string> = {},
 ): Promise<Answer> {
-  const res = await fetch(`${stack.ingressUrl}${pathname}`, {
+  const base = typeof target === 'string' ? target : target.ingressUrl;
+  const res = await fetch(`${base}${pathname}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),

@@ -3,6 +3,7 @@ import type { Stack } from '../../demo/stack';
 import { freePort, spawnSagamesh, startStack } from '../../demo/stack';
 import type { SagaView } from '../../src/admin/timeline';
 import { request, waitFor } from '../helpers/http';
+import { trip } from '../helpers/trip-client';
 
 /**
  * The admin API over real HTTP, on sagas that ran through a real Envoy: auth, list, inspect,
@@ -28,14 +29,6 @@ afterAll(async () => {
 
 beforeEach(() => {
   for (const p of Object.values(stack.participants)) p.reset();
-});
-
-const trip = (over: Record<string, unknown> = {}) => ({
-  guest: 'Ada',
-  hotel: { city: 'Lisbon', nights: 2 },
-  flight: { from: 'BER', to: 'LIS' },
-  car: { class: 'compact' },
-  ...over,
 });
 
 const book = (over: Record<string, unknown> = {}) =>

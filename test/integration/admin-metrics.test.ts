@@ -1,6 +1,7 @@
 import type { Stack } from '../../demo/stack';
 import { startStack } from '../../demo/stack';
 import { request, waitFor } from '../helpers/http';
+import { trip } from '../helpers/trip-client';
 
 /** GET /metrics in Prometheus text format, and its values moving as sagas run through Envoy. */
 jest.setTimeout(60_000);
@@ -39,13 +40,6 @@ async function scrape(): Promise<Scrape> {
       .reduce((sum, s) => sum + s.value, 0);
 }
 
-const trip = (over: Record<string, unknown> = {}) => ({
-  guest: 'Ada',
-  hotel: { city: 'Lisbon', nights: 2 },
-  flight: { from: 'BER', to: 'LIS' },
-  car: { class: 'compact' },
-  ...over,
-});
 const book = (body: unknown) => request(`${stack.ingressUrl}/trips`, { method: 'POST', body });
 
 it('counts sagas, steps, retries, compensations, streams and store operations as they happen', async () => {

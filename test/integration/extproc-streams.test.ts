@@ -8,6 +8,7 @@
  */
 import type { Stack } from '../../demo/stack';
 import { startStack } from '../../demo/stack';
+import { counters, extProcCounters, passThrough } from '../helpers/envoy-stats';
 
 jest.setTimeout(120_000);
 
@@ -25,50 +26,18 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function counters(url: string, pattern: RegExp): Promise<Record<string, number>> {
-  const text = await (await fetch(url)).text();
-  const out: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    const m = pattern.exec(line);
-    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
-
 test(`${REQUESTS} pass-through requests, ${CONCURRENCY} at a time: no 5xx, no stream reset, no GOAWAY`, async () => {
-  const statuses = new Map<number, number>();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < REQUESTS) {
-      next++;
-      const res = await fetch(`${stack.ingressUrl}/passthrough/${next}`);
-      await res.arrayBuffer();
-      statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-    }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  expect(await passThrough(stack.ingressUrl, REQUESTS, CONCURRENCY)).toEqual({ 200: REQUESTS });
 
-  expect(Object.fromEntries(statuses)).toEqual({ 200: REQUESTS });
-
-  const envoy = await counters(
-    `${stack.envoy.adminUrl}/stats?filter=${encodeURIComponent('^(cluster\\.sagamesh|http\\.ingress\\.ext_proc)\\.')}`,
-    /^([\w.]+): (\d+)$/,
-  );
-  expect({
-    // Envoy half-closed every stream instead of resetting it…
-    'cluster.sagamesh.http2.tx_reset': envoy['cluster.sagamesh.http2.tx_reset'],
-    // …so sagamesh's HTTP/2 server never sent a GOAWAY…
-    'cluster.sagamesh.upstream_cx_close_notify': envoy['cluster.sagamesh.upstream_cx_close_notify'],
-    // …no stream was refused, and none needed the refused-stream retry.
-    'http.ingress.ext_proc.streams_failed': envoy['http.ingress.ext_proc.streams_failed'],
-    'cluster.sagamesh.upstream_rq_retry': envoy['cluster.sagamesh.upstream_rq_retry'] ?? 0,
-  }).toEqual({
-    'cluster.sagamesh.http2.tx_reset': 0,
-    'cluster.sagamesh.upstream_cx_close_notify': 0,
-    'http.ingress.ext_proc.streams_failed': 0,
-    'cluster.sagamesh.upstream_rq_retry': 0,
+  // Envoy half-closed every stream instead of resetting it, so sagamesh's HTTP/2 server never sent
+  // a GOAWAY, no stream was refused, and none needed the refused-stream retry.
+  expect(await extProcCounters(stack.envoy.adminUrl, 'sagamesh', 'ingress')).toEqual({
+    tx_reset: 0,
+    goaway: 0,
+    retries: 0,
+    streams_started: REQUESTS,
+    streams_failed: 0,
   });
-  expect(envoy['http.ingress.ext_proc.streams_started']).toBe(REQUESTS);
 
   // Each request reached sagamesh exactly once, and each stream ended normally.
   const sagamesh = await counters(

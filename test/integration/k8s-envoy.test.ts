@@ -39,6 +39,9 @@ import {
   gatewayRouteTimeout,
 } from '../helpers/k8s-gateway-bootstrap';
 import type { K8sObject } from '../helpers/k8s';
+import type { Answer } from '../helpers/trip-client';
+import { postJson, trip } from '../helpers/trip-client';
+import { counters, extProcCounters, passThrough } from '../helpers/envoy-stats';
 import {
   container,
   envOf,
@@ -241,82 +244,7 @@ beforeEach(() => {
   stack.app.reset();
 });
 
-interface Answer {
-  status: number;
-  headers: Headers;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- assertions walk arbitrary JSON
-  body: any;
-}
-
-async function post(pathname: string, body: unknown): Promise<Answer> {
-  const res = await fetch(`${inboundUrl}${pathname}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // keep the text
-  }
-  return { status: res.status, headers: res.headers, body: parsed };
-}
-
-const trip = (over: Record<string, unknown> = {}) => ({
-  guest: 'Ada',
-  hotel: { city: 'Lisbon', nights: 2 },
-  flight: { from: 'BER', to: 'LIS' },
-  car: { class: 'compact' },
-  ...over,
-});
-
-/** Counters from an admin endpoint (Envoy `/stats` or sagamesh `/metrics`), name → value. */
-async function counters(url: string, pattern: RegExp): Promise<Record<string, number>> {
-  const text = await (await fetch(url)).text();
-  const out: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    const m = pattern.exec(line);
-    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
-
-/** Envoy's counters for the ext_proc cluster and filter (every `cluster.<c>.` and `http.<p>.ext_proc.`). */
-async function extProcCounters(
-  adminUrl: string,
-  cluster: string,
-  statPrefix: string,
-): Promise<Record<string, number>> {
-  const escape = (s: string) => s.replace(/[.|/]/g, (c) => `\\${c}`);
-  const filter = `^(cluster\\.${escape(cluster)}|http\\.${escape(statPrefix)}\\.ext_proc)\\.`;
-  const all = await counters(`${adminUrl}/stats?filter=${encodeURIComponent(filter)}`, /^(\S+): (\d+)$/);
-  const pick = (name: string) => all[name] ?? 0;
-  return {
-    tx_reset: pick(`cluster.${cluster}.http2.tx_reset`),
-    goaway: pick(`cluster.${cluster}.upstream_cx_close_notify`),
-    retries: pick(`cluster.${cluster}.upstream_rq_retry`),
-    streams_started: pick(`http.${statPrefix}.ext_proc.streams_started`),
-    streams_failed: pick(`http.${statPrefix}.ext_proc.streams_failed`),
-  };
-}
-
-/** `n` GETs on paths that match no saga, `concurrency` at a time; status → count. */
-async function passThrough(baseUrl: string, n: number, concurrency: number): Promise<Record<number, number>> {
-  const statuses: Record<number, number> = {};
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < n) {
-      next++;
-      const res = await fetch(`${baseUrl}/passthrough/${next}`);
-      await res.arrayBuffer();
-      statuses[res.status] = (statuses[res.status] ?? 0) + 1;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return statuses;
-}
+const post = (pathname: string, body: unknown): Promise<Answer> => postJson(inboundUrl, pathname, body);
 
 /** Starts a second Envoy with `build(ports)` for the duration of `body`. */
 async function withEnvoy<T>(

@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Stack } from '../../demo/stack';
 import { startStack } from '../../demo/stack';
+import type { Answer } from '../helpers/trip-client';
+import { postJson, trip } from '../helpers/trip-client';
 
 /**
  * The vertical slice through a real Envoy: client → Envoy ingress → ext_proc → sagamesh → Envoy
@@ -27,36 +29,8 @@ beforeEach(() => {
   stack.app.reset();
 });
 
-interface Answer {
-  status: number;
-  headers: Headers;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- assertions walk arbitrary JSON
-  body: any;
-}
-
-async function post(pathname: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await fetch(`${stack.ingressUrl}${pathname}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON: keep the text
-  }
-  return { status: res.status, headers: res.headers, body: parsed };
-}
-
-const trip = (over: Record<string, unknown> = {}) => ({
-  guest: 'Ada',
-  hotel: { city: 'Lisbon', nights: 2 },
-  flight: { from: 'BER', to: 'LIS' },
-  car: { class: 'compact' },
-  ...over,
-});
+const post = (pathname: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> =>
+  postJson(stack, pathname, body, headers);
 
 const actions = (name: 'hotel' | 'flight' | 'car') =>
   stack.participants[name].calls().filter((c) => c.method === 'POST');
