@@ -11,7 +11,8 @@ import { classifyNetworkError, classifyResponse } from './outcome';
 import { renderRequest } from './render';
 
 /**
- * The saga machine's one I/O actor: every step and compensation request goes through here.
+ * The saga machine's one I/O function (its `call`): every step and compensation request goes
+ * through here.
  * Record, then act: the dispatch is in the saga log before the request leaves, and the outcome is
  * in it before the machine may act on it. A request whose dispatch could not be recorded is not
  * sent. Timeouts and retries are the machine's; this makes exactly one attempt.

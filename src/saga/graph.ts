@@ -8,7 +8,7 @@ import { buildSagaMachine } from './machine';
  */
 
 export interface ChartTransition {
-  /** What fires it, for people: `saga.abort`, `after 2000ms`, `done: action.hotel`, `always`, … */
+  /** What fires it, for people: `saga.abort`, `after 2000ms`, `answer: action.hotel`, `always`, … */
   readonly label: string;
   readonly guard?: string;
   readonly targets: readonly string[];
@@ -20,8 +20,8 @@ export interface ChartNode {
   readonly type: 'atomic' | 'compound' | 'parallel' | 'final' | 'history';
   /** Id of the initial child of a compound state. */
   readonly initial?: string;
-  /** Actors the state invokes, by id (`action.hotel`). */
-  readonly invokes: readonly string[];
+  /** The calls the state sends on entry, by id (`action.hotel`); leaving the state cancels them. */
+  readonly calls: readonly string[];
   readonly transitions: readonly ChartTransition[];
   readonly children: readonly ChartNode[];
 }
@@ -33,7 +33,7 @@ interface MachineNode {
   readonly type: ChartNode['type'];
   readonly states: Readonly<Record<string, MachineNode>>;
   readonly initial?: { readonly target: readonly MachineNode[] };
-  readonly invoke: readonly { readonly id: string }[];
+  readonly entry: readonly unknown[];
   readonly transitions: ReadonlyMap<string, readonly MachineTransition[]>;
   readonly always?: readonly MachineTransition[];
 }
@@ -60,10 +60,18 @@ function chartOf(node: MachineNode): ChartNode {
     key: node.key,
     type: node.type,
     ...(initial ? { initial } : {}),
-    invokes: node.invoke.map((i) => i.id),
+    calls: node.entry.flatMap(callOf),
     transitions,
     children: Object.values(node.states).map(chartOf),
   };
+}
+
+/** The call a `dispatch` entry action sends (machine.ts), as `kind.step`. */
+function callOf(action: unknown): string[] {
+  if (typeof action !== 'object' || action === null) return [];
+  const { type, params } = action as { type?: unknown; params?: { kind?: unknown; step?: unknown } };
+  if (type !== 'dispatch' || typeof params?.kind !== 'string' || typeof params.step !== 'string') return [];
+  return [`${params.kind}.${params.step}`];
 }
 
 function transition(label: string, t: MachineTransition): ChartTransition {
@@ -79,6 +87,7 @@ function labelOf(eventType: string, stateId: string): string {
     return /^\d+$/.test(delay) ? `after ${delay}ms` : `after ${delay}`;
   }
   for (const [prefix, say] of [
+    ['call.', 'answer: '],
     ['xstate.done.actor.', 'done: '],
     ['xstate.error.actor.', 'error: '],
   ] as const) {

@@ -1,5 +1,5 @@
 import type { AnyEventObject } from 'xstate';
-import { assign, fromPromise, raise, setup } from 'xstate';
+import { assign, raise, setup } from 'xstate';
 import { ERRORS } from '../errors';
 import type { CallDefinition, SagaDefinition, StepDefinition, StepResponse } from './definition';
 import { backoffDelayMs } from './backoff';
@@ -17,10 +17,17 @@ import type {
 import { freshStep, mergeApplied, needsCompensation } from './saga-state';
 
 /**
- * The pure machine builder: SagaDefinition → XState machine. The machine does no I/O. Every
- * request a saga sends goes through the one named actor `callStep`, which the runner injects with
- * `machine.provide()`; time goes through the actor's clock. The same builder feeds the server and
- * the state-chart rendering, so what operators see is what runs.
+ * The pure machine builder: SagaDefinition → XState machine. The machine does no I/O of its own.
+ * Every request a saga sends goes through the one `call` function the runner passes in: a calling
+ * state's entry action `dispatch` starts the call, the answer comes back to the saga as the event
+ * `call.<kind>.<step>`, and the state's exit action `cancel` aborts a call still in flight (a
+ * timeout, a failure elsewhere, the deadline). Time goes through the actor's clock. The same
+ * builder feeds the server and the state-chart rendering, so what operators see is what runs.
+ *
+ * Why actions and not an invoked `fromPromise` actor per call: a child actor per call cost a
+ * quarter of the machine's CPU and a fifth of a saga's memory (bench/notes.md, 2026-11-23). The
+ * states, transitions and semantics are the same: an answer that arrives after its state was left
+ * is dropped, as XState drops the output of a stopped child.
  *
  * Shape:
  *   running (parallel: one region per step; a region waits for its dependencies, then calls)
@@ -32,19 +39,45 @@ import { freshStep, mergeApplied, needsCompensation } from './saga-state';
  *     └─ every region settled ─▶ compensated | stuck
  */
 
+/**
+ * Sends one call and resolves with its outcome (the runner's `callStep`); `signal` aborts it.
+ * A rejection counts as a retryable, in-doubt outcome.
+ */
+export type CallFn = (input: CallInput, signal: AbortSignal) => Promise<CallOutput>;
+
 export interface BuildOptions {
   /** Source of jitter in [0, 1); injected so tests are deterministic. */
   readonly random?: () => number;
+  /** The one I/O: sends a call. Without it every call fails (a chart, not a runnable saga). */
+  readonly call?: CallFn;
 }
 
-const actorId = (kind: CallKind | 'resolve', step: string): string => `${kind}.${step}`;
+/** The calls in flight, per saga actor, by call id: leaving a calling state aborts its call. */
+const callsInFlight = new WeakMap<object, Map<string, AbortController>>();
+
+/**
+ * Aborts every call a saga actor has in flight. Stopping an actor runs no exit actions, so the
+ * runner calls this when it stops a saga before its end (an abandoned saga).
+ */
+export function abortCalls(actor: object): void {
+  const calls = callsInFlight.get(actor);
+  if (!calls) return;
+  callsInFlight.delete(actor);
+  for (const c of calls.values()) c.abort();
+}
+
+/** A call's id within its saga (`action.hotel`, `resolve.hotel`, `compensation.hotel`). */
+const callId = (kind: CallKind | 'resolve', step: string): string => `${kind}.${step}`;
+/** The event that brings a call's answer back to its saga. */
+const answerEvent = (kind: CallKind | 'resolve', step: string): `call.${string}` =>
+  `call.${callId(kind, step)}`;
 const delayName = (kind: CallKind, step: string): string => `backoff.${kind}.${step}`;
 
 function isCallOutput(value: unknown): value is CallOutput {
   return typeof value === 'object' && value !== null && 'outcome' in value && 'applied' in value;
 }
 
-/** The output of a done-actor event, or a retryable outcome for anything else (actor error). */
+/** The outcome a call's answer event carries, or a retryable, in-doubt one when the call threw. */
 function outputOf(event: AnyEventObject): CallOutput {
   const output: unknown = (event as { output?: unknown }).output;
   if (isCallOutput(output)) return output;
@@ -62,6 +95,14 @@ function initialSteps(definition: SagaDefinition): Record<string, StepRun> {
 
 export function buildSagaMachine(definition: SagaDefinition, options: BuildOptions = {}) {
   const random = options.random ?? Math.random;
+  const callFn: CallFn = options.call ?? (() => Promise.reject(new Error('no call function provided')));
+  const send = (input: CallInput, signal: AbortSignal): Promise<CallOutput> => {
+    try {
+      return callFn(input, signal);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  };
   const byName = new Map(definition.steps.map((s) => [s.name, s]));
   const dependents = new Map<string, string[]>(definition.steps.map((s) => [s.name, []]));
   for (const s of definition.steps) for (const d of s.dependsOn) dependents.get(d)?.push(s.name);
@@ -131,12 +172,6 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       events: {} as SagaMachineEvent,
       input: {} as SagaInput,
     },
-    actors: {
-      // Replaced by the runner through machine.provide(); the builder itself never does I/O.
-      callStep: fromPromise<CallOutput, CallInput>(() =>
-        Promise.reject(new Error('callStep actor not provided')),
-      ),
-    },
     guards: {
       dependenciesSucceeded: ({ context }, params: { step: string }) =>
         (byName.get(params.step)?.dependsOn ?? []).every((d) => context.steps[d]?.status === 'succeeded'),
@@ -169,6 +204,37 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       anyStuck: ({ context }) => Object.values(context.steps).some((s) => s.compensation.status === 'stuck'),
     },
     actions: {
+      // Entry of a calling state: start the call; its answer comes back as `call.<kind>.<step>`.
+      dispatch: ({ context, self }, params: { step: string; kind: CallKind | 'resolve' }) => {
+        const id = callId(params.kind, params.step);
+        let calls = callsInFlight.get(self);
+        if (!calls) callsInFlight.set(self, (calls = new Map<string, AbortController>()));
+        const controller = new AbortController();
+        calls.set(id, controller);
+        const input =
+          params.kind === 'resolve'
+            ? callInput(context, params.step, 'action', true)
+            : callInput(context, params.step, params.kind, false);
+        const settle = (result: { output: CallOutput } | { error: unknown }): void => {
+          // Cancelled: the state was left (timeout, failure, deadline) or the saga was stopped.
+          if (controller.signal.aborted) return;
+          calls.delete(id);
+          self.send({ type: answerEvent(params.kind, params.step), ...result });
+        };
+        void send(input, controller.signal).then(
+          (output) => settle({ output }),
+          (error: unknown) => settle({ error }),
+        );
+      },
+      // Exit of a calling state: a call still in flight is aborted, and its answer dropped.
+      cancel: ({ self }, params: { step: string; kind: CallKind | 'resolve' }) => {
+        const id = callId(params.kind, params.step);
+        const calls = callsInFlight.get(self);
+        const controller = calls?.get(id);
+        if (!controller) return;
+        calls?.delete(id);
+        controller.abort();
+      },
       startAttempt: assign(({ context }, params: { step: string }) => {
         const run = context.steps[params.step];
         return {
@@ -333,12 +399,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
             }
           : {}),
         calling: {
-          entry: { type: 'startAttempt', params: p },
-          invoke: {
-            id: actorId('action', step.name),
-            src: 'callStep',
-            input: ({ context }: { context: SagaContext }) => callInput(context, step.name, 'action', false),
-            onDone: [
+          entry: [
+            { type: 'startAttempt', params: p },
+            { type: 'dispatch', params: { step: step.name, kind: 'action' } },
+          ],
+          exit: { type: 'cancel', params: { step: step.name, kind: 'action' } },
+          on: {
+            [answerEvent('action', step.name)]: [
               {
                 guard: 'callSucceeded',
                 target: 'succeeded',
@@ -351,7 +418,6 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
               },
               { target: 'failed', actions: { type: 'recordActionOutcome', params: p } },
             ],
-            onError: retryOrFail.map((t) => ({ ...t, actions: { type: 'recordActionOutcome', params: p } })),
           },
           after: {
             [step.action.timeoutMs]: retryOrFail.map((t) => ({
@@ -399,12 +465,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         // The step is in doubt and its undo needs its response: replay the action with the same
         // idempotency key; a participant that already applied it answers with the same result.
         resolving: {
-          entry: { type: 'startCompensation', params: { step: step.name, status: 'resolving' } },
-          invoke: {
-            id: actorId('resolve', step.name),
-            src: 'callStep',
-            input: ({ context }: { context: SagaContext }) => callInput(context, step.name, 'action', true),
-            onDone: [
+          entry: [
+            { type: 'startCompensation', params: { step: step.name, status: 'resolving' } },
+            { type: 'dispatch', params: { step: step.name, kind: 'resolve' } },
+          ],
+          exit: { type: 'cancel', params: { step: step.name, kind: 'resolve' } },
+          on: {
+            [answerEvent('resolve', step.name)]: [
               { guard: 'callSucceeded', target: 'undoing', actions: { type: 'recordResolved', params: p } },
               {
                 guard: { type: 'callRetryable', params: { step: step.name, kind: 'resolve' } },
@@ -414,10 +481,6 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
               // A definitive refusal now means the action never took effect: nothing to undo.
               { target: 'skipped', actions: { type: 'recordResolved', params: p } },
             ],
-            onError: retryOrStuck('resolve', 'resolveBackoff').map((t) => ({
-              ...t,
-              actions: { type: 'recordCompensationOutcome', params: p },
-            })),
           },
           after: {
             [comp?.timeoutMs ?? timeoutMs]: retryOrStuck('resolve', 'resolveBackoff').map((t) => ({
@@ -428,13 +491,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         },
         resolveBackoff: { after: { [delayName('compensation', step.name)]: 'resolving' } },
         undoing: {
-          entry: { type: 'startCompensation', params: { step: step.name, status: 'running' } },
-          invoke: {
-            id: actorId('compensation', step.name),
-            src: 'callStep',
-            input: ({ context }: { context: SagaContext }) =>
-              callInput(context, step.name, 'compensation', false),
-            onDone: [
+          entry: [
+            { type: 'startCompensation', params: { step: step.name, status: 'running' } },
+            { type: 'dispatch', params: { step: step.name, kind: 'compensation' } },
+          ],
+          exit: { type: 'cancel', params: { step: step.name, kind: 'compensation' } },
+          on: {
+            [answerEvent('compensation', step.name)]: [
               {
                 guard: 'callSucceeded',
                 target: 'done',
@@ -448,10 +511,6 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
               // A refused undo (4xx other than 404) will not get better by retrying.
               { target: 'stuck', actions: { type: 'recordCompensationOutcome', params: p } },
             ],
-            onError: retryOrStuck('compensation', 'undoBackoff').map((t) => ({
-              ...t,
-              actions: { type: 'recordCompensationOutcome', params: p },
-            })),
           },
           after: {
             [timeoutMs]: retryOrStuck('compensation', 'undoBackoff').map((t) => ({

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { SnapshotFrom } from 'xstate';
-import { createActor, fromPromise } from 'xstate';
+import { createActor } from 'xstate';
 import type { Clock } from '../clock';
 import { ERRORS, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
@@ -14,13 +14,14 @@ import type { SagaActor, SagaResult } from './execution';
 import { SagaExecution, scopeOf, summarize } from './execution';
 import type { SagaMachine } from './machine';
 import type { CallInput, CallOutput, ErrorInfo, FinalState, SagaContext, SagaInput } from './saga-state';
-import { buildSagaMachine } from './machine';
+import { abortCalls, buildSagaMachine } from './machine';
 import { callStep } from './call-step';
 
 /**
  * Runs sagas: one XState actor per saga, built from the definition's machine (built once per
- * definition) with the one I/O actor, `callStep`, provided here. `callStep` records the dispatch in
- * the saga log before it sends anything, and the outcome before the machine may act on it.
+ * definition) with the one I/O function, `callStep`, passed in here. `callStep` records the
+ * dispatch in the saga log before it sends anything, and the outcome before the machine may act on
+ * it.
  */
 
 export type { SagaExecution, SagaResult, StepSummary } from './execution';
@@ -274,6 +275,7 @@ export class SagaRunner {
       done = true;
       subscription.unsubscribe();
       actor.stop();
+      abortCalls(actor);
       this.sagas.delete(sagaId);
       resolveSteps('final');
       resolveSettled(
@@ -312,20 +314,18 @@ export class SagaRunner {
   private machineFor(definition: SagaDefinition): SagaMachine {
     let machine = this.machines.get(definition);
     if (!machine) {
-      const built = buildSagaMachine(definition, this.deps.random ? { random: this.deps.random } : {});
-      machine = built.provide({
-        actors: {
-          callStep: fromPromise<CallOutput, CallInput>(({ input, signal }) => {
-            const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
-            const { log, http, clock } = this.deps;
-            const onStoreError = (err: unknown): void => this.onStoreError(input.sagaId, err, logger);
-            return callStep(
-              { log, http, clock, observer: this.observer, logger, onStoreError },
-              definition,
-              input,
-              signal,
-            );
-          }),
+      machine = buildSagaMachine(definition, {
+        ...(this.deps.random ? { random: this.deps.random } : {}),
+        call: (input: CallInput, signal: AbortSignal): Promise<CallOutput> => {
+          const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
+          const { log, http, clock } = this.deps;
+          const onStoreError = (err: unknown): void => this.onStoreError(input.sagaId, err, logger);
+          return callStep(
+            { log, http, clock, observer: this.observer, logger, onStoreError },
+            definition,
+            input,
+            signal,
+          );
         },
       });
       this.machines.set(definition, machine);

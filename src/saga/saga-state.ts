@@ -4,7 +4,7 @@ import type { StepResponse, TemplateScope } from './definition';
 /**
  * The saga's data model, as the machine holds it in its context and the saga log's recovery
  * rebuilds it: each step's run (attempts, in flight, applied or not, its response, its undo), and
- * what the one I/O actor, `callStep`, takes and gives back.
+ * what the one I/O function, the runner's `callStep`, takes and gives back.
  */
 export type Applied = 'no' | 'maybe' | 'yes';
 export interface ErrorInfo {
@@ -12,7 +12,7 @@ export interface ErrorInfo {
   readonly message: string;
 }
 
-/** What the `callStep` actor resolves with. It never rejects for HTTP outcomes. */
+/** What a call (the runner's `callStep`) resolves with. It never rejects for HTTP outcomes. */
 export interface CallOutput {
   /** success: a listed status; rejected: a definitive refusal (other 4xx); retryable: 5xx, timeout, network. */
   readonly outcome: 'success' | 'rejected' | 'retryable';
@@ -86,7 +86,9 @@ export type SagaMachineEvent =
   | { type: 'saga.step.failed'; step: string }
   | { type: 'saga.upstream.response'; status: number }
   | { type: 'saga.upstream.failed'; message: string }
-  | { type: 'saga.abort'; reason: string };
+  | { type: 'saga.abort'; reason: string }
+  /** A call's answer (`call.action.hotel`): its outcome, or what the call function threw. */
+  | { type: `call.${string}`; output?: CallOutput; error?: unknown };
 
 /** Final states of the saga machine, i.e. the saga statuses a saga can end in. */
 export const FINAL_STATES = ['succeeded', 'compensated', 'stuck'] as const;

@@ -33,17 +33,24 @@ describe('sagaChart', () => {
     expect(ids.sort()).toEqual(machineStateIds(bookTrip).sort());
   });
 
-  it('names parallel regions, finals, invoked actors and readable transition labels', () => {
+  it('names parallel regions, finals, the calls states send and readable transition labels', () => {
     const chart = sagaChart(bookTrip);
     const byId = new Map(chartNodes(chart).map((n) => [n.id, n]));
     expect(byId.get('saga.running')?.type).toBe('parallel');
     expect(byId.get('saga.running')?.children.map((c) => c.key)).toEqual(['hotel', 'flight', 'car']);
     expect(byId.get('saga.compensated')?.type).toBe('final');
     const calling = byId.get('saga.running.flight.calling');
-    expect(calling?.invokes).toEqual(['action.flight']);
+    expect(calling?.calls).toEqual(['action.flight']);
+    expect(byId.get('saga.compensating.flight.resolving')?.calls).toEqual(['resolve.flight']);
+    expect(byId.get('saga.compensating.flight.undoing')?.calls).toEqual(['compensation.flight']);
+    expect(byId.get('saga.running.flight.backoff')?.calls).toEqual([]);
     expect(calling?.transitions).toEqual(
       expect.arrayContaining([
-        { label: 'done: action.flight', guard: 'callSucceeded', targets: ['saga.running.flight.succeeded'] },
+        {
+          label: 'answer: action.flight',
+          guard: 'callSucceeded',
+          targets: ['saga.running.flight.succeeded'],
+        },
         // flight's timeout in sagas/book-trip.yaml is 1s
         { label: 'after 1000ms', guard: 'attemptsLeft', targets: ['saga.running.flight.backoff'] },
       ]),
@@ -81,7 +88,7 @@ describe('toMermaid', () => {
     // an edge between two states of one region is written inside that region's block
     const hotelBlock = /state "hotel" as running_hotel \{([\s\S]*?)\n {4}\}/.exec(text)?.[1] ?? '';
     expect(hotelBlock).toContain(
-      'running_hotel_calling --> running_hotel_succeeded : done action.hotel [callSucceeded]',
+      'running_hotel_calling --> running_hotel_succeeded : answer action.hotel [callSucceeded]',
     );
     // a step with no dependencies calls at once: its region has no waiting state
     expect(hotelBlock).toContain('[*] --> running_hotel_calling');

@@ -1,4 +1,4 @@
-import { createActor, fromPromise, SimulatedClock } from 'xstate';
+import { createActor, SimulatedClock } from 'xstate';
 import type { StepResponse } from '../../src/saga/definition';
 import type { CallInput, CallOutput } from '../../src/saga/saga-state';
 import { buildSagaMachine } from '../../src/saga/machine';
@@ -30,17 +30,18 @@ const flush = async (): Promise<void> => {
 /** Runs a machine with a simulated clock; the script answers each call. */
 function run(def: ReturnType<typeof definition>, script: Script) {
   const calls: CallInput[] = [];
+  const signals: AbortSignal[] = [];
   const counts = new Map<string, number>();
   const clock = new SimulatedClock();
-  const machine = buildSagaMachine(def, { random: () => 0.5 }).provide({
-    actors: {
-      callStep: fromPromise<CallOutput, CallInput>(({ input }) => {
-        calls.push(input);
-        const key = `${input.kind}:${input.step}:${input.replay}`;
-        const n = (counts.get(key) ?? 0) + 1;
-        counts.set(key, n);
-        return Promise.resolve(script(input, n));
-      }),
+  const machine = buildSagaMachine(def, {
+    random: () => 0.5,
+    call: (input, signal) => {
+      calls.push(input);
+      signals.push(signal);
+      const key = `${input.kind}:${input.step}:${input.replay}`;
+      const n = (counts.get(key) ?? 0) + 1;
+      counts.set(key, n);
+      return Promise.resolve(script(input, n));
     },
   });
   const actor = createActor(machine, {
@@ -53,7 +54,7 @@ function run(def: ReturnType<typeof definition>, script: Script) {
     clock.increment(ms);
     await flush();
   };
-  return { actor, calls, clock, advance };
+  return { actor, calls, signals, clock, advance };
 }
 
 const order = (calls: CallInput[]) => calls.map((c) => `${c.kind}${c.replay ? '(replay)' : ''}:${c.step}`);
@@ -129,14 +130,49 @@ describe('saga machine', () => {
     expect(undo?.scope.steps.flight?.response.body).toEqual({ id: 'flight-9' });
   });
 
+  it('aborts a call that timed out and drops its late answer; the retry answers for the step', async () => {
+    const def = definition([step('hotel')]);
+    const answers: ((out: CallOutput) => void)[] = [];
+    const { actor, calls, signals, advance } = run(
+      def,
+      () => new Promise<CallOutput>((resolve) => answers.push(resolve)),
+    );
+    await advance(1000); // attempt 1 times out: its call is aborted
+    expect(signals[0]?.aborted).toBe(true);
+    await advance(150); // backoff over: attempt 2 is in flight
+    expect(calls.map((c) => c.attempt)).toEqual([1, 2]);
+    answers[0]?.(ok('hotel-1')); // attempt 1's answer, too late: not attempt 2's
+    await advance(0);
+    expect(actor.getSnapshot().value).toEqual({ running: { hotel: 'calling' } });
+    answers[1]?.(ok('hotel-2'));
+    await advance(0);
+    const snap = actor.getSnapshot();
+    expect(snap.value).toBe('succeeded');
+    expect(signals[1]?.aborted).toBe(false);
+    expect(snap.context.steps.hotel).toMatchObject({ attempts: 2, response: { body: { id: 'hotel-2' } } });
+  });
+
+  it('counts a call function that throws as a retryable, in-doubt outcome', async () => {
+    const def = definition([step('hotel')]);
+    const { actor, advance } = run(def, (_, n) => {
+      if (n === 1) throw new Error('boom');
+      return ok('hotel-2');
+    });
+    await advance(150);
+    expect(actor.getSnapshot().value).toBe('succeeded');
+    expect(actor.getSnapshot().context.steps.hotel).toMatchObject({ attempts: 2, applied: 'yes' });
+  });
+
   it('compensates every step in flight when the saga deadline passes', async () => {
     const def = definition([step('hotel'), step('flight')], { deadlineMs: 500 });
-    const { actor, advance } = run(def, (i) =>
+    const { actor, calls, signals, advance } = run(def, (i) =>
       i.kind === 'action' && i.step === 'flight' && !i.replay ? never() : ok(`${i.step}-1`),
     );
     await advance(500);
     const snap = actor.getSnapshot();
     expect(snap.value).toBe('compensated');
+    // flight's call, still in flight at the deadline, was aborted
+    expect(signals[calls.findIndex((c) => c.step === 'flight')]?.aborted).toBe(true);
     expect(snap.context.error?.code).toBe('SAGAMESH_ERR_SAGA_DEADLINE');
     expect(snap.context.steps.flight?.compensation.status).toBe('done');
     expect(snap.context.steps.hotel?.compensation.status).toBe('done');

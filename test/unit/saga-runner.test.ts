@@ -27,7 +27,7 @@ class FakeHttp implements HttpCaller {
   }
 }
 
-function setup(answer: (r: StepHttpRequest) => StepResponse) {
+function setup(answer: (r: StepHttpRequest) => StepResponse, caller?: HttpCaller) {
   const clock = new SimulatedClock();
   const log = new MemorySagaLog(clock);
   const http = new FakeHttp(log, answer);
@@ -35,7 +35,7 @@ function setup(answer: (r: StepHttpRequest) => StepResponse) {
   let n = 0;
   const runner = new SagaRunner({
     log,
-    http,
+    http: caller ?? http,
     clock,
     logger: pino({ level: 'silent' }),
     newId: () => `saga-${++n}`,
@@ -102,6 +102,31 @@ describe('SagaRunner', () => {
     await runner.start(def, request);
     await new Promise((r) => setTimeout(r, 20));
     expect(http.sent).toHaveLength(0);
+  });
+
+  it('aborts the calls in flight of a saga it abandons, and records nothing more for it', async () => {
+    const signals: AbortSignal[] = [];
+    const hanging: HttpCaller = {
+      call: (r) =>
+        new Promise((_, reject) => {
+          if (r.signal) signals.push(r.signal);
+          r.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+        }),
+      close: () => Promise.resolve(),
+    };
+    const { log, def, runner } = setup(() => ({ status: 500, headers: {}, body: {} }), hanging);
+    const execution = await runner.start(def, request);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(signals).toHaveLength(1);
+    runner.abandon(execution.sagaId, 'lease lost');
+    expect(signals[0]?.aborted).toBe(true);
+    expect((await execution.settled).status).toBe('abandoned');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(types(await log.history(execution.sagaId))).toEqual([
+      'saga.started',
+      'call.dispatched:action:hotel',
+    ]);
+    expect(runner.isRunning(execution.sagaId)).toBe(false);
   });
 
   it('resumes an interrupted saga from the journal and compensates what was booked', async () => {

@@ -27,11 +27,7 @@ function stateBox(node: ChartNode, parent: ChartNode | undefined, visited: Reado
     ...(visited.has(node.id) ? ['visited'] : []),
   ].join(' ');
   const kind =
-    node.type === 'atomic'
-      ? node.invokes.length > 0
-        ? `invokes ${node.invokes.join(', ')}`
-        : ''
-      : node.type;
+    node.type === 'atomic' ? (node.calls.length > 0 ? `calls ${node.calls.join(', ')}` : '') : node.type;
   return html`<div class="${classes}" data-state="${node.id}">
     <div class="name">${node.key}${kind ? html`<span class="kind">${kind}</span>` : ''}</div>
     ${
