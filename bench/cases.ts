@@ -115,7 +115,7 @@ export function buildCells(o: Options): Cell[] {
     id: 'passthrough/rate',
     group: 'passthrough',
     title: `GET on a route that matches no saga, ${PASSTHROUGH_RATE} req/s`,
-    systems: ['envoy-extproc', 'envoy-extproc-optout', 'envoy-plain'],
+    systems: PASSTHROUGH_SYSTEMS,
     mode: { kind: 'open', rate: PASSTHROUGH_RATE },
     durationS: o.latencyDurationS,
   });
@@ -123,17 +123,21 @@ export function buildCells(o: Options): Cell[] {
     id: 'passthrough/saturation',
     group: 'passthrough',
     title: 'GET on a route that matches no saga, saturation',
-    systems: ['envoy-extproc', 'envoy-extproc-optout', 'envoy-plain'],
+    systems: PASSTHROUGH_SYSTEMS,
     mode: { kind: 'closed', workers: SATURATION_WORKERS },
     durationS: o.saturationDurationS,
   });
   return cells.filter((c) => o.only.includes(c.group) && c.systems.some((s) => o.systems(s)));
 }
 
+const PASSTHROUGH_SYSTEMS = ['envoy-extproc', 'envoy-extproc-min', 'envoy-extproc-optout', 'envoy-plain'];
+
 /**
  * The pass-through "systems": the ingress with the ext_proc filter on a route that matches no saga
- * (one exchange with sagamesh, answered CONTINUE), on a route that opts out of the filter
- * (`ExtProcPerRoute { disabled: true }`, envoy/envoy.yaml's `/static/`), and Envoy without it.
+ * (one exchange with sagamesh, answered CONTINUE), the same exchange with the smallest ext_proc
+ * server there is (bench/extproc-min, Go: what the exchange itself costs), the filtered ingress on a
+ * route that opts out of the filter (`ExtProcPerRoute { disabled: true }`, envoy/envoy.yaml's
+ * `/static/`), and Envoy without it.
  */
 export function passthroughSystems(lab: Lab): System[] {
   const get = (id: string, label: string, url: string): System => ({
@@ -148,6 +152,15 @@ export function passthroughSystems(lab: Lab): System[] {
       'Envoy with the ext_proc filter (sagamesh answers CONTINUE)',
       lab.passthrough.withFilter,
     ),
+    ...(lab.passthrough.minimalServer
+      ? [
+          get(
+            'envoy-extproc-min',
+            'Envoy with the filter, answered by the smallest ext_proc server (bench/extproc-min, Go)',
+            lab.passthrough.minimalServer,
+          ),
+        ]
+      : []),
     get(
       'envoy-extproc-optout',
       'Envoy with the filter, on a route that opts out of it (ExtProcPerRoute disabled)',

@@ -8,7 +8,8 @@ import { renderEnvoyConfig } from '../demo/envoy';
  *
  * - one ingress listener per sagamesh variant (`ingress-<variant>`), each a copy of `ingress` whose
  *   ext_proc filter is unchanged except for the cluster it names (`sagamesh-<variant>`, a copy of
- *   the `sagamesh` cluster) — the filter config stays identical to envoy/envoy.yaml's;
+ *   the `sagamesh` cluster) — the filter config stays identical to envoy/envoy.yaml's; the
+ *   pass-through baseline bench/extproc-min gets one too (`ingress-extproc-min`);
  * - `ingress-plain`: the same listener without the ext_proc filter, the pass-through baseline;
  * - egress: virtual hosts p1…p9 (routed by Host, like hotel/flight/car), and one catch-all virtual
  *   host routing by path prefix `/pN/` (prefix rewritten to `/`), because DTM cannot set a Host

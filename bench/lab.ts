@@ -4,7 +4,7 @@ import type { EnvoyProcess } from '../demo/envoy';
 import { startEnvoy } from '../demo/envoy';
 import { probeCpu } from './cpu';
 import { renderBenchEnvoyConfig } from './envoy-config';
-import { PARTICIPANTS_ENTRY } from './layout';
+import { PARTICIPANTS_ENTRY, TOOLS_BIN } from './layout';
 import type { Child } from './processes';
 import { canConnect, freePort, httpPost, onCleanup, spawnLogged, waitFor } from './processes';
 import type { StoreServer } from './stores';
@@ -32,6 +32,8 @@ export interface Lab {
     /** The same ingress, on envoy/envoy.yaml's route that disables the filter (`/static/`). */
     readonly optedOut: string;
     readonly withoutFilter: string;
+    /** An ingress whose filter asks bench/extproc-min (Go) instead of sagamesh; absent without it. */
+    readonly minimalServer?: string;
   };
   /** The memory case's own sagamesh (memory store), idle until then. */
   readonly hold: { readonly url: string; readonly pid: number | undefined; readonly adminUrl: string };
@@ -61,6 +63,28 @@ export function sagameshVariants(runDir: string, postgresUrl: string): SagameshV
     },
     { id: 'postgres', label: 'sagamesh, PostgreSQL log', store: postgresUrl },
   ];
+}
+
+/** The ingress (and ext_proc cluster) name of the bench/extproc-min baseline in envoy-config.ts. */
+const MINIMAL_VARIANT = 'extproc-min';
+
+/** Starts bench/extproc-min if bench/setup.sh built it; undefined (and a note) if not. */
+async function startExtProcMin(runDir: string): Promise<{ port: number } | undefined> {
+  const bin = path.join(TOOLS_BIN, 'extproc-min');
+  if (!fs.existsSync(bin)) {
+    process.stdout.write(`  extproc-min: not built (bench/setup.sh), its pass-through baseline is skipped\n`);
+    return undefined;
+  }
+  const port = await freePort();
+  const child = spawnLogged(
+    'extproc-min',
+    bin,
+    ['-addr', `127.0.0.1:${port}`],
+    path.join(runDir, 'extproc-min.log'),
+  );
+  await waitFor(child, () => canConnect(port));
+  process.stdout.write(`  extproc-min: pid ${child.pid}\n`);
+  return { port };
 }
 
 export async function startLab(options: LabOptions): Promise<Lab> {
@@ -100,6 +124,10 @@ export async function startLab(options: LabOptions): Promise<Lab> {
     sagamesh.set(v.id, proc);
     process.stdout.write(`  sagamesh ${v.id}: ${proc.child ? `pid ${proc.child.pid}` : proc.refused}\n`);
   }
+
+  // The smallest ext_proc server (bench/extproc-min): its own ingress, a baseline for pass-through.
+  const minimal = await startExtProcMin(runDir);
+  if (minimal) ports[MINIMAL_VARIANT] = { ingress: await freePort(), extProc: minimal.port };
 
   const admin = await freePort();
   const plainIngress = await freePort();
@@ -148,6 +176,9 @@ export async function startLab(options: LabOptions): Promise<Lab> {
       withFilter: `http://127.0.0.1:${ports['memory']?.ingress ?? 0}/passthrough`,
       optedOut: `http://127.0.0.1:${ports['memory']?.ingress ?? 0}/static/passthrough`,
       withoutFilter: `http://127.0.0.1:${plainIngress}/passthrough`,
+      ...(minimal
+        ? { minimalServer: `http://127.0.0.1:${ports[MINIMAL_VARIANT]?.ingress ?? 0}/passthrough` }
+        : {}),
     },
     hold: {
       url: `http://127.0.0.1:${ports['hold']?.ingress ?? 0}`,

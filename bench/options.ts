@@ -6,7 +6,8 @@ import { CASE_GROUPS } from './cases';
  *   --quick            short runs, one repetition (for development; the report says so)
  *   --only a,b         case groups: latency, saturation, failure, sweep, passthrough, memory
  *   --systems a,b      system ids (direct, sagamesh-memory, sagamesh-sqlite, sagamesh-sqlite-normal, sagamesh-postgres,
- *                      dtm-boltdb, dtm-redis, serial, envoy-extproc, envoy-extproc-optout, envoy-plain)
+ *                      dtm-boltdb, dtm-redis, serial, envoy-extproc, envoy-extproc-min, envoy-extproc-optout,
+ *                      envoy-plain)
  *   --runs N           repetitions per figure (default 3)
  *   --profile          also run sagamesh (in-memory log) under `node --cpu-prof` at saturation and
  *                      summarise the profile (top functions by self time) into the run directory

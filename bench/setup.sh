@@ -2,6 +2,7 @@
 # Installs what `npm run bench` needs, idempotently and project-locally:
 #   .tools/bin/vegeta   load generator (Go module proxy, pinned)
 #   .tools/bin/dtm      the DTM peer v1.19.0 (Go module proxy, pinned)
+#   .tools/bin/extproc-min  the smallest ext_proc server (bench/extproc-min, Go), a pass-through baseline
 #   redis-server, postgresql   Debian packages (DTM's Redis store; sagamesh's PostgreSQL log)
 #   matplotlib          into the project .venv (bench/requirements.txt), for bench/plot.py
 # Nothing is started here: bench/run.ts starts and stops every server on loopback itself.
@@ -46,6 +47,14 @@ import _ "github.com/dtm-labs/dtm"
 GOSRC
   (cd "$SRC" && go mod tidy && GOBIN=$BIN go install -ldflags "-X main.Version=$DTM_VERSION" github.com/dtm-labs/dtm)
   echo "$DTM_VERSION" > "$BIN/dtm.version"
+fi
+
+# Rebuilt when its source changes: the stamp is the hash of the module's files.
+EXTPROC_MIN_STAMP=$(cat bench/extproc-min/go.mod bench/extproc-min/go.sum bench/extproc-min/main.go | sha256sum | cut -c1-16)
+if ! have_version "$BIN/extproc-min" "$EXTPROC_MIN_STAMP"; then
+  echo "--- extproc-min"
+  (cd bench/extproc-min && go build -o "$BIN/extproc-min" .)
+  echo "$EXTPROC_MIN_STAMP" > "$BIN/extproc-min.version"
 fi
 
 need_apt=()

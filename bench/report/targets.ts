@@ -11,7 +11,7 @@ export interface Verdict {
   readonly target: string;
   readonly measured: string;
   readonly ratio: string;
-  readonly met: 'met' | 'MISSED' | 'not measured';
+  readonly met: 'met' | 'MISSED' | 'not measured' | 'reference';
 }
 
 const TOPOLOGIES = ['1to4', '1to9'] as const;
@@ -139,6 +139,16 @@ export function verdicts(results: Results): Verdict[] {
     ratio: Number.isFinite(pr) ? `+${((pr - 1) * 100).toFixed(0)}%` : '—',
     met: judge(pr, 1.1, true),
   });
+  const pm = stat(results, 'passthrough/rate', 'envoy-extproc-min', 'p50Ms')?.median;
+  const pmr = ratio(pm, pp);
+  if (Number.isFinite(pmr)) {
+    out.push({
+      target: 'for reference: the same exchange with the smallest ext_proc server (bench/extproc-min, Go)',
+      measured: `${pm?.toFixed(3)} ms vs ${pp?.toFixed(3)} ms`,
+      ratio: `+${((pmr - 1) * 100).toFixed(0)}%`,
+      met: 'reference',
+    });
+  }
   const po = stat(results, 'passthrough/rate', 'envoy-extproc-optout', 'p50Ms')?.median;
   const por = ratio(po, pp);
   out.push({
