@@ -24,7 +24,9 @@ a Node.js load generator on the same two cores as the Node.js systems under test
 participants answering at once and after 20 ms; at ${QBOX_RATE} sagas/s (Qbox's rate) and at
 saturation (closed loop, ${SATURATION_WORKERS} concurrent clients). The failure mix makes every 10th
 saga's last step refuse. The pass-through case compares the ingress listener with and without the
-ext_proc filter on a route that matches no saga. The memory case holds thousands of sagas open.
+ext_proc filter on a route that matches no saga, on a route that opts out of the filter, and with
+the filter answered by the smallest ext_proc server there is (bench/extproc-min, Go, answers at
+once: what one exchange costs whatever the server). The memory case holds thousands of sagas open.
 
 **The participants** (bench/participants/) are one Node.js process serving p1…p9 on their own
 ports: the demo participant's booking contract (idempotent create keyed by \`idempotency-key\`,
@@ -34,7 +36,8 @@ take (\`ms\`) and whether to refuse (\`fail\`).
 
 **Envoy** (bench/envoy-config.ts) is one process built from envoy/envoy.yaml: one ingress listener
 per sagamesh variant with the ext_proc filter exactly as checked in (only the cluster name
-differs), a copy without the filter for the pass-through baseline, and the egress listener every
+differs; bench/extproc-min gets one too), a copy without the filter for the pass-through
+baseline, and the egress listener every
 system's participant calls go through — by Host for sagamesh and direct (\`http://p1/…\`), by path
 prefix \`/p1/…\` for DTM, which cannot set a Host header per branch. Access logs are off for all.
 

@@ -264,7 +264,7 @@ function passthroughSection(results: Results): string {
   );
   return [
     '### ext_proc overhead on a route that matches no saga',
-    'GET /passthrough through the ingress listener with the ext_proc filter (sagamesh answers the request headers with CONTINUE and switches the rest of the stream off) against the same listener without the filter; the upstream answers 200 at once.',
+    'GET /passthrough through the ingress listener with the ext_proc filter (sagamesh answers the request headers with CONTINUE and switches the rest of the stream off), through the same filter answered by bench/extproc-min (Go, the same answer at once), on the route that opts out of the filter, and through the same listener without the filter; the upstream answers 200 at once.',
     table(['load', 'listener', 'p50', 'p99', 'req/s'], rows),
   ].join('\n\n');
 }

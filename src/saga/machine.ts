@@ -24,10 +24,10 @@ import { freshStep, mergeApplied, needsCompensation } from './saga-state';
  * timeout, a failure elsewhere, the deadline). Time goes through the actor's clock. The same
  * builder feeds the server and the state-chart rendering, so what operators see is what runs.
  *
- * Why actions and not an invoked `fromPromise` actor per call: a child actor per call cost a
- * quarter of the machine's CPU and a fifth of a saga's memory (bench/notes.md, 2026-11-23). The
- * states, transitions and semantics are the same: an answer that arrives after its state was left
- * is dropped, as XState drops the output of a stopped child.
+ * Why actions and not an invoked `fromPromise` actor per call: a child actor per call cost a fifth
+ * to a quarter of the machine's CPU and a fifth of a waiting saga's heap (bench/notes.md,
+ * 2026-11-23). The states, transitions and semantics are the same: an answer that arrives after its
+ * state was left is dropped, as XState drops the output of a stopped child.
  *
  * Shape:
  *   running (parallel: one region per step; a region waits for its dependencies, then calls)
