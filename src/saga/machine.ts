@@ -382,6 +382,25 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
 
   type StateConfig = Record<string, unknown>;
 
+  /**
+   * A state that sends one call — the only way the machine sends one, so every `dispatch` has its
+   * `cancel` and its answer event: `start`, then `dispatch` on entry; `cancel` on exit; `answers`
+   * on the call's answer; `onTimeout` when `timeoutMs` passes first.
+   */
+  const callState = (
+    kind: CallKind | 'resolve',
+    step: string,
+    start: unknown,
+    answers: readonly unknown[],
+    timeoutMs: number,
+    onTimeout: readonly unknown[],
+  ): StateConfig => ({
+    entry: [start, { type: 'dispatch', params: { step, kind } }],
+    exit: { type: 'cancel', params: { step, kind } },
+    on: { [answerEvent(kind, step)]: answers },
+    after: { [timeoutMs]: onTimeout },
+  });
+
   const actionRegion = (step: StepDefinition): StateConfig => {
     const p = { step: step.name };
     const retryOrFail = [
@@ -398,34 +417,26 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
               waiting: { always: { guard: { type: 'dependenciesSucceeded', params: p }, target: 'calling' } },
             }
           : {}),
-        calling: {
-          entry: [
-            { type: 'startAttempt', params: p },
-            { type: 'dispatch', params: { step: step.name, kind: 'action' } },
+        calling: callState(
+          'action',
+          step.name,
+          { type: 'startAttempt', params: p },
+          [
+            {
+              guard: 'callSucceeded',
+              target: 'succeeded',
+              actions: { type: 'recordActionOutcome', params: p },
+            },
+            {
+              guard: { type: 'callRetryable', params: { step: step.name, kind: 'action' } },
+              target: 'backoff',
+              actions: { type: 'recordActionOutcome', params: p },
+            },
+            { target: 'failed', actions: { type: 'recordActionOutcome', params: p } },
           ],
-          exit: { type: 'cancel', params: { step: step.name, kind: 'action' } },
-          on: {
-            [answerEvent('action', step.name)]: [
-              {
-                guard: 'callSucceeded',
-                target: 'succeeded',
-                actions: { type: 'recordActionOutcome', params: p },
-              },
-              {
-                guard: { type: 'callRetryable', params: { step: step.name, kind: 'action' } },
-                target: 'backoff',
-                actions: { type: 'recordActionOutcome', params: p },
-              },
-              { target: 'failed', actions: { type: 'recordActionOutcome', params: p } },
-            ],
-          },
-          after: {
-            [step.action.timeoutMs]: retryOrFail.map((t) => ({
-              ...t,
-              actions: { type: 'recordActionTimeout', params: p },
-            })),
-          },
-        },
+          step.action.timeoutMs,
+          retryOrFail.map((t) => ({ ...t, actions: { type: 'recordActionTimeout', params: p } })),
+        ),
         backoff: { after: { [delayName('action', step.name)]: 'calling' } },
         succeeded: { type: 'final' },
         failed: {
@@ -464,61 +475,51 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         },
         // The step is in doubt and its undo needs its response: replay the action with the same
         // idempotency key; a participant that already applied it answers with the same result.
-        resolving: {
-          entry: [
-            { type: 'startCompensation', params: { step: step.name, status: 'resolving' } },
-            { type: 'dispatch', params: { step: step.name, kind: 'resolve' } },
+        resolving: callState(
+          'resolve',
+          step.name,
+          { type: 'startCompensation', params: { step: step.name, status: 'resolving' } },
+          [
+            { guard: 'callSucceeded', target: 'undoing', actions: { type: 'recordResolved', params: p } },
+            {
+              guard: { type: 'callRetryable', params: { step: step.name, kind: 'resolve' } },
+              target: 'resolveBackoff',
+              actions: { type: 'recordCompensationOutcome', params: p },
+            },
+            // A definitive refusal now means the action never took effect: nothing to undo.
+            { target: 'skipped', actions: { type: 'recordResolved', params: p } },
           ],
-          exit: { type: 'cancel', params: { step: step.name, kind: 'resolve' } },
-          on: {
-            [answerEvent('resolve', step.name)]: [
-              { guard: 'callSucceeded', target: 'undoing', actions: { type: 'recordResolved', params: p } },
-              {
-                guard: { type: 'callRetryable', params: { step: step.name, kind: 'resolve' } },
-                target: 'resolveBackoff',
-                actions: { type: 'recordCompensationOutcome', params: p },
-              },
-              // A definitive refusal now means the action never took effect: nothing to undo.
-              { target: 'skipped', actions: { type: 'recordResolved', params: p } },
-            ],
-          },
-          after: {
-            [comp?.timeoutMs ?? timeoutMs]: retryOrStuck('resolve', 'resolveBackoff').map((t) => ({
-              ...t,
-              actions: { type: 'recordCompensationTimeout', params: p },
-            })),
-          },
-        },
+          timeoutMs,
+          retryOrStuck('resolve', 'resolveBackoff').map((t) => ({
+            ...t,
+            actions: { type: 'recordCompensationTimeout', params: p },
+          })),
+        ),
         resolveBackoff: { after: { [delayName('compensation', step.name)]: 'resolving' } },
-        undoing: {
-          entry: [
-            { type: 'startCompensation', params: { step: step.name, status: 'running' } },
-            { type: 'dispatch', params: { step: step.name, kind: 'compensation' } },
+        undoing: callState(
+          'compensation',
+          step.name,
+          { type: 'startCompensation', params: { step: step.name, status: 'running' } },
+          [
+            {
+              guard: 'callSucceeded',
+              target: 'done',
+              actions: { type: 'recordCompensationOutcome', params: p },
+            },
+            {
+              guard: { type: 'callRetryable', params: { step: step.name, kind: 'compensation' } },
+              target: 'undoBackoff',
+              actions: { type: 'recordCompensationOutcome', params: p },
+            },
+            // A refused undo (4xx other than 404) will not get better by retrying.
+            { target: 'stuck', actions: { type: 'recordCompensationOutcome', params: p } },
           ],
-          exit: { type: 'cancel', params: { step: step.name, kind: 'compensation' } },
-          on: {
-            [answerEvent('compensation', step.name)]: [
-              {
-                guard: 'callSucceeded',
-                target: 'done',
-                actions: { type: 'recordCompensationOutcome', params: p },
-              },
-              {
-                guard: { type: 'callRetryable', params: { step: step.name, kind: 'compensation' } },
-                target: 'undoBackoff',
-                actions: { type: 'recordCompensationOutcome', params: p },
-              },
-              // A refused undo (4xx other than 404) will not get better by retrying.
-              { target: 'stuck', actions: { type: 'recordCompensationOutcome', params: p } },
-            ],
-          },
-          after: {
-            [timeoutMs]: retryOrStuck('compensation', 'undoBackoff').map((t) => ({
-              ...t,
-              actions: { type: 'recordCompensationTimeout', params: p },
-            })),
-          },
-        },
+          timeoutMs,
+          retryOrStuck('compensation', 'undoBackoff').map((t) => ({
+            ...t,
+            actions: { type: 'recordCompensationTimeout', params: p },
+          })),
+        ),
         undoBackoff: { after: { [delayName('compensation', step.name)]: 'undoing' } },
         done: {
           type: 'final',
