@@ -272,11 +272,46 @@ async function accessLogLine(pred: (line: string) => boolean): Promise<Record<st
   throw new Error(`no matching line in ${accessLog}`);
 }
 
-describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in a model of the gateway', () => {
-  const gatewayObjects = () => render('overlays/envoy-gateway').objects;
+/** The ext_proc cluster Envoy Gateway names for the overlay's EnvoyExtensionPolicy. */
+const GATEWAY_EXTPROC_CLUSTER = 'envoyextensionpolicy/sagamesh-demo/sagamesh/extproc/0';
 
+/** The overlay's three objects the gateway model translates. */
+function gatewayInputs(): { envoyProxy: K8sObject; policy: K8sObject; route: K8sObject } {
+  const objs = render('overlays/envoy-gateway').objects;
+  return {
+    envoyProxy: only(objs, 'EnvoyProxy', 'sagamesh-edge'),
+    policy: only(objs, 'EnvoyExtensionPolicy', 'sagamesh'),
+    route: only(objs, 'HTTPRoute', 'trips'),
+  };
+}
+
+/** The gateway model's bootstrap (against the demo stack's app and `extProcPort`) and its ext_proc filter. */
+function gatewayModel(
+  inputs: { envoyProxy: K8sObject; policy: K8sObject; route: K8sObject },
+  ports: { listener: number; admin: number },
+  extProcPort: number,
+): { yaml: string; extProcFilter: unknown } {
+  const { envoyProxy, policy, route } = inputs;
+  const model = {
+    listenerPort: ports.listener,
+    adminPort: ports.admin,
+    appPort: stack?.ports.trips ?? 0,
+    extProcPort,
+  };
+  const listener = (
+    gatewayBootstrap(envoyProxy, policy, route, model)['static_resources'] as {
+      listeners: { filter_chains: { filters: { typed_config: { http_filters: unknown[] } }[] }[] }[];
+    }
+  ).listeners[0];
+  return {
+    yaml: gatewayBootstrapYaml(envoyProxy, policy, route, model),
+    extProcFilter: listener?.filter_chains[0]?.filters[0]?.typed_config.http_filters[0],
+  };
+}
+
+describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in a model of the gateway', () => {
   test('the EnvoyProxy`s layer, merged into Envoy Gateway`s default runtime, carries envoy/envoy.yaml`s flags', () => {
-    const envoyProxy = only(gatewayObjects(), 'EnvoyProxy', 'sagamesh-edge');
+    const { envoyProxy } = gatewayInputs();
     const layers = (
       gatewayLayeredRuntime(envoyProxy) as { layers: { name: string; static_layer: unknown }[] }
     ).layers;
@@ -285,45 +320,34 @@ describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in
   });
 
   test('the HTTPRoute`s timeout reaches the gateway`s route as envoy/envoy.yaml`s trips route has it', () => {
-    const route = only(gatewayObjects(), 'HTTPRoute', 'trips');
+    const { route } = gatewayInputs();
     // Without `timeouts` Envoy Gateway sets no route timeout: Envoy's default (15 s) would apply.
     expect(gatewayRouteTimeout(route)).toBeDefined();
     expect(gatewayRouteTimeout(route)).toBe(ENVOY_YAML_TRIPS_TIMEOUT);
   });
 
   test(`${LOAD_REQUESTS} pass-through requests through the gateway model: no stream reset, no GOAWAY, no retry, no 5xx`, async () => {
-    const objs = gatewayObjects();
-    const envoyProxy = only(objs, 'EnvoyProxy', 'sagamesh-edge');
-    const policy = only(objs, 'EnvoyExtensionPolicy', 'sagamesh');
-    const route = only(objs, 'HTTPRoute', 'trips');
-    const cluster = 'envoyextensionpolicy/sagamesh-demo/sagamesh/extproc/0';
+    const inputs = gatewayInputs();
     const result = await withEnvoy(
       (ports) => {
-        const model = {
-          listenerPort: ports.listener,
-          adminPort: ports.admin,
-          appPort: stack?.ports.trips ?? 0,
-          extProcPort: stack?.ports.extProc ?? 0,
-        };
+        const { yaml, extProcFilter } = gatewayModel(inputs, ports, stack?.ports.extProc ?? 0);
         // The translated filter has envoy/envoy.yaml's retry policy.
-        const listener = (
-          gatewayBootstrap(envoyProxy, policy, route, model)['static_resources'] as {
-            listeners: { filter_chains: { filters: { typed_config: { http_filters: unknown[] } }[] }[] }[];
-          }
-        ).listeners[0];
-        expect(listener?.filter_chains[0]?.filters[0]?.typed_config.http_filters[0]).toMatchObject({
+        expect(extProcFilter).toMatchObject({
           typed_config: {
             grpc_service: {
-              envoy_grpc: { cluster_name: cluster },
+              envoy_grpc: { cluster_name: GATEWAY_EXTPROC_CLUSTER },
               retry_policy: { retry_on: 'refused-stream', num_retries: 3 },
             },
           },
         });
-        return gatewayBootstrapYaml(envoyProxy, policy, route, model);
+        return yaml;
       },
       async (envoy, url) => {
         const statuses = await passThrough(url, LOAD_REQUESTS, LOAD_CONCURRENCY);
-        return { statuses, counters: await extProcCounters(envoy.adminUrl, cluster, 'http-80') };
+        return {
+          statuses,
+          counters: await extProcCounters(envoy.adminUrl, GATEWAY_EXTPROC_CLUSTER, 'http-80'),
+        };
       },
     );
     expect(result.statuses).toEqual({ 200: LOAD_REQUESTS });
@@ -338,8 +362,7 @@ describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in
 });
 
 describe('overlays/envoy-gateway: limits of the gateway`s ext_proc cluster and stream', () => {
-  const gatewayObjects = () => render('overlays/envoy-gateway').objects;
-  const cluster = 'envoyextensionpolicy/sagamesh-demo/sagamesh/extproc/0';
+  const cluster = GATEWAY_EXTPROC_CLUSTER;
 
   test('the policy`s circuitBreaker gives the ext_proc cluster envoy/envoy.yaml`s DEFAULT thresholds', () => {
     const envoyYaml = YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as {
@@ -351,7 +374,7 @@ describe('overlays/envoy-gateway: limits of the gateway`s ext_proc cluster and s
       .find((c) => c.name === 'sagamesh')
       ?.circuit_breakers.thresholds.find((t) => t['priority'] === 'DEFAULT');
     expect(wanted).toBeDefined();
-    const policy = only(gatewayObjects(), 'EnvoyExtensionPolicy', 'sagamesh');
+    const { policy } = gatewayInputs();
     const [extProc] = specOf<{ extProc: Parameters<typeof gatewayExtProcCircuitBreakers>[0][] }>(
       policy,
     ).extProc;
@@ -361,37 +384,19 @@ describe('overlays/envoy-gateway: limits of the gateway`s ext_proc cluster and s
   });
 
   test(`a saga that answers after ${HOLD_MS / 1000} s is not cut by Envoy Gateway's 10 s grpc_service timeout; Envoy runs the thresholds`, async () => {
-    const objs = gatewayObjects();
-    const envoyProxy = only(objs, 'EnvoyProxy', 'sagamesh-edge');
-    const policy = only(objs, 'EnvoyExtensionPolicy', 'sagamesh');
-    const route = only(objs, 'HTTPRoute', 'trips');
+    const inputs = gatewayInputs();
     const stub = await holdingExtProc(HOLD_MS);
     try {
       const result = await withEnvoy(
         (ports) => {
-          const model = {
-            listenerPort: ports.listener,
-            adminPort: ports.admin,
-            appPort: stack?.ports.trips ?? 0,
-            extProcPort: stub.port,
-          };
-          const filter = (
-            gatewayBootstrap(envoyProxy, policy, route, model)['static_resources'] as {
-              listeners: { filter_chains: { filters: { typed_config: { http_filters: unknown[] } }[] }[] }[];
-            }
-          ).listeners[0]?.filter_chains[0]?.filters[0]?.typed_config.http_filters[0];
+          const { yaml, extProcFilter } = gatewayModel(inputs, ports, stub.port);
           // What the model gives Envoy: Envoy Gateway's fixed 10 s on the grpc_service.
-          expect(filter).toMatchObject({ typed_config: { grpc_service: { timeout: '10s' } } });
-          return gatewayBootstrapYaml(envoyProxy, policy, route, model);
+          expect(extProcFilter).toMatchObject({ typed_config: { grpc_service: { timeout: '10s' } } });
+          return yaml;
         },
         async (envoy, url) => {
           const started = Date.now();
-          const res = await fetch(`${url}/trips`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify(trip()),
-          });
-          const body = await res.text();
+          const answer = await postJson(url, '/trips', trip());
           const elapsed = Date.now() - started;
           const clusters = await (await fetch(`${envoy.adminUrl}/clusters`)).text();
           const limits = clusters
@@ -399,8 +404,8 @@ describe('overlays/envoy-gateway: limits of the gateway`s ext_proc cluster and s
             .filter((l) => l.startsWith(`${cluster}::default_priority::`))
             .map((l) => l.slice(cluster.length + 2));
           return {
-            status: res.status,
-            body,
+            status: answer.status,
+            body: answer.text,
             elapsed,
             limits,
             counters: await extProcCounters(envoy.adminUrl, cluster, 'http-80'),
@@ -432,7 +437,7 @@ describe('overlays/envoy-gateway: limits of the gateway`s ext_proc cluster and s
 });
 
 describe('overlays/envoy-gateway: more concurrent sagas than Envoy`s default circuit breakers allow', () => {
-  const cluster = 'envoyextensionpolicy/sagamesh-demo/sagamesh/extproc/0';
+  const cluster = GATEWAY_EXTPROC_CLUSTER;
   const CONCURRENT = 1100; // above the 1024 of Envoy's (and Envoy Gateway's) defaults
 
   /**
@@ -442,19 +447,11 @@ describe('overlays/envoy-gateway: more concurrent sagas than Envoy`s default cir
   async function concurrentSagas(
     policy: K8sObject,
   ): Promise<{ statuses: Record<number, number>; overflow: number }> {
-    const objs = render('overlays/envoy-gateway').objects;
-    const envoyProxy = only(objs, 'EnvoyProxy', 'sagamesh-edge');
-    const route = only(objs, 'HTTPRoute', 'trips');
+    const inputs = { ...gatewayInputs(), policy };
     const stub = await holdingExtProc(2_000);
     try {
       return await withEnvoy(
-        (ports) =>
-          gatewayBootstrapYaml(envoyProxy, policy, route, {
-            listenerPort: ports.listener,
-            adminPort: ports.admin,
-            appPort: stack?.ports.trips ?? 0,
-            extProcPort: stub.port,
-          }),
+        (ports) => gatewayModel(inputs, ports, stub.port).yaml,
         async (envoy, url) => {
           const statuses: Record<number, number> = {};
           await Promise.all(
@@ -479,12 +476,14 @@ describe('overlays/envoy-gateway: more concurrent sagas than Envoy`s default cir
   }
 
   test(`${CONCURRENT} sagas held at once: all answered with the overlay's circuit breakers`, async () => {
-    const policy = only(render('overlays/envoy-gateway').objects, 'EnvoyExtensionPolicy', 'sagamesh');
-    expect(await concurrentSagas(policy)).toEqual({ statuses: { 201: CONCURRENT }, overflow: 0 });
+    expect(await concurrentSagas(gatewayInputs().policy)).toEqual({
+      statuses: { 201: CONCURRENT },
+      overflow: 0,
+    });
   });
 
   test('control: without them (Envoy Gateway`s defaults) the gateway answers the excess with 500', async () => {
-    const policy = only(render('overlays/envoy-gateway').objects, 'EnvoyExtensionPolicy', 'sagamesh');
+    const { policy } = gatewayInputs();
     const spec = specOf<{ extProc: { backendSettings: { circuitBreaker?: unknown } }[] }>(policy);
     for (const e of spec.extProc) delete e.backendSettings.circuitBreaker;
     const { statuses, overflow } = await concurrentSagas(policy);
