@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { StepResponse } from '../saga/definition';
 import type { HttpCaller, StepHttpRequest } from './step-caller';
-import { CallNetworkError, errnoOf, parseBody } from './step-caller';
+import { CallNetworkError, errnoOf, parseBody, responseTooLarge } from './step-caller';
 
 /**
  * The HTTP/2 step caller (SAGAMESH_EGRESS_PROTOCOL=h2c): the same contract as the HTTP/1.1 one in
@@ -179,7 +179,7 @@ export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
         );
       const tooLarge = (bytes: number): void => {
         stream.close(http2.constants.NGHTTP2_CANCEL);
-        fail(`response body of ${bytes} bytes exceeds ${maxBytes}`, 'ERESPONSETOOLARGE');
+        settle(() => reject(responseTooLarge(bytes, maxBytes)));
       };
       function onAbort(): void {
         stream.close(http2.constants.NGHTTP2_CANCEL);

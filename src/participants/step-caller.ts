@@ -40,6 +40,40 @@ export class CallNetworkError extends Error {
   }
 }
 
+/** A participant's answer larger than the caller reads: a network failure (the step may have run). */
+export function responseTooLarge(bytes: number, maxBytes: number): CallNetworkError {
+  return new CallNetworkError(`response body of ${bytes} bytes exceeds ${maxBytes}`, 'ERESPONSETOOLARGE');
+}
+
+/**
+ * Stops reading a body. Destroying undici's body emits an abort error; with nobody listening that
+ * would be an uncaught exception, i.e. the coordinator's crash on an oversized answer.
+ */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+/**
+ * The body of an answer without a Content-Length (chunked), read up to `maxBytes`. One with a
+ * Content-Length was checked against it before and is read whole (`text()`): the common case
+ * keeps undici's own reader.
+ */
+async function boundedText(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let received = 0;
+  for await (const chunk of body) {
+    const buf = chunk as Buffer;
+    received += buf.length;
+    if (received > maxBytes) {
+      discard(body);
+      throw responseTooLarge(received, maxBytes);
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export interface HttpCallerOptions {
   /** Where step calls are sent, e.g. http://127.0.0.1:10001. */
   readonly egressUrl: string;
@@ -109,15 +143,12 @@ export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
           cause: err,
         });
       }
-      const declared = Number(res.headers['content-length'] ?? 0);
-      if (declared > maxBytes) {
-        res.body.destroy();
-        throw new CallNetworkError(
-          `response body of ${declared} bytes exceeds ${maxBytes}`,
-          'ERESPONSETOOLARGE',
-        );
+      const length = res.headers['content-length'];
+      if (Number(length ?? 0) > maxBytes) {
+        discard(res.body);
+        throw responseTooLarge(Number(length), maxBytes);
       }
-      const text = await res.body.text();
+      const text = length === undefined ? await boundedText(res.body, maxBytes) : await res.body.text();
       const headers = headerRecord(res.headers);
       return { status: res.statusCode, headers, body: parseBody(text, headers['content-type']) };
     },

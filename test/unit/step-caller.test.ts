@@ -1,0 +1,79 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { HttpCaller, StepHttpRequest } from '../../src/participants/step-caller';
+import { CallNetworkError, createHttpCaller } from '../../src/participants/step-caller';
+
+/**
+ * The HTTP/1.1 step caller against a local server (what Envoy's egress listener is to it): the
+ * response body limit holds whether the participant declares a Content-Length or streams chunks.
+ */
+let server: http.Server;
+let caller: HttpCaller;
+let answer: (res: http.ServerResponse) => void;
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => answer(res));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const egressUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  caller = createHttpCaller({ egressUrl, connections: 2, maxResponseBytes: 1000 });
+});
+
+afterAll(async () => {
+  await caller.close();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+const request = (): StepHttpRequest => ({
+  method: 'POST',
+  origin: 'http://hotel',
+  path: '/bookings',
+  headers: { 'idempotency-key': 's1:hotel:action' },
+  body: { guest: 'ada' },
+  signal: new AbortController().signal,
+});
+
+async function failure(p: Promise<unknown>): Promise<CallNetworkError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof CallNetworkError) return err;
+    throw err;
+  }
+  throw new Error('the call succeeded');
+}
+
+/** `bytes` of JSON-ish text in chunks of 100, without a Content-Length (chunked encoding). */
+function chunked(res: http.ServerResponse, bytes: number): void {
+  res.writeHead(201, { 'content-type': 'text/plain' });
+  for (let sent = 0; sent < bytes; sent += 100) res.write('x'.repeat(Math.min(100, bytes - sent)));
+  res.end();
+}
+
+test('reads an answer with a Content-Length', async () => {
+  answer = (res) => res.writeHead(201, { 'content-type': 'application/json' }).end('{"id":"b1"}');
+  await expect(caller.call(request())).resolves.toMatchObject({ status: 201, body: { id: 'b1' } });
+});
+
+test('reads a chunked answer within the limit', async () => {
+  answer = (res) => chunked(res, 1000);
+  const r = await caller.call(request());
+  expect(r.status).toBe(201);
+  expect(r.body).toBe('x'.repeat(1000));
+});
+
+test('refuses a declared body over the limit', async () => {
+  answer = (res) => res.writeHead(201, { 'content-length': '2000' }).end('y'.repeat(2000));
+  expect((await failure(caller.call(request()))).errno).toBe('ERESPONSETOOLARGE');
+});
+
+test('refuses a chunked body once it passes the limit', async () => {
+  answer = (res) => chunked(res, 5000);
+  const err = await failure(caller.call(request()));
+  expect(err.errno).toBe('ERESPONSETOOLARGE');
+  // As many bytes as had arrived when the limit was passed (undici may deliver several writes at once).
+  expect(err.message).toMatch(/^response body of (\d+) bytes exceeds 1000$/);
+  expect(Number(/of (\d+) bytes/.exec(err.message)?.[1])).toBeGreaterThan(1000);
+});
