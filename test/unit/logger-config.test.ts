@@ -1,5 +1,7 @@
 import { Writable } from 'node:stream';
-import { loadConfig } from '../../src/config/config';
+import fs from 'node:fs';
+import path from 'node:path';
+import { DEFAULTS, ENV_VARS, loadConfig } from '../../src/config/config';
 import { createLogger } from '../../src/logger';
 
 /** What never reaches a log line, and how settings are validated. */
@@ -37,6 +39,20 @@ describe('logger', () => {
 });
 
 describe('loadConfig', () => {
+  it('has every setting in docs/configuration.md, the store with its real default', () => {
+    const doc = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'configuration.md'), 'utf8');
+    const rows = new Map(
+      doc
+        .split('\n')
+        .map((l) => /^\| `(SAGAMESH_\w+)`\s*\|\s*([^|]*?)\s*\|/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => [m[1], m[2]]),
+    );
+    expect([...rows.keys()].sort()).toEqual(Object.values(ENV_VARS).sort());
+    expect(DEFAULTS.store).toMatchObject({ kind: 'sqlite', file: './data/sagamesh.db' });
+    expect(rows.get('SAGAMESH_STORE')).toBe('`sqlite:./data/sagamesh.db`');
+  });
+
   it('has working defaults', () => {
     const config = loadConfig({}, {}, '/srv');
     expect(config).toMatchObject({
