@@ -14,7 +14,7 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { emptyCounts, isFinal, SAGA_STATUSES, statusAfter } from './saga-log';
+import { emptyCounts, isFinal, SAGA_STATUSES, sagaRecord, statusAfter } from './saga-log';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**
@@ -192,7 +192,7 @@ export class PostgresSagaLog implements SagaLog {
     if (this.closed) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed');
     const seq = (this.seqs.get(sagaId) ?? 0) + 1;
     this.seqs.set(sagaId, seq);
-    const record: SagaRecord = { ...event, sagaId, seq, at: this.clock.now() };
+    const record = sagaRecord(sagaId, seq, this.clock.now(), event);
     return new Promise((resolve, reject) => {
       this.pending.push({ record, resolve, reject });
       this.writer ??= this.writeBatches();

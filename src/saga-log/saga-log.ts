@@ -65,6 +65,16 @@ export type SagaEvent =
 
 export type SagaRecord = SagaEvent & { readonly sagaId: string; readonly seq: number; readonly at: number };
 
+/**
+ * An event as the log stores it. Not `{ ...event, sagaId, … }`: events come in many shapes, and
+ * V8's object spread at a site that sees many shapes gave each record a hidden class of its own (a
+ * heap snapshot of 10,000 waiting sagas held 50,000 of them); Object.assign onto a fixed head
+ * shares them, and is faster. Every store builds its records here.
+ */
+export function sagaRecord(sagaId: string, seq: number, at: number, event: SagaEvent): SagaRecord {
+  return Object.assign({ sagaId, seq, at }, event);
+}
+
 export interface SagaSummary {
   readonly sagaId: string;
   readonly definition: string;

@@ -16,7 +16,7 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { emptyCounts, isFinal, SAGA_STATUSES, statusAfter } from './saga-log';
+import { emptyCounts, isFinal, SAGA_STATUSES, sagaRecord, statusAfter } from './saga-log';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**
@@ -141,7 +141,7 @@ export class SqliteSagaLog implements SagaLog {
     } catch (err) {
       return Promise.reject(storeError(err, 'saga log'));
     }
-    const record: SagaRecord = { ...event, sagaId, seq, at: this.clock.now() };
+    const record = sagaRecord(sagaId, seq, this.clock.now(), event);
     if (event.type === 'saga.finished') this.seqs.delete(sagaId);
     return new Promise((resolve, reject) => {
       this.pending.push({ record, status: statusAfter(event), resolve, reject });
