@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { postgresBinDir } from '../scripts/postgres-bin';
 import type { Child } from './processes';
 import { canConnect, freePort, spawnLogged, waitFor } from './processes';
 
@@ -32,23 +33,13 @@ export async function startRedis(runDir: string): Promise<StoreServer> {
   return { name: 'redis', port, version: /v=(\S+)/.exec(version)?.[1] ?? version, child };
 }
 
-function postgresBin(): string {
-  const base = '/usr/lib/postgresql';
-  const versions = fs.existsSync(base) ? fs.readdirSync(base).sort((a, b) => Number(b) - Number(a)) : [];
-  for (const v of versions) {
-    const dir = path.join(base, v, 'bin');
-    if (fs.existsSync(path.join(dir, 'postgres'))) return dir;
-  }
-  throw new Error('PostgreSQL is not installed; run bench/setup.sh');
-}
-
 /**
  * PostgreSQL refuses to run as root: the cluster belongs to the Debian package's `postgres` user
  * and runs through setpriv (which execs, so signals reach postgres itself). Trust auth on
  * loopback only; the URL is postgres://postgres@127.0.0.1:<port>/postgres.
  */
 export async function startPostgres(runDir: string): Promise<StoreServer & { url: string }> {
-  const bin = postgresBin();
+  const bin = postgresBinDir('run bench/setup.sh or set PG_BIN');
   const dir = path.join(runDir, 'postgres');
   fs.mkdirSync(dir, { recursive: true });
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { freePort } from '../../demo/stack';
+import { postgresBinDir } from '../../scripts/postgres-bin';
 
 /**
  * A throwaway PostgreSQL cluster for tests: initdb into a temp dir, `postgres` on a free loopback
@@ -18,18 +19,6 @@ export interface TestPostgres {
   stop(): Promise<void>;
 }
 
-function binDir(): string {
-  const fromEnv = process.env['PG_BIN'];
-  if (fromEnv) return fromEnv;
-  const root = '/usr/lib/postgresql';
-  const versions = fs.existsSync(root) ? fs.readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
-  for (const v of versions) {
-    const dir = path.join(root, v, 'bin');
-    if (fs.existsSync(path.join(dir, 'postgres'))) return dir;
-  }
-  throw new Error('PostgreSQL server binaries not found: run scripts/ci/install-postgres.sh or set PG_BIN');
-}
-
 function runAs(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
   return {
@@ -39,7 +28,7 @@ function runAs(): { uid: number; gid: number } | undefined {
 }
 
 export async function startPostgres(): Promise<TestPostgres> {
-  const bin = binDir();
+  const bin = postgresBinDir('run scripts/ci/install-postgres.sh or set PG_BIN');
   const user = runAs();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-pg-'));
   const data = path.join(dir, 'data');
