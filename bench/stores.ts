@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { postgresBinDir } from '../scripts/postgres-bin';
+import { postgresBinDir, postgresUser } from '../scripts/local-postgres';
 import type { Child } from './processes';
 import { canConnect, freePort, spawnLogged, waitFor } from './processes';
 
@@ -34,43 +34,27 @@ export async function startRedis(runDir: string): Promise<StoreServer> {
 }
 
 /**
- * PostgreSQL refuses to run as root: the cluster belongs to the Debian package's `postgres` user
- * and runs through setpriv (which execs, so signals reach postgres itself). Trust auth on
- * loopback only; the URL is postgres://postgres@127.0.0.1:<port>/postgres.
+ * A throwaway cluster in the run directory, as the `postgres` user when the bench runs as root
+ * (scripts/local-postgres.ts). Trust auth on loopback only; the URL is
+ * postgres://postgres@127.0.0.1:<port>/postgres.
  */
 export async function startPostgres(runDir: string): Promise<StoreServer & { url: string }> {
   const bin = postgresBinDir('run bench/setup.sh or set PG_BIN');
+  const user = postgresUser();
   const dir = path.join(runDir, 'postgres');
   fs.mkdirSync(dir, { recursive: true });
-  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-  const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
-  fs.chownSync(dir, uid, gid);
-  const asPostgres = ['--reuid=postgres', '--regid=postgres', '--init-groups'];
-  execFileSync(
-    'setpriv',
-    [...asPostgres, path.join(bin, 'initdb'), '-D', dir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8'],
-    { stdio: 'ignore' },
-  );
+  if (user) fs.chownSync(dir, user.uid, user.gid);
+  execFileSync(path.join(bin, 'initdb'), ['-D', dir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8'], {
+    ...(user ?? {}),
+    stdio: 'ignore',
+  });
   const port = await freePort();
-  const logFile = path.join(runDir, 'postgres.log');
-  fs.writeFileSync(logFile, '');
-  fs.chownSync(logFile, uid, gid);
   const child = spawnLogged(
     'postgres',
-    'setpriv',
-    [
-      ...asPostgres,
-      path.join(bin, 'postgres'),
-      '-D',
-      dir,
-      '-p',
-      String(port),
-      '-k',
-      dir,
-      '-c',
-      'listen_addresses=127.0.0.1',
-    ],
-    logFile,
+    path.join(bin, 'postgres'),
+    ['-D', dir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1'],
+    path.join(runDir, 'postgres.log'),
+    user ?? {},
   );
   await waitFor(child, () => canConnect(port));
   const version = execFileSync(path.join(bin, 'postgres'), ['--version'], { encoding: 'utf8' }).trim();

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { freePort } from '../../demo/stack';
-import { postgresBinDir } from '../../scripts/postgres-bin';
+import { postgresBinDir, postgresUser } from '../../scripts/local-postgres';
 
 /**
  * A throwaway PostgreSQL cluster for tests: initdb into a temp dir, `postgres` on a free loopback
@@ -19,17 +19,9 @@ export interface TestPostgres {
   stop(): Promise<void>;
 }
 
-function runAs(): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  return {
-    uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
-    gid: Number(execFileSync('id', ['-g', 'postgres']).toString().trim()),
-  };
-}
-
 export async function startPostgres(): Promise<TestPostgres> {
   const bin = postgresBinDir('run scripts/ci/install-postgres.sh or set PG_BIN');
-  const user = runAs();
+  const user = postgresUser();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-pg-'));
   const data = path.join(dir, 'data');
   fs.mkdirSync(data);
