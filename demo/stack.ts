@@ -85,10 +85,13 @@ export interface Stack {
  * A free loopback port for a service a test starts. Ports come from below Linux's ephemeral range
  * (32768–60999): a port picked there and released can be taken by any outgoing connection (Envoy's
  * upstreams, test clients) before the service binds it. Each jest worker gets its own slice, and a
- * process never hands out the same port twice.
+ * process never hands out the same port twice. SAGAMESH_TEST_PORT_SLICE shifts the slices, so two
+ * test runs on one machine (two checkouts) keep apart.
  */
 const PORT_SLICE = 1500;
-const PORT_BASE = 20_000 + (Number(process.env['JEST_WORKER_ID'] ?? 0) % 8) * PORT_SLICE;
+const sliceIndex =
+  Number(process.env['SAGAMESH_TEST_PORT_SLICE'] ?? 0) + Number(process.env['JEST_WORKER_ID'] ?? 0);
+const PORT_BASE = 20_000 + (sliceIndex % 8) * PORT_SLICE;
 const handedOut = new Set<number>();
 let portCursor = Math.floor(Math.random() * PORT_SLICE);
 
