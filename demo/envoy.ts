@@ -280,7 +280,12 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * once GET /ready answers 200. Several Envoys may run at once (`--disable-hot-restart`: no shared
  * memory, no base-id clash). Access logs are flushed every 200 ms. Rejects with Envoy's output if it exits or is not ready within 15 s.
  */
-export async function startEnvoy(opts: { configYaml: string; adminPort: number }): Promise<EnvoyProcess> {
+export async function startEnvoy(opts: {
+  configYaml: string;
+  adminPort: number;
+  /** Merged into the bootstrap by Envoy itself (`--config-yaml`), as istio-agent passes a pod's override. */
+  configOverride?: string;
+}): Promise<EnvoyProcess> {
   // Polling the wrong admin port could find another Envoy "ready": insist that they agree.
   const configuredAdmin = adminPortOf(opts.configYaml);
   if (Number(configuredAdmin) !== opts.adminPort) {
@@ -291,6 +296,7 @@ export async function startEnvoy(opts: { configYaml: string; adminPort: number }
   const bin = envoyBinary();
   const run = makeRunDir(opts.configYaml);
   const args = ['-c', run.configFile, '--disable-hot-restart', '--log-level', 'warn'];
+  if (opts.configOverride !== undefined) args.push('--config-yaml', opts.configOverride);
   // Access logs are flushed every 10 s by default: too late for a demo or a test reading logs().
   args.push('--file-flush-interval-msec', String(ACCESS_LOG_FLUSH_MS));
   const child = spawnEnvoy(bin, args, run);
@@ -333,11 +339,16 @@ export async function startEnvoy(opts: { configYaml: string; adminPort: number }
 }
 
 /** Runs `envoy --mode validate` on `configYaml`; `output` is Envoy's stdout + stderr. */
-export function validateEnvoyConfig(configYaml: string): Promise<{ ok: boolean; output: string }> {
+export function validateEnvoyConfig(
+  configYaml: string,
+  configOverride?: string,
+): Promise<{ ok: boolean; output: string }> {
   const bin = envoyBinary();
   const run = makeRunDir(configYaml);
+  const args = ['--mode', 'validate', '-c', run.configFile, '--disable-hot-restart'];
+  if (configOverride !== undefined) args.push('--config-yaml', configOverride);
   return new Promise((resolve) => {
-    const child = spawnEnvoy(bin, ['--mode', 'validate', '-c', run.configFile, '--disable-hot-restart'], run);
+    const child = spawnEnvoy(bin, args, run);
     let done = false;
     const finish = (ok: boolean, extra = ''): void => {
       if (done) return;

@@ -47,6 +47,9 @@ export interface SagaProcessorDeps {
   readonly maxInFlight?: number;
 }
 
+/** Envoy's router honours it as the route timeout of this one request. */
+const UPSTREAM_TIMEOUT_HEADER = 'x-envoy-upstream-rq-timeout-ms';
+
 /** Longest client Idempotency-Key accepted. */
 const MAX_KEY_LENGTH = 255;
 
@@ -389,6 +392,10 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
         header_mutation: setHeaders({
           ...headers,
           [SAGA_ID_HEADER]: execution.sagaId,
+          // The pivot waits at most the saga's deadline for the upstream (machine.ts, `pivot`); the
+          // router then cuts the upstream too, so the stream (and the request) ends with the saga
+          // instead of at Envoy's stream idle timeout. Needs mutation_rules.allow_envoy (docs/envoy.md).
+          [UPSTREAM_TIMEOUT_HEADER]: String(execution.definition.deadlineMs),
           // With a replaced body and header mode SEND, Envoy needs the right length.
           ...(payload
             ? { 'content-length': String(payload.length), 'content-type': 'application/json' }

@@ -69,17 +69,33 @@ function onlyKeys(obj: object, allowed: readonly string[], where: string): void 
  * `spec.bootstrap` the way `type: Merge` does (repeated `layers` appended, in order).
  */
 export function gatewayLayeredRuntime(envoyProxy: K8sObject): Json {
+  const runtime = bootstrapOverride(envoyProxy)['layered_runtime'] as { layers?: Json[] };
+  onlyKeys(runtime, ['layers'], 'EnvoyProxy bootstrap layered_runtime');
+  const merged = clone(ENVOY_GATEWAY_DEFAULT_RUNTIME) as { layers: Json[] };
+  merged.layers.push(...clone(runtime.layers ?? []));
+  return merged;
+}
+
+/** The EnvoyProxy's `spec.bootstrap` (type Merge), parsed; only the keys the model merges. */
+function bootstrapOverride(envoyProxy: K8sObject): Json {
   const bootstrap = specOf<{ bootstrap?: ProxyBootstrap }>(envoyProxy).bootstrap;
   if (!bootstrap) throw new Error(`EnvoyProxy ${envoyProxy.metadata.name} has no spec.bootstrap`);
   if (bootstrap.type !== 'Merge')
     throw new Error(`EnvoyProxy bootstrap type ${bootstrap.type} is not modelled`);
   const override = YAML.parse(bootstrap.value ?? '') as Json;
-  onlyKeys(override, ['layered_runtime'], 'EnvoyProxy bootstrap');
-  const runtime = override['layered_runtime'] as { layers?: Json[] };
-  onlyKeys(runtime, ['layers'], 'EnvoyProxy bootstrap layered_runtime');
-  const merged = clone(ENVOY_GATEWAY_DEFAULT_RUNTIME) as { layers: Json[] };
-  merged.layers.push(...clone(runtime.layers ?? []));
-  return merged;
+  onlyKeys(override, ['layered_runtime', 'grpc_async_client_manager_config'], 'EnvoyProxy bootstrap');
+  return override;
+}
+
+/**
+ * The gateway's gRPC client cache settings: Envoy Gateway's default bootstrap has none, so the
+ * Merge leaves the EnvoyProxy's (a message: merged field by field, here one field). {} if unset.
+ */
+export function gatewayGrpcClientCache(envoyProxy: K8sObject): Json {
+  const cache = bootstrapOverride(envoyProxy)['grpc_async_client_manager_config'] as Json | undefined;
+  if (cache)
+    onlyKeys(cache, ['max_cached_entry_idle_duration'], 'EnvoyProxy grpc_async_client_manager_config');
+  return cache ?? {};
 }
 
 /** `backendSettings.circuitBreaker` of an extProc entry (api/v1alpha1/circuitbreaker_types.go). */
@@ -284,6 +300,7 @@ export function gatewayBootstrap(
   return {
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: model.adminPort } } },
     layered_runtime: gatewayLayeredRuntime(envoyProxy),
+    grpc_async_client_manager_config: gatewayGrpcClientCache(envoyProxy),
     static_resources: {
       listeners: [
         {

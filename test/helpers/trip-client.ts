@@ -16,12 +16,14 @@ export async function postJson(
   pathname: string,
   body: unknown,
   headers: Record<string, string> = {},
+  signal?: AbortSignal,
 ): Promise<Answer> {
   const base = typeof target === 'string' ? target : target.ingressUrl;
   const res = await fetch(`${base}${pathname}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...(signal ? { signal } : {}),
   });
   const text = await res.text();
   let parsed: unknown = text;

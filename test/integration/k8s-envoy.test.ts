@@ -35,6 +35,7 @@ import {
   gatewayBootstrap,
   gatewayBootstrapYaml,
   gatewayExtProcCircuitBreakers,
+  gatewayGrpcClientCache,
   gatewayLayeredRuntime,
   gatewayRouteTimeout,
 } from '../helpers/k8s-gateway-bootstrap';
@@ -112,6 +113,28 @@ const ENVOY_YAML_RUNTIME = (
   }
 ).layered_runtime.layers[0]?.static_layer;
 
+/** envoy/envoy.yaml's gRPC client cache settings: what the manifests must carry too. */
+const ENVOY_YAML_GRPC_CLIENT_CACHE = (
+  YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as {
+    grpc_async_client_manager_config: Record<string, unknown>;
+  }
+).grpc_async_client_manager_config;
+
+/**
+ * The pod's Istio bootstrap override: the `custom_bootstrap.json` of the ConfigMap its
+ * `sidecar.istio.io/bootstrapOverride` annotation names, which istio-agent hands to Envoy as
+ * `--config-yaml` (pkg/envoy/proxy.go) for Envoy to merge into the bootstrap it generated.
+ */
+function istioBootstrapOverride(deployment: K8sObject): string {
+  const name = podTemplate(deployment).metadata.annotations?.['sidecar.istio.io/bootstrapOverride'];
+  if (name === undefined)
+    throw new Error(`${deployment.metadata.name}: no sidecar.istio.io/bootstrapOverride`);
+  const data = (only(objects, 'ConfigMap', name) as K8sObject & { data?: Record<string, string> }).data;
+  const text = data?.['custom_bootstrap.json'];
+  if (text === undefined) throw new Error(`ConfigMap ${name} has no custom_bootstrap.json`);
+  return text;
+}
+
 /** The timeout of envoy/envoy.yaml's catch-all ingress route to `trips` (the pivot upstream). */
 const ENVOY_YAML_TRIPS_TIMEOUT = (() => {
   const config = YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as {
@@ -146,6 +169,7 @@ const LOAD_CONCURRENCY = 32;
 let objects: K8sObject[];
 let patches: EnvoyFilterPatch[];
 let runtimeValues: Record<string, string>;
+let bootstrapOverride: string;
 let sidecarModel: SidecarModel;
 let manifestEnv: Record<string, string>;
 let workDir: string;
@@ -174,6 +198,7 @@ beforeAll(async () => {
   patches = envoyFilterPatches(only(objects, 'EnvoyFilter', 'sagamesh'));
   const trips = only(objects, 'Deployment', 'trips');
   runtimeValues = proxyConfigOf(podTemplate(trips).metadata.annotations).runtimeValues ?? {};
+  bootstrapOverride = istioBootstrapOverride(trips);
   manifestEnv = envOf(container(trips, 'sagamesh'));
   expect(manifestEnv['SAGAMESH_GRPC_ADDR']).toBe(`127.0.0.1:${POD_GRPC_PORT}`);
 
@@ -226,9 +251,13 @@ beforeAll(async () => {
   };
   sidecarModel = model;
   const bootstrap = sidecarBootstrapYaml(patches, model);
-  const { ok, output } = await validateEnvoyConfig(bootstrap);
+  const { ok, output } = await validateEnvoyConfig(bootstrap, bootstrapOverride);
   if (!ok) throw new Error(`envoy --mode validate rejected the sidecar bootstrap:\n${output}\n${bootstrap}`);
-  sidecar = await startEnvoy({ configYaml: bootstrap, adminPort: sidecarPorts.admin });
+  sidecar = await startEnvoy({
+    configYaml: bootstrap,
+    adminPort: sidecarPorts.admin,
+    configOverride: bootstrapOverride,
+  });
   inboundUrl = `http://127.0.0.1:${sidecarPorts.inbound}`;
 });
 
@@ -317,6 +346,11 @@ describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in
     ).layers;
     expect(layers.map((l) => l.name)).toEqual(['global_config', 'sagamesh']);
     expect(layers[1]?.static_layer).toEqual(ENVOY_YAML_RUNTIME);
+  });
+
+  test('the EnvoyProxy`s bootstrap keeps the ext_proc gRPC client cached as envoy/envoy.yaml does', () => {
+    expect(ENVOY_YAML_GRPC_CLIENT_CACHE).toBeDefined();
+    expect(gatewayGrpcClientCache(gatewayInputs().envoyProxy)).toEqual(ENVOY_YAML_GRPC_CLIENT_CACHE);
   });
 
   test('the HTTPRoute`s timeout reaches the gateway`s route as envoy/envoy.yaml`s trips route has it', () => {
@@ -583,6 +617,16 @@ describe('the manifests’ Envoy fragments in a model of the trips pod’s sidec
       status = (await post('/trips', trip())).status;
     }
     expect(status).toBe(202);
+  });
+
+  test('the pod`s bootstrap override, merged by the sidecar`s Envoy, keeps the gRPC client cached as envoy/envoy.yaml does', async () => {
+    const mask = 'bootstrap.grpc_async_client_manager_config';
+    const dump = (await (await fetch(`${sidecar?.adminUrl}/config_dump?mask=${mask}`)).json()) as {
+      configs: { bootstrap?: { grpc_async_client_manager_config?: unknown } }[];
+    };
+    expect(dump.configs[0]?.bootstrap?.grpc_async_client_manager_config).toEqual(
+      ENVOY_YAML_GRPC_CLIENT_CACHE,
+    );
   });
 
   test('the pod`s runtimeValues, as istio-agent renders them, are envoy/envoy.yaml`s runtime flags', () => {
