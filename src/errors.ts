@@ -221,6 +221,15 @@ export const ERRORS = Object.freeze({
     true,
   ),
 
+  // --- answered by Envoy (envoy/envoy.yaml's local_reply_config), for sagamesh
+  COORDINATOR_UNAVAILABLE: spec(
+    'SAGAMESH_ERR_COORDINATOR_UNAVAILABLE',
+    'sagamesh could not be reached or its stream broke; a saga it had started is compensated when it recovers',
+    503,
+    GrpcStatus.UNAVAILABLE,
+    true,
+  ),
+
   // --- operating: the admin API, the CLI, definition reloads
   ADMIN_UNAUTHORIZED: spec(
     'SAGAMESH_ERR_ADMIN_UNAUTHORIZED',

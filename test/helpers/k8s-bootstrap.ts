@@ -281,6 +281,20 @@ export function sidecarBootstrap(patches: readonly EnvoyFilterPatch[], model: Si
       continue;
     }
     if (
+      p.applyTo === 'NETWORK_FILTER' &&
+      p.patch.operation === 'MERGE' &&
+      context === 'SIDECAR_INBOUND' &&
+      p.match?.listener?.filterChain?.filter?.name === HCM &&
+      p.match.listener.filterChain.filter.subFilter === undefined
+    ) {
+      // Istio merges the value into the filter as a protobuf message (messages field by field,
+      // repeated fields appended); the typed_config's @type must be the filter's own.
+      const hcm = inbound.filter_chains[0]?.filters[0];
+      if (!hcm) throw new Error('EnvoyFilter: no inbound connection manager to merge into');
+      protoMerge(hcm, value);
+      continue;
+    }
+    if (
       p.applyTo === 'HTTP_FILTER' &&
       p.patch.operation === 'INSERT_BEFORE' &&
       context === 'SIDECAR_INBOUND'
@@ -303,6 +317,23 @@ export function sidecarBootstrap(patches: readonly EnvoyFilterPatch[], model: Si
     layered_runtime: istioLayeredRuntime(model.runtimeValues ?? {}),
     static_resources: { listeners: [inbound, outbound], clusters },
   };
+}
+
+/** Merges `from` into `into` the way protobuf's MergeFrom does on JSON: maps recursively, lists appended. */
+function protoMerge(into: Json, from: Json): void {
+  for (const [key, value] of Object.entries(from)) {
+    const current = into[key];
+    if (Array.isArray(current) && Array.isArray(value)) current.push(...(value as unknown[]));
+    else if (isJson(current) && isJson(value)) {
+      if (key === 'typed_config' && current['@type'] !== value['@type'])
+        throw new Error(`EnvoyFilter MERGE: ${String(value['@type'])} into ${String(current['@type'])}`);
+      protoMerge(current, value);
+    } else into[key] = clone(value);
+  }
+}
+
+function isJson(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 export function sidecarBootstrapYaml(patches: readonly EnvoyFilterPatch[], model: SidecarModel): string {

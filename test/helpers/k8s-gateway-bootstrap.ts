@@ -109,10 +109,15 @@ export interface CircuitBreakerSettings {
 interface ExtProcEntry {
   backendRefs: { name: string; port: number }[];
   backendSettings?: {
-    retry?: { numRetries?: number; retryOn?: { triggers?: string[] } };
+    retry?: {
+      numRetries?: number;
+      perRetry?: { backOff?: { baseInterval?: string; maxInterval?: string } };
+      retryOn?: { triggers?: string[] };
+    };
     circuitBreaker?: CircuitBreakerSettings;
   };
   failOpen?: boolean;
+  statusOnError?: number;
   messageTimeout?: string;
   processingMode?: {
     request?: { body?: string };
@@ -120,6 +125,15 @@ interface ExtProcEntry {
     allowModeOverride?: boolean;
   };
   metadata?: { writableNamespaces?: string[] };
+}
+
+/** A Gateway API duration (`1s`, `500ms`, `1m`) in whole seconds, rounded down; 0 when unset. */
+function wholeSeconds(duration: string | undefined): number {
+  if (duration === undefined) return 0;
+  const m = /^(\d+)(ms|s|m|h)$/.exec(duration);
+  if (!m) throw new Error(`duration ${duration} is not modelled`);
+  const ms = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+  return Math.floor(ms / 1000);
 }
 
 const BODY_MODES: Record<string, string> = {
@@ -132,7 +146,15 @@ const BODY_MODES: Record<string, string> = {
 export function gatewayExtProcFilter(extProc: ExtProcEntry, clusterName: string, namespace: string): Json {
   onlyKeys(
     extProc,
-    ['backendRefs', 'backendSettings', 'failOpen', 'messageTimeout', 'processingMode', 'metadata'],
+    [
+      'backendRefs',
+      'backendSettings',
+      'failOpen',
+      'statusOnError',
+      'messageTimeout',
+      'processingMode',
+      'metadata',
+    ],
     'EnvoyExtensionPolicy extProc',
   );
   // :authority is the backend's `<name>.<namespace>:<port>` (translateEnvoyExtensionPolicyExtProc).
@@ -146,14 +168,25 @@ export function gatewayExtProcFilter(extProc: ExtProcEntry, clusterName: string,
     onlyKeys(extProc.backendSettings, ['retry', 'circuitBreaker'], 'extProc backendSettings');
     const retry = extProc.backendSettings.retry;
     if (retry) {
-      onlyKeys(retry, ['numRetries', 'retryOn'], 'extProc backendSettings.retry');
+      onlyKeys(retry, ['numRetries', 'perRetry', 'retryOn'], 'extProc backendSettings.retry');
       onlyKeys(retry.retryOn ?? {}, ['triggers'], 'extProc backendSettings.retry.retryOn');
+      onlyKeys(retry.perRetry ?? {}, ['backOff'], 'extProc backendSettings.retry.perRetry');
+      const backOff = retry.perRetry?.backOff;
       grpcService['retry_policy'] = {
         // Envoy Gateway's default when no trigger is given (retryDefaultRetryOn).
         retry_on:
           retry.retryOn?.triggers?.join(',') ??
           'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes',
         num_retries: retry.numRetries ?? 2,
+        // buildNonRouteRetryPolicy keeps whole seconds only (`int64(....Seconds())`).
+        ...(backOff
+          ? {
+              retry_back_off: {
+                base_interval: `${wholeSeconds(backOff.baseInterval)}s`,
+                max_interval: `${wholeSeconds(backOff.maxInterval)}s`,
+              },
+            }
+          : {}),
       };
     }
   }
@@ -168,6 +201,7 @@ export function gatewayExtProcFilter(extProc: ExtProcEntry, clusterName: string,
   const filter: Json = {
     grpc_service: grpcService,
     failure_mode_allow: extProc.failOpen ?? false,
+    ...(extProc.statusOnError !== undefined ? { status_on_error: { code: extProc.statusOnError } } : {}),
     processing_mode: {
       request_header_mode: mode.request ? 'SEND' : 'SKIP',
       response_header_mode: mode.response ? 'SEND' : 'SKIP',

@@ -49,8 +49,9 @@ it('drains under load: no saga lost, no 5xx other than 503 SAGAMESH_ERR_DRAINING
     }
   };
   const clients = Array.from({ length: 8 }, () => client());
-  // Let load build up, then ask sagamesh to stop.
-  while (outcomes.length < 16) await new Promise((r) => setTimeout(r, 20));
+  // Let load build up, then ask sagamesh to stop while a saga is in flight (a hotel call parked).
+  while (outcomes.length < 16 || stack.participants.hotel.inFlight() === 0)
+    await new Promise((r) => setTimeout(r, 5));
   const inFlightAtTerm = stack.participants.hotel.inFlight();
   const termAt = Date.now();
   const exit = stack.sagamesh.stop();

@@ -18,6 +18,7 @@ import {
   startEnvoy,
   validateEnvoyConfig,
 } from '../../demo/envoy';
+import { ERRORS } from '../../src/errors';
 
 jest.setTimeout(60_000);
 
@@ -391,10 +392,14 @@ describe('ingress and egress behaviour', () => {
   });
 
   describe('with nothing on the ext_proc port (sagamesh down)', () => {
-    test('fails closed: 500 and the upstream is never called', async () => {
+    test('fails closed after its connection retries: the coded 503, and the upstream is never called', async () => {
       const before = trips.count();
       const reply = await send(ports.ingress, { method: 'POST', path: '/trips', body: Buffer.from('{}') });
-      expect(reply.status).toBe(500);
+      expect(reply.status).toBe(503);
+      expect(JSON.parse(reply.body)).toEqual({
+        status: 'failed',
+        error: { code: ERRORS.COORDINATOR_UNAVAILABLE.code, message: ERRORS.COORDINATOR_UNAVAILABLE.message },
+      });
       expect(trips.count()).toBe(before);
     });
 
@@ -511,11 +516,12 @@ describe('ext_proc opted in per route (docs/envoy.md)', () => {
     await trips?.close();
   });
 
-  // Nothing listens on the ext_proc port: a route with the filter on fails closed (500).
+  // Nothing listens on the ext_proc port: a route with the filter on fails closed (503 after the
+  // connection retries).
   test('a route that opts in goes through ext_proc', async () => {
     const before = trips.count();
     const reply = await send(ports.ingress, { method: 'POST', path: '/trips', body: Buffer.from('{}') });
-    expect(reply.status).toBe(500);
+    expect(reply.status).toBe(503);
     expect(trips.count()).toBe(before);
   });
 

@@ -23,6 +23,7 @@ import { freePort, startStack } from '../../demo/stack';
 import * as grpc from '@grpc/grpc-js';
 import YAML from 'yaml';
 import { externalProcessorService } from '../../src/extproc/protos';
+import { ERRORS } from '../../src/errors';
 import type { EnvoyFilterPatch, SidecarModel } from '../helpers/k8s-bootstrap';
 import {
   envoyFilterPatches,
@@ -370,7 +371,11 @@ describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in
           typed_config: {
             grpc_service: {
               envoy_grpc: { cluster_name: GATEWAY_EXTPROC_CLUSTER },
-              retry_policy: { retry_on: 'refused-stream', num_retries: 3 },
+              retry_policy: {
+                retry_on: 'refused-stream,connect-failure',
+                num_retries: 20,
+                retry_back_off: { base_interval: '1s', max_interval: '1s' },
+              },
             },
           },
         });
@@ -516,13 +521,13 @@ describe('overlays/envoy-gateway: more concurrent sagas than Envoy`s default cir
     });
   });
 
-  test('control: without them (Envoy Gateway`s defaults) the gateway answers the excess with 500', async () => {
+  test('control: without them (Envoy Gateway`s defaults) the gateway answers the excess with its statusOnError, 503', async () => {
     const { policy } = gatewayInputs();
     const spec = specOf<{ extProc: { backendSettings: { circuitBreaker?: unknown } }[] }>(policy);
     for (const e of spec.extProc) delete e.backendSettings.circuitBreaker;
     const { statuses, overflow } = await concurrentSagas(policy);
     expect(overflow).toBeGreaterThan(0);
-    expect(statuses[500]).toBe(overflow);
+    expect(statuses[503]).toBe(overflow);
     expect(statuses[201]).toBe(CONCURRENT - overflow);
   });
 });
@@ -532,6 +537,7 @@ describe('the manifests’ Envoy fragments in a model of the trips pod’s sidec
     expect(patches.map((p) => `${p.applyTo}/${p.patch.operation}`).sort()).toEqual([
       'CLUSTER/ADD',
       'HTTP_FILTER/INSERT_BEFORE',
+      'NETWORK_FILTER/MERGE',
     ]);
   });
 
@@ -691,10 +697,18 @@ describe('the manifests’ Envoy fragments in a model of the trips pod’s sidec
     expect(result.counters.tx_reset).toBe(requests);
   });
 
-  test('fail closed: with sagamesh gone the sidecar answers 500 and the app sees nothing', async () => {
+  test('fail closed: with sagamesh gone the sidecar answers the coded 503 after its retries, and the app sees nothing', async () => {
     await stack?.sagamesh.stop();
     const res = await post('/trips', trip());
-    expect(res.status).toBe(500);
+    expect({
+      status: res.status,
+      retryAfter: res.headers.get('retry-after'),
+      code: res.body?.error?.code,
+    }).toEqual({
+      status: 503,
+      retryAfter: '1',
+      code: ERRORS.COORDINATOR_UNAVAILABLE.code,
+    });
     expect(stack?.app.calls()).toHaveLength(0);
   });
 });

@@ -37,8 +37,15 @@ const PACKAGE = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf
 interface ExtProcFilter {
   name: string;
   typed_config: {
-    grpc_service: { retry_policy?: { retry_on: string; num_retries: number } };
+    grpc_service: {
+      retry_policy?: {
+        retry_on: string;
+        num_retries: number;
+        retry_back_off?: { base_interval: string; max_interval: string };
+      };
+    };
     failure_mode_allow: boolean;
+    status_on_error?: { code: number };
     message_timeout: string;
     allow_mode_override: boolean;
     processing_mode: Record<string, string>;
@@ -61,18 +68,20 @@ interface EnvoyBootstrap {
     clusters: EnvoyCluster[];
     listeners: {
       name: string;
-      filter_chains: { filters: { typed_config: { http_filters: ExtProcFilter[] } }[] }[];
+      filter_chains: {
+        filters: { typed_config: { http_filters: ExtProcFilter[]; local_reply_config?: unknown } }[];
+      }[];
     }[];
   };
 }
 
 const envoyYaml = YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as EnvoyBootstrap;
 const envoyCluster = envoyYaml.static_resources.clusters.find((c) => c.name === 'sagamesh') as EnvoyCluster;
-const envoyExtProc = envoyYaml.static_resources.listeners
-  .find((l) => l.name === 'ingress')
-  ?.filter_chains[0]?.filters[0]?.typed_config.http_filters.find(
-    (f) => f.name === 'envoy.filters.http.ext_proc',
-  ) as ExtProcFilter;
+const envoyIngressHcm = envoyYaml.static_resources.listeners.find((l) => l.name === 'ingress')
+  ?.filter_chains[0]?.filters[0]?.typed_config;
+const envoyExtProc = envoyIngressHcm?.http_filters.find(
+  (f) => f.name === 'envoy.filters.http.ext_proc',
+) as ExtProcFilter;
 const envoyEndpoint: SocketAddress = envoyCluster.load_assignment.endpoints.flatMap((l) => l.lb_endpoints)[0]
   ?.endpoint.address.socket_address ?? { address: '', port_value: 0 };
 
@@ -98,10 +107,11 @@ interface ExtProcSpec {
   extProc: {
     backendRefs: { name: string; port: number }[];
     backendSettings?: {
-      retry?: { numRetries?: number; retryOn?: { triggers?: string[] } };
+      retry?: { numRetries?: number; perRetry?: unknown; retryOn?: { triggers?: string[] } };
       circuitBreaker?: Record<string, number>;
     };
     failOpen: boolean;
+    statusOnError?: number;
     messageTimeout: string;
     processingMode: unknown;
     metadata: { writableNamespaces: string[] };
@@ -207,6 +217,23 @@ describe('base: sagamesh attached to the trips pod in an Istio mesh', () => {
     expect(filter.match.context).toBe('SIDECAR_INBOUND');
     expect(filter.match.listener?.filterChain.filter.subFilter.name).toBe('envoy.filters.http.router');
     expect(filter.patch).toEqual({ operation: 'INSERT_BEFORE', value: envoyExtProc });
+    // envoy/envoy.yaml's coded answer for a failed ext_proc stream, merged into the inbound HCM.
+    const hcm = patch('NETWORK_FILTER');
+    expect(envoyIngressHcm?.local_reply_config).toBeDefined();
+    expect(hcm.match).toEqual({
+      context: 'SIDECAR_INBOUND',
+      listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } },
+    });
+    expect(hcm.patch).toEqual({
+      operation: 'MERGE',
+      value: {
+        typed_config: {
+          '@type':
+            'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+          local_reply_config: envoyIngressHcm?.local_reply_config,
+        },
+      },
+    });
   });
 
   test('the EnvoyFilter and the AuthorizationPolicy select exactly the pods that got sagamesh', () => {
@@ -359,6 +386,7 @@ describe('overlays/envoy-gateway: sagas at the edge', () => {
     const ours = envoyExtProc.typed_config;
     if (!ext) throw new Error('no extProc in the EnvoyExtensionPolicy');
     expect(ext.failOpen).toBe(ours.failure_mode_allow);
+    expect(ext.statusOnError).toBe(ours.status_on_error?.code);
     expect(ext.messageTimeout).toBe(ours.message_timeout);
     expect(ours.processing_mode).toMatchObject({
       request_body_mode: 'BUFFERED',
@@ -372,11 +400,17 @@ describe('overlays/envoy-gateway: sagas at the edge', () => {
     expect(ext.metadata.writableNamespaces).toEqual(ours.metadata_options.receiving_namespaces.untyped);
   });
 
-  test('the ext_proc backend is retried like envoy/envoy.yaml`s grpc_service: refused streams only', () => {
+  test('the ext_proc backend is retried like envoy/envoy.yaml`s grpc_service: refused streams and failed connections only', () => {
     const ours = envoyExtProc.typed_config.grpc_service.retry_policy;
-    expect(ours).toBeDefined();
+    expect(ours?.retry_back_off).toBeDefined();
     expect(policy().extProc[0]?.backendSettings?.retry).toEqual({
       numRetries: ours?.num_retries,
+      perRetry: {
+        backOff: {
+          baseInterval: ours?.retry_back_off?.base_interval,
+          maxInterval: ours?.retry_back_off?.max_interval,
+        },
+      },
       retryOn: { triggers: ours?.retry_on.split(',') },
     });
   });
