@@ -115,6 +115,8 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   const server = new ExtProcServer({
     logger,
     observer,
+    // The body plus room for the headers message (Envoy's header limit is 60 KiB by default).
+    maxMessageBytes: config.maxBodyBytes + 1024 * 1024,
     processorFactory: (context) =>
       new SagaProcessor(
         {
@@ -127,6 +129,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
           idempotencyRetentionMs: config.idempotencyRetentionMs,
           isDraining: () => draining,
           maxInFlight: config.maxInFlight,
+          maxBodyBytes: config.maxBodyBytes,
         },
         context,
       ),

@@ -111,6 +111,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.INVALID_ARGUMENT,
     false,
   ),
+  BODY_TOO_LARGE: spec(
+    'SAGAMESH_ERR_BODY_TOO_LARGE',
+    'request body is larger than sagamesh takes (SAGAMESH_MAX_BODY_BYTES)',
+    413,
+    GrpcStatus.RESOURCE_EXHAUSTED,
+    false,
+  ),
   INPUT_INVALID: spec(
     'SAGAMESH_ERR_INPUT_INVALID',
     'request body does not match the saga input',

@@ -37,6 +37,8 @@ export interface Config {
   readonly answerBudgetMs: number;
   /** Load shedding: past this many sagas in flight, new saga requests get 503 OVERLOADED. */
   readonly maxInFlight: number;
+  /** Largest saga request body sagamesh takes (Envoy's own limit may be lower); larger → 413. */
+  readonly maxBodyBytes: number;
   /** On SIGTERM: how long in-flight streams may take to finish. */
   readonly shutdownGraceMs: number;
   /** `host:port` of the admin HTTP server (health, metrics, sagas API, UI); port 0 picks a free one. */
@@ -66,6 +68,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxDeadlineMs: 60_000,
   answerBudgetMs: 63_000,
   maxInFlight: 20_000,
+  maxBodyBytes: 65_536,
   shutdownGraceMs: 10_000,
   adminAddress: '127.0.0.1:9090',
   reloadDebounceMs: 200,
@@ -90,6 +93,7 @@ export const ENV_VARS: Readonly<Record<keyof Config, string>> = Object.freeze({
   maxDeadlineMs: 'SAGAMESH_MAX_DEADLINE_MS',
   answerBudgetMs: 'SAGAMESH_ANSWER_BUDGET_MS',
   maxInFlight: 'SAGAMESH_MAX_IN_FLIGHT',
+  maxBodyBytes: 'SAGAMESH_MAX_BODY_BYTES',
   shutdownGraceMs: 'SAGAMESH_SHUTDOWN_GRACE_MS',
   adminAddress: 'SAGAMESH_ADMIN_ADDR',
   adminToken: 'SAGAMESH_ADMIN_TOKEN',
@@ -172,6 +176,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
   const maxDeadlineMs = int('maxDeadlineMs', 100, 3_600_000);
   const answerBudgetMs = int('answerBudgetMs', 100, 3_600_000);
   const maxInFlight = int('maxInFlight', 1, 10_000_000);
+  const maxBodyBytes = int('maxBodyBytes', 1024, 16 * 1024 * 1024);
   const shutdownGraceMs = int('shutdownGraceMs', 0, 600_000);
   const reloadDebounceMs = int('reloadDebounceMs', 0, 60_000);
 
@@ -210,6 +215,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
     maxDeadlineMs,
     answerBudgetMs,
     maxInFlight,
+    maxBodyBytes,
     shutdownGraceMs,
     adminAddress,
     ...(adminToken !== undefined ? { adminToken: new Secret(adminToken) } : {}),

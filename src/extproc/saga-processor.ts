@@ -45,6 +45,8 @@ export interface SagaProcessorDeps {
    * 503 OVERLOADED + Retry-After the way draining answers, before anything is recorded or called.
    */
   readonly maxInFlight?: number;
+  /** Largest saga request body taken (SAGAMESH_MAX_BODY_BYTES); larger → 413 before it is parsed. */
+  readonly maxBodyBytes: number;
 }
 
 /** Envoy's router honours it as the route timeout of this one request. */
@@ -202,6 +204,12 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const { definition } = matched;
     let body: unknown;
     try {
+      if (raw.length > this.deps.maxBodyBytes) {
+        throw new SagameshError(
+          ERRORS.BODY_TOO_LARGE,
+          `${raw.length} bytes, at most ${this.deps.maxBodyBytes}`,
+        );
+      }
       body = this.parseBody(definition, raw, matched.headers['content-type']);
     } catch (err) {
       const e = toSagameshError(err);

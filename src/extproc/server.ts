@@ -1,10 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
+import fs from 'node:fs';
+import net from 'node:net';
 import { HealthImplementation } from 'grpc-health-check';
 import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
 import type { Observer } from '../observer';
 import { NOOP_OBSERVER } from '../observer';
 import type { ProcessingRequest, ProcessingResponse } from './messages';
+import { PhaseOrder, phaseOf } from './phases';
 import type { Processor, ProcessorFactory } from './processor';
 import { EXT_PROC_SERVICE_NAME, externalProcessorService } from './protos';
 
@@ -20,25 +23,44 @@ export interface ExtProcServerOptions {
   readonly processorFactory: ProcessorFactory;
   readonly logger: Logger;
   readonly observer?: Observer;
+  /** Largest ext_proc message taken; larger ones end the stream with RESOURCE_EXHAUSTED. */
+  readonly maxMessageBytes?: number;
 }
 
-function dispatch(processor: Processor, message: ProcessingRequest): Promise<ProcessingResponse> {
-  if (message.request_headers) return processor.requestHeaders(message.request_headers);
-  if (message.request_body) return processor.requestBody(message.request_body);
-  if (message.response_headers) return processor.responseHeaders(message.response_headers);
-  if (message.response_body) return processor.responseBody(message.response_body);
-  if (message.request_trailers) return Promise.resolve({ request_trailers: {} });
-  if (message.response_trailers) return Promise.resolve({ response_trailers: {} });
-  return Promise.reject(
-    new SagameshError(ERRORS.PROTOCOL, `message without a phase: ${message.request ?? '?'}`),
-  );
+/** Default of `maxMessageBytes`: a 64 KiB body plus room for headers. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 + 1024 * 1024;
+
+/** Hands a message to its phase's method, once `order` allows the phase (PROTOCOL otherwise). */
+function dispatch(
+  processor: Processor,
+  order: PhaseOrder,
+  message: ProcessingRequest,
+): Promise<ProcessingResponse> {
+  const phase = phaseOf(message);
+  if (!phase) {
+    return Promise.reject(
+      new SagameshError(ERRORS.PROTOCOL, `message without a phase: ${message.request ?? '?'}`),
+    );
+  }
+  order.check(phase);
+  switch (phase) {
+    case 'request_headers':
+      return processor.requestHeaders(message.request_headers ?? {});
+    case 'request_body':
+      return processor.requestBody(message.request_body ?? {});
+    case 'response_headers':
+      return processor.responseHeaders(message.response_headers ?? {});
+    case 'response_body':
+      return processor.responseBody(message.response_body ?? {});
+    case 'request_trailers':
+      return Promise.resolve({ request_trailers: {} });
+    case 'response_trailers':
+      return Promise.resolve({ response_trailers: {} });
+  }
 }
 
 export class ExtProcServer {
-  private readonly server = new grpc.Server({
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.max_receive_message_length': 8 * 1024 * 1024,
-  });
+  private readonly server: grpc.Server;
   private readonly health = new HealthImplementation({
     '': 'NOT_SERVING',
     [EXT_PROC_SERVICE_NAME]: 'NOT_SERVING',
@@ -47,21 +69,32 @@ export class ExtProcServer {
   private streamCount = 0;
 
   constructor(private readonly options: ExtProcServerOptions) {
+    this.server = new grpc.Server({
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.max_receive_message_length': options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    });
     this.server.addService(externalProcessorService(), {
       Process: (stream: ProcessStream) => this.process(stream),
     });
     this.health.addToServer(this.server);
   }
 
-  /** Binds `host:port` or `unix:/path`; resolves the bound port (0 for unix sockets). */
-  listen(address: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
-        if (err) return reject(err);
-        this.setServing(true);
-        resolve(port);
-      });
+  /**
+   * Binds `host:port` or `unix:/path`; resolves the bound port (0 for unix sockets). A unix socket
+   * left behind by a crashed sagamesh is removed first (one that answers is another process's:
+   * binding fails), and the new one is made group-writable (0660): who can write it can connect.
+   */
+  async listen(address: string): Promise<number> {
+    const socketPath = address.startsWith('unix:') ? address.slice('unix:'.length) : undefined;
+    if (socketPath !== undefined) await removeStaleSocket(socketPath);
+    const port = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+        err ? reject(err) : resolve(bound),
+      );
     });
+    if (socketPath !== undefined) await fs.promises.chmod(socketPath, 0o660);
+    this.setServing(true);
+    return port;
   }
 
   setServing(serving: boolean): void {
@@ -93,6 +126,7 @@ export class ExtProcServer {
     const streamId = ++this.streamCount;
     const logger = this.options.logger.child({ stream: streamId });
     const processor = this.options.processorFactory({ logger });
+    const order = new PhaseOrder();
     this.streams.add(stream);
     let chain: Promise<void> = Promise.resolve();
     let closed = false;
@@ -111,7 +145,7 @@ export class ExtProcServer {
       chain = chain.then(async () => {
         if (closed) return;
         try {
-          const response = await dispatch(processor, message);
+          const response = await dispatch(processor, order, message);
           if (!closed && !stream.cancelled) stream.write(response);
         } catch (err) {
           const e = toSagameshError(err);
@@ -141,4 +175,27 @@ export class ExtProcServer {
       close('cancelled');
     });
   }
+}
+
+/**
+ * Removes a unix socket file nobody listens on (what a killed sagamesh leaves behind, which would
+ * make the next bind fail with EADDRINUSE). A socket that accepts a connection is left alone.
+ */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  let stat: fs.Stats;
+  try {
+    stat = await fs.promises.lstat(socketPath);
+  } catch {
+    return; // nothing there
+  }
+  if (!stat.isSocket()) return; // not ours to remove: the bind reports it
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (!live) await fs.promises.unlink(socketPath);
 }

@@ -1,4 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { service as healthService } from 'grpc-health-check';
 import pino from 'pino';
 import { ERRORS, SagameshError } from '../../src/errors';
@@ -15,10 +19,11 @@ import { ExtProcServer } from '../../src/extproc/server';
 const Client = grpc.makeGenericClientConstructor(externalProcessorService(), 'ExternalProcessor');
 const HealthClient = grpc.makeGenericClientConstructor(healthService, 'Health');
 
-async function serve(processor: () => Processor) {
+async function serve(processor: () => Processor, opts: { address?: string; maxMessageBytes?: number } = {}) {
   const closes: string[] = [];
   const server = new ExtProcServer({
     logger: pino({ level: 'silent' }),
+    ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
     processorFactory: () => {
       const p = processor();
       const close = p.close.bind(p);
@@ -29,8 +34,8 @@ async function serve(processor: () => Processor) {
       return p;
     },
   });
-  const port = await server.listen('127.0.0.1:0');
-  const address = `127.0.0.1:${port}`;
+  const port = await server.listen(opts.address ?? '127.0.0.1:0');
+  const address = opts.address ?? `127.0.0.1:${port}`;
   return { server, address, closes };
 }
 
@@ -161,6 +166,76 @@ describe('ExtProcServer', () => {
     } finally {
       client.close();
       await server.stop(100);
+    }
+  });
+
+  it('ends a stream whose messages come out of Envoy`s order (a second request_headers starts nothing)', async () => {
+    let headersSeen = 0;
+    class Counting extends PassThroughProcessor {
+      override requestHeaders(h: Parameters<Processor['requestHeaders']>[0]): Promise<ProcessingResponse> {
+        headersSeen += 1;
+        return super.requestHeaders(h);
+      }
+    }
+    const { server, address } = await serve(() => new Counting());
+    try {
+      for (const [first, second] of [
+        [headers('/x'), headers('/x')],
+        [{ response_headers: { headers: { headers: [] } } }, { request_body: { body: Buffer.from('{}') } }],
+      ] as [ProcessingRequest, ProcessingRequest][]) {
+        const { stream, client } = open(address);
+        stream.write(first);
+        await next(stream);
+        stream.write(second);
+        await expect(next(stream)).rejects.toMatchObject({
+          code: grpc.status.FAILED_PRECONDITION,
+          details: expect.stringContaining('SAGAMESH_ERR_PROTOCOL') as unknown,
+        });
+        client.close();
+      }
+      expect(headersSeen).toBe(1);
+    } finally {
+      await server.stop(100);
+    }
+  });
+
+  it('refuses a message over maxMessageBytes with RESOURCE_EXHAUSTED', async () => {
+    const { server, address } = await serve(() => new PassThroughProcessor(), { maxMessageBytes: 64 * 1024 });
+    const { stream, client } = open(address);
+    try {
+      stream.write(headers('/x'));
+      await next(stream);
+      stream.write({ request_body: { body: Buffer.alloc(128 * 1024, 'x'), end_of_stream: true } });
+      await expect(next(stream)).rejects.toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+    } finally {
+      client.close();
+      await server.stop(100);
+    }
+  });
+
+  it('takes over a unix socket a killed sagamesh left behind, and never one that is alive', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-sock-'));
+    const socket = path.join(dir, 'extproc.sock');
+    // What kill -9 leaves: the socket file, with nobody listening on it.
+    const script = `require('net').createServer().listen(${JSON.stringify(socket)}, () => process.kill(process.pid, 'SIGKILL'))`;
+    expect(() => execFileSync(process.execPath, ['-e', script], { stdio: 'ignore' })).toThrow(/SIGKILL/);
+    expect(fs.lstatSync(socket).isSocket()).toBe(true);
+    const { server, address } = await serve(() => new PassThroughProcessor(), { address: `unix:${socket}` });
+    try {
+      expect(fs.statSync(socket).mode & 0o777).toBe(0o660);
+      const { stream, client } = open(address);
+      stream.write(headers('/x'));
+      expect(await next(stream)).toMatchObject({ request_headers: { response: { status: 'CONTINUE' } } });
+      client.close();
+      // A second server on the same, live socket fails instead of stealing it.
+      const second = new ExtProcServer({
+        logger: pino({ level: 'silent' }),
+        processorFactory: () => new PassThroughProcessor(),
+      });
+      await expect(second.listen(`unix:${socket}`)).rejects.toThrow(/EADDRINUSE/);
+    } finally {
+      await server.stop(100);
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -43,6 +43,7 @@ function processor(
         clock: new SimulatedClock(),
         idempotencyRetentionMs: 60_000,
         isDraining: () => opts.draining ?? false,
+        maxBodyBytes: 1024,
         ...(opts.maxInFlight !== undefined ? { maxInFlight: opts.maxInFlight } : {}),
         ...(opts.observer ? { observer: opts.observer } : {}),
       },
@@ -129,6 +130,27 @@ describe('SagaProcessor', () => {
     expect(r.immediate_response?.status.code).toBe(400);
     expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_BODY_NOT_JSON');
     expect(start).not.toHaveBeenCalled();
+  });
+
+  it('answers 413 BODY_TOO_LARGE for a body over SAGAMESH_MAX_BODY_BYTES, before parsing or recording it', async () => {
+    const start = jest.fn(() => Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'not here')));
+    const reserveKey = jest.fn();
+    const { make, log } = processor({ start: start as unknown as SagaRunner['start'] });
+    log.reserveKey = reserveKey;
+    const p = make();
+    await p.requestHeaders(headers('/test', { 'idempotency-key': 'k1' }));
+    const big = Buffer.from(JSON.stringify({ pad: 'x'.repeat(1024) }));
+    const r = await p.requestBody({ body: big, end_of_stream: true });
+    expect(r.immediate_response?.status.code).toBe(413);
+    expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_BODY_TOO_LARGE');
+    expect(start).not.toHaveBeenCalled();
+    expect(reserveKey).not.toHaveBeenCalled();
+    // A body at the limit is taken.
+    const q = make();
+    await q.requestHeaders(headers('/test'));
+    const atLimit = await q.requestBody({ body: Buffer.from(`"${'x'.repeat(1022)}"`), end_of_stream: true });
+    expect(bodyOf(atLimit).error?.code).toBe('SAGAMESH_ERR_STORE_UNAVAILABLE');
+    expect(start).toHaveBeenCalledTimes(1);
   });
 
   it('releases an Idempotency-Key whose saga could not start, so a retry starts afresh', async () => {
