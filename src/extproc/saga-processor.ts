@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../clock';
 import type { SagaLog, StoredAnswer } from '../saga-log/saga-log';
 import { dynamicMetadata, errorAnswer, immediate, jsonResponse, SAGA_ID_HEADER, sagaAnswer } from './answers';
-import { headersToRecord, setHeaders, splitPath } from './headers';
+import { headersToRecord, ownedHeaderNames, setHeaders, splitPath } from './headers';
 import type { CommonResponse, HttpBody, HttpHeaders, ProcessingMode, ProcessingResponse } from './messages';
 import type { Processor, StreamContext } from './processor';
 import { CONTINUE, PassThroughProcessor } from './processor';
@@ -16,7 +16,8 @@ import { CONTINUE, PassThroughProcessor } from './processor';
 /**
  * The Processor that runs sagas. Per stream (= per HTTP request):
  *   request headers: match a definition; no match → CONTINUE and switch the rest of the stream off
- *     (mode_override), so non-saga traffic costs one round trip;
+ *     (mode_override), so non-saga traffic costs one round trip; saga or not, the headers sagamesh
+ *     owns are removed if the client sent them;
  *   request body (or headers with end_of_stream): validate the input, start the saga, and
  *     - respond: aggregate → answer with an ImmediateResponse once the saga has settled;
  *     - respond: upstream  → once the steps succeeded, let the request continue with the saga id
@@ -25,6 +26,8 @@ import { CONTINUE, PassThroughProcessor } from './processor';
 
 export interface DefinitionMatcher {
   match(method: string, path: string): SagaDefinition | undefined;
+  /** Request headers besides `x-sagamesh-*` that only sagamesh may set (absent: none). */
+  readonly ownedHeaders?: ReadonlySet<string>;
 }
 
 export interface SagaProcessorDeps {
@@ -52,6 +55,8 @@ const MAX_KEY_LENGTH = 255;
 
 interface Matched {
   readonly definition: SagaDefinition;
+  /** Owned headers the client sent: removed from the request before it continues. */
+  readonly strip: readonly string[];
   readonly headers: Record<string, string>;
   readonly method: string;
   readonly path: string;
@@ -72,6 +77,11 @@ const mode = (body: 'NONE' | 'BUFFERED', responseHeaders: 'SEND' | 'SKIP'): Proc
 });
 /** Not a saga: nothing more to see on this stream. */
 const PASS_THROUGH_MODE = mode('NONE', 'SKIP');
+const NO_OWNED_HEADERS: ReadonlySet<string> = new Set();
+
+/** CONTINUE, without the headers in `strip` (owned headers a client sent). */
+const continueWithout = (strip: readonly string[]): CommonResponse =>
+  strip.length === 0 ? CONTINUE : { ...CONTINUE, header_mutation: { remove_headers: [...strip] } };
 
 const timeout = (ms: number): { promise: Promise<'timeout'>; cancel: () => void } => {
   let timer: NodeJS.Timeout | undefined;
@@ -119,16 +129,19 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const headers = headersToRecord(message);
     const method = (headers[':method'] ?? '').toUpperCase();
     const { path, query } = splitPath(headers[':path'] ?? '/');
-    const definition = this.deps.definitions().match(method, path);
+    const definitions = this.deps.definitions();
+    const definition = definitions.match(method, path);
+    // Saga or not, a client's owned headers go no further (ARCHITECTURE §1, Isolation).
+    const strip = ownedHeaderNames(message, definitions.ownedHeaders ?? NO_OWNED_HEADERS);
     this.logger.debug({ method, path, saga: definition?.name }, 'request headers');
     if (!definition) {
       // Not a saga: stop asking for this stream's body and response.
       return {
-        request_headers: { response: CONTINUE },
+        request_headers: { response: continueWithout(strip) },
         mode_override: PASS_THROUGH_MODE,
       };
     }
-    this.matched = { definition, headers, method, path, query };
+    this.matched = { definition, strip, headers, method, path, query };
     const e = this.refusal();
     if (e) {
       this.deps.observer?.sagaRejected(definition.name, e.code);
@@ -140,7 +153,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     }
     if (message.end_of_stream) return this.run(Buffer.alloc(0), 'request_headers');
     return {
-      request_headers: { response: CONTINUE },
+      request_headers: { response: continueWithout(strip) },
       // Aggregate sagas answer with an ImmediateResponse; only pivot mode reads the upstream's answer.
       mode_override: mode('BUFFERED', definition.respond === 'upstream' ? 'SEND' : 'SKIP'),
     };
@@ -378,6 +391,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     phase: 'request_headers' | 'request_body',
   ): Promise<ProcessingResponse> {
     const upstream = execution.definition.upstream;
+    const strip = this.matched?.strip ?? [];
     const scope = execution.scope();
     let response: CommonResponse;
     try {
@@ -386,14 +400,18 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
       response = {
         ...CONTINUE,
-        header_mutation: setHeaders({
-          ...headers,
-          [SAGA_ID_HEADER]: execution.sagaId,
-          // With a replaced body and header mode SEND, Envoy needs the right length.
-          ...(payload
-            ? { 'content-length': String(payload.length), 'content-type': 'application/json' }
-            : {}),
-        }),
+        header_mutation: {
+          ...setHeaders({
+            ...headers,
+            [SAGA_ID_HEADER]: execution.sagaId,
+            // With a replaced body and header mode SEND, Envoy needs the right length.
+            ...(payload
+              ? { 'content-length': String(payload.length), 'content-type': 'application/json' }
+              : {}),
+          }),
+          // A body-phase answer comes after the headers phase removed them.
+          ...(phase === 'request_headers' && strip.length > 0 ? { remove_headers: [...strip] } : {}),
+        },
         ...(payload ? { body_mutation: { body: payload } } : {}),
       };
     } catch (err) {

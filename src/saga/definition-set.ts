@@ -9,6 +9,8 @@ export class DefinitionSet {
   private readonly byMatch = new Map<string, SagaDefinition>();
   private readonly byName = new Map<string, SagaDefinition>();
   private readonly all: readonly SagaDefinition[];
+  /** Every pivot definition's `upstream.headers` names: sagamesh's alone, never a client's. */
+  readonly ownedHeaders: ReadonlySet<string>;
 
   /** Throws SagameshError(DEF_DUPLICATE) for a repeated name or match; the loader never yields one. */
   constructor(defs: readonly SagaDefinition[]) {
@@ -25,6 +27,7 @@ export class DefinitionSet {
       this.byName.set(def.name, def);
     }
     this.all = Object.freeze([...defs]);
+    this.ownedHeaders = new Set(defs.flatMap((d) => Object.keys(d.upstream?.headers ?? {})));
   }
 
   get size(): number {

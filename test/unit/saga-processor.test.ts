@@ -8,7 +8,7 @@ import type { SagaRunner } from '../../src/saga/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import type { Observer } from '../../src/observer';
 import { NOOP_OBSERVER } from '../../src/observer';
-import { definition, step } from '../helpers/fake-definition';
+import { constant, definition, step } from '../helpers/fake-definition';
 
 /** The saga processor's decisions before any saga runs, with the runner and store faked. */
 const def: SagaDefinition = { ...definition([step('hotel')]), input: { json: true } };
@@ -20,6 +20,7 @@ function processor(
     inFlight?: () => number;
     maxInFlight?: number;
     observer?: Observer;
+    definition?: SagaDefinition;
   } = {},
 ) {
   const log = new MemorySagaLog(new SimulatedClock());
@@ -35,7 +36,9 @@ function processor(
     new SagaProcessor(
       {
         definitions: () => ({
-          match: (m: string, p: string) => (m === 'POST' && p === '/test' ? def : undefined),
+          match: (m: string, p: string) =>
+            m === 'POST' && p === '/test' ? (opts.definition ?? def) : undefined,
+          ownedHeaders: new Set(['x-hotel-booking']),
         }),
         runner,
         answerBudgetMs: 1000,
@@ -152,5 +155,51 @@ describe('SagaProcessor', () => {
         expiredBefore: 0,
       }),
     ).toEqual({ reserved: true });
+  });
+});
+
+describe('SagaProcessor: headers sagamesh owns', () => {
+  const forged = {
+    'x-sagamesh-saga-id': 'F',
+    'X-Sagamesh-Step': 'F',
+    'x-hotel-booking': 'F',
+    'x-ok': 'kept',
+  };
+  const removed = (r: ProcessingResponse) => r.request_headers?.response.header_mutation?.remove_headers;
+
+  it('removes them from a request that matches no saga, in the one answer it gets', async () => {
+    const r = await processor().make().requestHeaders(headers('/other', forged));
+    expect(removed(r)).toEqual(['x-sagamesh-saga-id', 'x-sagamesh-step', 'x-hotel-booking']);
+    expect(r.mode_override).toMatchObject({ request_body_mode: 'NONE', response_header_mode: 'SKIP' });
+  });
+
+  it('removes them from a saga request before its body is sent', async () => {
+    const r = await processor().make().requestHeaders(headers('/test', forged));
+    expect(removed(r)).toEqual(['x-sagamesh-saga-id', 'x-sagamesh-step', 'x-hotel-booking']);
+    expect(r.mode_override).toMatchObject({ request_body_mode: 'BUFFERED' });
+  });
+
+  it('removes a pivot header the saga leaves out, when a bodiless pivot request continues upstream', async () => {
+    const pivot: SagaDefinition = definition([step('hotel')], {
+      respond: 'upstream',
+      upstream: { headers: { 'x-hotel-booking': constant(undefined) } },
+    });
+    const scope = { request: { method: 'POST', path: '/test', query: {}, headers: {}, body: null } };
+    const execution = {
+      sagaId: 'saga-1',
+      definition: pivot,
+      stepsDone: Promise.resolve('pivot'),
+      settled: new Promise(() => undefined),
+      scope: () => ({ ...scope, steps: {}, saga: { id: 'saga-1', name: pivot.name } }),
+    };
+    const start = (() => Promise.resolve(execution)) as unknown as SagaRunner['start'];
+    const r = await processor({ start, definition: pivot })
+      .make()
+      .requestHeaders(headers('/test', forged, true));
+    const mutation = r.request_headers?.response.header_mutation;
+    expect(mutation?.remove_headers).toEqual(['x-sagamesh-saga-id', 'x-sagamesh-step', 'x-hotel-booking']);
+    expect(mutation?.set_headers?.map((h) => [h.header.key, h.header.raw_value.toString()])).toEqual([
+      ['x-sagamesh-saga-id', 'saga-1'],
+    ]);
   });
 });
