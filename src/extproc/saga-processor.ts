@@ -26,6 +26,8 @@ import { CONTINUE, PassThroughProcessor } from './processor';
 
 export interface DefinitionMatcher {
   match(method: string, path: string): SagaDefinition | undefined;
+  /** The saga an odd spelling of a path might name (refused with PATH_AMBIGUOUS; absent: none). */
+  ambiguous?(method: string, path: string): SagaDefinition | undefined;
   /** Request headers besides `x-sagamesh-*` that only sagamesh may set (absent: none). */
   readonly ownedHeaders?: ReadonlySet<string>;
 }
@@ -135,6 +137,8 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const strip = ownedHeaderNames(message, definitions.ownedHeaders ?? NO_OWNED_HEADERS);
     this.logger.debug({ method, path, saga: definition?.name }, 'request headers');
     if (!definition) {
+      const shadowed = definitions.ambiguous?.(method, path);
+      if (shadowed) return this.refuseAmbiguous(shadowed, path);
       // Not a saga: stop asking for this stream's body and response.
       return {
         request_headers: { response: continueWithout(strip) },
@@ -157,6 +161,14 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       // Aggregate sagas answer with an ImmediateResponse; only pivot mode reads the upstream's answer.
       mode_override: mode('BUFFERED', definition.respond === 'upstream' ? 'SEND' : 'SKIP'),
     };
+  }
+
+  /** A path that some server might read as this saga's: never passed on, never run (docs/saga-format.md). */
+  private refuseAmbiguous(definition: SagaDefinition, path: string): ProcessingResponse {
+    const e = new SagameshError(ERRORS.PATH_AMBIGUOUS, `${path} may mean ${definition.match.path}`);
+    this.logger.info({ saga: definition.name, code: e.code, path }, 'saga request rejected');
+    this.deps.observer?.sagaRejected(definition.name, e.code);
+    return errorAnswer(e, definition.name);
   }
 
   /** Why no saga may start now (draining, or too many in flight), or undefined. */

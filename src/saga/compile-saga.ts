@@ -17,6 +17,7 @@ import type { RawResponse, RawUpstream } from './schema';
 import { ancestors, checkStepReads, stepGraph } from './step-graph';
 import type { StepGraph } from './step-graph';
 import { NOT_JSON, compileTemplate } from './template';
+import { canonicalPath } from './path-match';
 
 /**
  * One saga file's parsed data → SagaDefinition: schema, templates, step graph. Every problem goes
@@ -81,7 +82,8 @@ export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollect
 
   const identity = envelope && {
     name: envelope.metadata.name,
-    match: `${envelope.spec.match.method} ${envelope.spec.match.path}`,
+    // As requests match it (any case): two files that differ in case only clash.
+    match: `${envelope.spec.match.method} ${canonicalPath(envelope.spec.match.path) ?? envelope.spec.match.path}`,
   };
   if (out.size > 0 || !envelope || !response || deadlineMs === undefined) return { identity };
   if (input && 'error' in input) return { identity };

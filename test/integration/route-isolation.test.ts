@@ -1,21 +1,53 @@
 import http from 'node:http';
+import YAML from 'yaml';
+import type { EnvoyProcess } from '../../demo/envoy';
+import { renderEnvoyConfig, startEnvoy } from '../../demo/envoy';
 import type { Stack } from '../../demo/stack';
-import { startStack } from '../../demo/stack';
+import { freePort, startStack } from '../../demo/stack';
 
 /**
- * A pivot route (`respond: upstream`, the demo's POST /itineraries) cannot be bypassed: headers
- * sagamesh owns never reach the upstream from a client. What the upstream (`trips`) received is
+ * A pivot route (`respond: upstream`, the demo's POST /itineraries) cannot be bypassed: every
+ * spelling of its path either runs the saga or is refused, and headers sagamesh owns never reach
+ * the upstream from a client — through envoy/envoy.yaml, and through an Envoy that normalises
+ * nothing (an operator's config sagamesh cannot rely on). What the upstream (`trips`) received is
  * read from its own record of calls.
  */
 jest.setTimeout(60_000);
 
 let stack: Stack;
+/** The same sagamesh behind an Envoy without normalize_path, merge_slashes or an escaped-slash action. */
+let bare: { envoy: EnvoyProcess; port: number };
+
+/** envoy/envoy.yaml with the ingress's path handling taken out. */
+function bareConfig(ports: Stack['ports']): string {
+  const config = YAML.parse(renderEnvoyConfig(ports)) as {
+    static_resources: {
+      listeners: { name: string; filter_chains: { filters: { typed_config: object }[] }[] }[];
+    };
+  };
+  const ingress = config.static_resources.listeners.find((l) => l.name === 'ingress');
+  const hcm = ingress?.filter_chains[0]?.filters[0]?.typed_config as Record<string, unknown> | undefined;
+  if (!hcm) throw new Error('envoy/envoy.yaml has no ingress connection manager');
+  for (const key of ['normalize_path', 'merge_slashes', 'path_with_escaped_slashes_action']) delete hcm[key];
+  return YAML.stringify(config, { lineWidth: 0 });
+}
 
 beforeAll(async () => {
   stack = await startStack({ ports: 'free', env: { SAGAMESH_STORE: 'memory' } });
+  const ports = {
+    ...stack.ports,
+    ingress: await freePort(),
+    egress: await freePort(),
+    admin: await freePort(),
+  };
+  bare = {
+    envoy: await startEnvoy({ configYaml: bareConfig(ports), adminPort: ports.admin }),
+    port: ports.ingress,
+  };
 });
 
 afterAll(async () => {
+  await bare?.envoy.stop();
   await stack?.stop();
 });
 
@@ -97,6 +129,81 @@ function expectSagaRan(reply: Reply): void {
   expect(call?.headers['x-flight-booking']).toBe(stack.participants.flight.bookings()[0]?.id);
   expect(call?.headers['x-sagamesh-step']).toBeUndefined();
 }
+
+/** sagamesh refused the request: nothing was called, nothing reached the upstream. */
+function expectRefused(reply: Reply): void {
+  expect({ status: reply.status, code: reply.body?.error?.code }).toEqual({
+    status: 400,
+    code: 'SAGAMESH_ERR_PATH_AMBIGUOUS',
+  });
+  expect(participantCalls()).toBe(0);
+  expect(stack.app.calls()).toHaveLength(0);
+}
+
+describe('spellings of a pivot route through envoy/envoy.yaml', () => {
+  it.each(['/itineraries/', '/ITINERARIES', '/Itineraries/', '//itineraries', '/itinerari%65s'])(
+    '%s runs the saga',
+    async (path) => {
+      expectSagaRan(await send(stack.ports.ingress, 'POST', path, FORGED, itinerary));
+    },
+  );
+
+  it.each(['/itineraries;x', '/itineraries%20', '/itineraries;/', '/itineraries.'])(
+    '%s is refused with a coded 400',
+    async (path) => {
+      expectRefused(await send(stack.ports.ingress, 'POST', path, FORGED, itinerary));
+    },
+  );
+
+  it.each(['/itineraries%2F', '/itineraries%2f', '/itineraries%5C'])(
+    '%s is redirected by Envoy to its unescaped path, which runs the saga',
+    async (path) => {
+      const reply = await send(stack.ports.ingress, 'POST', path, FORGED, itinerary);
+      expect(reply.status).toBe(307);
+      expect(participantCalls()).toBe(0);
+      expect(stack.app.calls()).toHaveLength(0);
+      const location = reply.headers.location ?? '';
+      expect(new URL(location, stack.ingressUrl).pathname).toBe('/itineraries/');
+      expectSagaRan(await send(stack.ports.ingress, 'POST', location, FORGED, itinerary));
+    },
+  );
+
+  it('an escaped separator cannot carry a saga path past the route that opts out of ext_proc', async () => {
+    // /static/ goes to `trips` without sagamesh; unescaped and normalised this is /itineraries.
+    const reply = await send(stack.ports.ingress, 'POST', '/static/..%2Fitineraries', FORGED, itinerary);
+    expect({ status: reply.status, location: reply.headers.location }).toEqual({
+      status: 307,
+      location: expect.stringMatching(/\/itineraries$/),
+    });
+    expect(stack.app.calls()).toHaveLength(0);
+  });
+});
+
+describe('spellings of a pivot route through an Envoy that normalises nothing', () => {
+  it.each(['/itineraries/', '/ITINERARIES', '//itineraries', '/itinerari%65s'])(
+    '%s runs the saga',
+    async (path) => {
+      expectSagaRan(await send(bare.port, 'POST', path, FORGED, itinerary));
+    },
+  );
+
+  it.each([
+    '/itineraries;x',
+    '/itineraries%2F',
+    '/itineraries%2f',
+    '/itineraries%5C',
+    '/itineraries%20',
+    '/itineraries%09',
+    '/itineraries%252F',
+    '/x/../itineraries',
+    '/x/%2E%2E/itineraries',
+    '/itineraries/.',
+    '/itineraries.',
+    '/itinerarie%C5%BF',
+  ])('%s is refused with a coded 400', async (path) => {
+    expectRefused(await send(bare.port, 'POST', path, FORGED, itinerary));
+  });
+});
 
 describe('headers sagamesh owns never reach the upstream from a client', () => {
   it('on a saga request, the upstream gets only what the saga set', async () => {
