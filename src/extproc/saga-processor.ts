@@ -1,7 +1,8 @@
 import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
 import type { Observer } from '../observer';
-import type { SagaDefinition, TemplateScope } from '../saga/definition';
+import type { FieldPath } from '../redaction';
+import type { SagaDefinition } from '../saga/definition';
 import { renderHeaders } from '../saga/render';
 import type { SagaExecution, SagaRunner } from '../saga/runner';
 import { createHash } from 'node:crypto';
@@ -12,6 +13,7 @@ import { headersToRecord, ownedHeaderNames, setHeaders, splitPath } from './head
 import type { CommonResponse, HttpBody, HttpHeaders, ProcessingMode, ProcessingResponse } from './messages';
 import type { Processor, StreamContext } from './processor';
 import { CONTINUE, PassThroughProcessor } from './processor';
+import { sagaRequest } from './saga-request';
 
 /**
  * The Processor that runs sagas. Per stream (= per HTTP request):
@@ -50,6 +52,8 @@ export interface SagaProcessorDeps {
    * 503 OVERLOADED + Retry-After the way draining answers, before anything is recorded or called.
    */
   readonly maxInFlight?: number;
+  /** SAGAMESH_LOG_REDACT, split: what the saga log keeps of a request body redacted when it can. */
+  readonly redactFields?: readonly FieldPath[];
 }
 
 /** Longest client Idempotency-Key accepted. */
@@ -100,15 +104,6 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'
   } finally {
     t.cancel();
   }
-}
-
-/** What expressions may see of the request headers: no pseudo-headers, no credentials. */
-function visibleHeaders(headers: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (!k.startsWith(':') && k !== 'authorization' && k !== 'cookie') out[k] = v;
-  }
-  return out;
 }
 
 export class SagaProcessor extends PassThroughProcessor implements Processor {
@@ -232,16 +227,11 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       return errorAnswer(e, definition.name);
     }
 
-    const request: TemplateScope['request'] = {
-      method: matched.method,
-      path: matched.path,
-      query: matched.query,
-      headers: visibleHeaders(matched.headers),
-      body,
-    };
+    // What the saga runs with is what the saga log keeps: only what its templates read.
+    const request = sagaRequest(definition, { ...matched, body }, this.deps.redactFields ?? []);
     const traceparent = matched.headers['traceparent'];
     const requestId = matched.headers['x-request-id'];
-    // Body fields named in SAGAMESH_LOG_REDACT are redacted by the logger.
+    // The logger redacts credentials and SAGAMESH_LOG_REDACT fields wherever they are.
     this.logger.debug({ saga: definition.name, request }, 'saga request');
     const key = matched.headers['idempotency-key']?.trim();
     let sagaId: string | undefined;

@@ -18,6 +18,7 @@ import { ancestors, checkStepReads, stepGraph } from './step-graph';
 import type { StepGraph } from './step-graph';
 import { NOT_JSON, compileTemplate } from './template';
 import { canonicalPath } from './path-match';
+import { RequestReadsCollector } from './request-reads';
 
 /**
  * One saga file's parsed data → SagaDefinition: schema, templates, step graph. Every problem goes
@@ -92,6 +93,8 @@ export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollect
   if (!ordered || !allDefined(ordered)) return { identity };
 
   const readsBody = shared.readsBody || stepReads.some((r) => r.readsBody);
+  const requestReads = new RequestReadsCollector();
+  for (const r of [shared, ...stepReads]) requestReads.add(r.request.read());
   const definition: SagaDefinition = {
     name: envelope.metadata.name,
     file: ctx.file,
@@ -101,6 +104,7 @@ export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollect
     deadlineMs,
     respond,
     input: { json: input !== undefined || readsBody, ...(input ? { validate: input.validate } : {}) },
+    requestReads: requestReads.read(),
     steps: ordered,
     response,
     ...(upstream ? { upstream } : {}),
