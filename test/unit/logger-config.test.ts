@@ -85,6 +85,26 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it('SAGAMESH_ADMIN_PROTECT_CONTENTS is true or false, and true needs the admin token', () => {
+    expect(loadConfig({}).adminProtectContents).toBe(false);
+    const token = { SAGAMESH_ADMIN_TOKEN: 'a-token-of-sixteen-chars' };
+    expect(loadConfig({ ...token, SAGAMESH_ADMIN_PROTECT_CONTENTS: 'true' }).adminProtectContents).toBe(true);
+    const problems = (env: NodeJS.ProcessEnv): unknown => {
+      try {
+        loadConfig(env);
+      } catch (err) {
+        return (err as { details: unknown }).details;
+      }
+      return [];
+    };
+    expect(problems({ ...token, SAGAMESH_ADMIN_PROTECT_CONTENTS: 'yes' })).toEqual([
+      'SAGAMESH_ADMIN_PROTECT_CONTENTS=yes: must be true or false',
+    ]);
+    expect(problems({ SAGAMESH_ADMIN_PROTECT_CONTENTS: 'true' })).toEqual([
+      'SAGAMESH_ADMIN_PROTECT_CONTENTS=true needs SAGAMESH_ADMIN_TOKEN',
+    ]);
+  });
+
   it('reports every problem at once and never echoes a store password', () => {
     let error: unknown;
     try {
