@@ -38,6 +38,7 @@ function processor(
         definitions: () => ({
           match: (m: string, p: string) =>
             m === 'POST' && p === '/test' ? (opts.definition ?? def) : undefined,
+          ambiguous: (m: string, p: string) => (m === 'POST' && p === '/test;x' ? def : undefined),
           ownedHeaders: new Set(['x-hotel-booking']),
         }),
         runner,
@@ -122,6 +123,20 @@ describe('SagaProcessor', () => {
     const ok = await make().requestHeaders(headers('/test'));
     expect(ok.immediate_response).toBeUndefined();
     expect(ok.request_headers?.response.status).toBe('CONTINUE');
+  });
+
+  it('refuses an ambiguous spelling of a saga path with 400 PATH_AMBIGUOUS, counted, before anything starts', async () => {
+    const start = jest.fn();
+    const rejected: string[] = [];
+    const observer = {
+      ...NOOP_OBSERVER,
+      sagaRejected: (d: string, code: string) => rejected.push(`${d} ${code}`),
+    };
+    const r = await processor({ start, observer }).make().requestHeaders(headers('/test;x'));
+    expect(r.immediate_response?.status.code).toBe(400);
+    expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_PATH_AMBIGUOUS');
+    expect(rejected).toEqual(['test-saga SAGAMESH_ERR_PATH_AMBIGUOUS']);
+    expect(start).not.toHaveBeenCalled();
   });
 
   it('answers 400 BODY_NOT_JSON without starting anything', async () => {
