@@ -3,6 +3,7 @@ import type { Logger } from '../logger';
 import type { Observer } from '../observer';
 import type { FieldPath } from '../redaction';
 import type { SagaDefinition } from '../saga/definition';
+import { MAX_PATH_LENGTH } from '../saga/path-match';
 import { renderHeaders } from '../saga/render';
 import type { SagaExecution, SagaRunner } from '../saga/runner';
 import { createHash } from 'node:crypto';
@@ -89,6 +90,19 @@ const NO_OWNED_HEADERS: ReadonlySet<string> = new Set();
 const continueWithout = (strip: readonly string[]): CommonResponse =>
   strip.length === 0 ? CONTINUE : { ...CONTINUE, header_mutation: { remove_headers: [...strip] } };
 
+/** Any request, saga or not: reading a longer path could stall the others (saga/path-match.ts). */
+function pathTooLong(length: number): ProcessingResponse {
+  const e = new SagameshError(ERRORS.PATH_TOO_LONG, `${length} characters`);
+  return {
+    immediate_response: jsonResponse(
+      e.spec.httpStatus,
+      { status: 'failed', error: e.toJSON() },
+      {},
+      e.code.toLowerCase(),
+    ),
+  };
+}
+
 const timeout = (ms: number): { promise: Promise<'timeout'>; cancel: () => void } => {
   let timer: NodeJS.Timeout | undefined;
   const promise = new Promise<'timeout'>((resolve) => {
@@ -126,6 +140,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const headers = headersToRecord(message);
     const method = (headers[':method'] ?? '').toUpperCase();
     const { path, query } = splitPath(headers[':path'] ?? '/');
+    if (path.length > MAX_PATH_LENGTH) return pathTooLong(path.length);
     const definitions = this.deps.definitions();
     const definition = definitions.match(method, path);
     // Saga or not, a client's owned headers go no further (ARCHITECTURE §1, Isolation).

@@ -205,6 +205,22 @@ describe('spellings of a pivot route through an Envoy that normalises nothing', 
   });
 });
 
+describe('a path too long to read', () => {
+  it('is refused with a coded 414, saga route or not, through either Envoy', async () => {
+    for (const port of [stack.ports.ingress, bare.port]) {
+      for (const path of [`/itineraries;${'x'.repeat(5000)}`, `/elsewhere/${'a'.repeat(5000)}`]) {
+        const reply = await send(port, 'POST', path, FORGED, itinerary);
+        expect({ status: reply.status, code: reply.body?.error?.code }).toEqual({
+          status: 414,
+          code: 'SAGAMESH_ERR_PATH_TOO_LONG',
+        });
+      }
+    }
+    expect(participantCalls()).toBe(0);
+    expect(stack.app.calls()).toHaveLength(0);
+  });
+});
+
 describe('headers sagamesh owns never reach the upstream from a client', () => {
   it('on a saga request, the upstream gets only what the saga set', async () => {
     expectSagaRan(await send(stack.ports.ingress, 'POST', '/itineraries', FORGED, itinerary));

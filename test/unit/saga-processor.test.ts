@@ -139,6 +139,17 @@ describe('SagaProcessor', () => {
     expect(start).not.toHaveBeenCalled();
   });
 
+  it('refuses any path longer than 4096 characters (query excluded) with 414 PATH_TOO_LONG', async () => {
+    const p = processor().make;
+    const long = await p().requestHeaders(headers(`/x${'%2F'.repeat(1365)}`));
+    expect(long.immediate_response?.status.code).toBe(414);
+    expect(bodyOf(long).error?.code).toBe('SAGAMESH_ERR_PATH_TOO_LONG');
+    // 4096 characters and a long query are still read.
+    const longest = await p().requestHeaders(headers(`/${'a'.repeat(4095)}?q=${'b'.repeat(10_000)}`));
+    expect(longest.immediate_response).toBeUndefined();
+    expect(longest.request_headers?.response.status).toBe('CONTINUE');
+  });
+
   it('answers 400 BODY_NOT_JSON without starting anything', async () => {
     const start = jest.fn();
     const p = processor({ start }).make();
