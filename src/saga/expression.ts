@@ -157,8 +157,9 @@ function nameOf(step: unknown): string | undefined {
 /** A field name step with nothing on it (no filter, sort, index or grouping). */
 function isPlainName(step: unknown): boolean {
   return (
+    isRecord(step) &&
     nameOf(step) !== undefined &&
-    Object.keys(step as object).every((k) => k === 'type' || k === 'value' || k === 'position')
+    Object.keys(step).every((k) => k === 'type' || k === 'value' || k === 'position')
   );
 }
 
