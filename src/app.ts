@@ -18,6 +18,7 @@ import { DefinitionSet } from './saga/definition-set';
 import { loadDefinitions, loadDefinitionText } from './saga/loader';
 import { SagaRunner } from './saga/runner';
 import { DefinitionsWatcher, problemCodes } from './saga/watcher';
+import { parseFieldPaths } from './redaction';
 import { Maintenance } from './saga-log/maintenance';
 import { openSagaLog } from './saga-log/open';
 import type { SagaLog } from './saga-log/saga-log';
@@ -112,6 +113,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     },
   });
   let draining = false;
+  const redactFields = parseFieldPaths(config.logRedact);
   const server = new ExtProcServer({
     logger,
     observer,
@@ -130,6 +132,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
           isDraining: () => draining,
           maxInFlight: config.maxInFlight,
           maxBodyBytes: config.maxBodyBytes,
+          redactFields,
         },
         context,
       ),

@@ -104,6 +104,20 @@ export const ERRORS = Object.freeze({
   ),
 
   // --- bad client input: answered before any step is called
+  PATH_AMBIGUOUS: spec(
+    'SAGAMESH_ERR_PATH_AMBIGUOUS',
+    'the request path spells a saga route ambiguously; send the path the saga defines',
+    400,
+    GrpcStatus.INVALID_ARGUMENT,
+    false,
+  ),
+  PATH_TOO_LONG: spec(
+    'SAGAMESH_ERR_PATH_TOO_LONG',
+    'the request path is longer than sagamesh reads (4096 characters, query excluded)',
+    414,
+    GrpcStatus.INVALID_ARGUMENT,
+    false,
+  ),
   BODY_NOT_JSON: spec(
     'SAGAMESH_ERR_BODY_NOT_JSON',
     'request body must be a JSON document',

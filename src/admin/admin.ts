@@ -1,6 +1,7 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config/config';
 import type { Logger } from '../logger';
+import { parseFieldPaths } from '../redaction';
 import type { SagaDefinition } from '../saga/definition';
 import type { DefinitionSet } from '../saga/definition-set';
 import type { SagaLog } from '../saga-log/saga-log';
@@ -21,7 +22,8 @@ import { uiRoutes } from './ui-routes';
  */
 
 export interface AdminDeps {
-  readonly config: Pick<Config, 'adminAddress' | 'adminToken'>;
+  readonly config: Pick<Config, 'adminAddress' | 'adminToken'> &
+    Partial<Pick<Config, 'adminProtectContents' | 'logRedact'>>;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics: Metrics;
@@ -51,14 +53,16 @@ export function createAdmin(deps: AdminDeps): Admin {
     ...(deps.resolveDefinition ? { resolve: deps.resolveDefinition } : {}),
   });
   const now = (): number => deps.clock.now();
+  const redactFields = parseFieldPaths(deps.config.logRedact ?? []);
   const server = new AdminServer({
     logger: deps.logger.child({ component: 'admin' }),
     token: deps.config.adminToken,
+    protectContents: deps.config.adminProtectContents ?? false,
     routes: [
       ...healthRoutes({ readiness, metrics: deps.metrics }),
-      ...sagasRoutes({ sagas: sagaLog, operations: deps.operations, now }),
+      ...sagasRoutes({ sagas: sagaLog, operations: deps.operations, now, redactFields }),
       ...definitionsRoutes({ definitions: deps.definitions, catalog }),
-      ...uiRoutes({ sagas: sagaLog, definitions: deps.definitions, catalog, now }),
+      ...uiRoutes({ sagas: sagaLog, definitions: deps.definitions, catalog, now, redactFields }),
     ],
   });
   return {
@@ -66,7 +70,12 @@ export function createAdmin(deps: AdminDeps): Admin {
     async listen() {
       const port = await server.listen(deps.config.adminAddress);
       deps.logger.info(
-        { address: deps.config.adminAddress, port, mutating: deps.config.adminToken ? 'token' : 'refused' },
+        {
+          address: deps.config.adminAddress,
+          port,
+          mutating: deps.config.adminToken ? 'token' : 'refused',
+          contents: deps.config.adminProtectContents ? 'token' : 'open',
+        },
         'admin server listening',
       );
       return port;

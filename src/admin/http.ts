@@ -17,12 +17,15 @@ export interface AdminRequest {
   readonly params: Readonly<Record<string, string>>;
   /** The parsed JSON body; `{}` when there is none. Throws ADMIN_BAD_REQUEST for anything else. */
   json(): Promise<unknown>;
+  /** Whether this request may see saga contents (auth.ts contentsAccess); throws 401 for a wrong token. */
+  contents(): 'shown' | 'withheld';
 }
 
-export type AdminAnswer =
+export type AdminAnswer = (
   | { readonly status: number; readonly json: unknown }
   | { readonly status: number; readonly html: string }
-  | { readonly status: number; readonly text: string; readonly contentType: string };
+  | { readonly status: number; readonly text: string; readonly contentType: string }
+) & { readonly headers?: Readonly<Record<string, string>> };
 
 export type Handler = (request: AdminRequest) => Promise<AdminAnswer>;
 
@@ -67,12 +70,13 @@ const SECURITY_HEADERS = {
 };
 
 export function send(res: ServerResponse, answer: AdminAnswer): void {
+  const headers = { ...SECURITY_HEADERS, ...answer.headers };
   if ('json' in answer) {
-    res.writeHead(answer.status, { ...SECURITY_HEADERS, 'content-type': 'application/json; charset=utf-8' });
+    res.writeHead(answer.status, { ...headers, 'content-type': 'application/json; charset=utf-8' });
     res.end(`${JSON.stringify(answer.json)}\n`);
   } else if ('html' in answer) {
     res.writeHead(answer.status, {
-      ...SECURITY_HEADERS,
+      ...headers,
       'content-type': 'text/html; charset=utf-8',
       // The UI is server-rendered: no script, no outside resources, no framing.
       'content-security-policy':
@@ -80,7 +84,7 @@ export function send(res: ServerResponse, answer: AdminAnswer): void {
     });
     res.end(answer.html);
   } else {
-    res.writeHead(answer.status, { ...SECURITY_HEADERS, 'content-type': answer.contentType });
+    res.writeHead(answer.status, { ...headers, 'content-type': answer.contentType });
     res.end(answer.text);
   }
 }

@@ -2,6 +2,8 @@ import { ERRORS, SagameshError } from '../errors';
 import type { ListOptions, SagaRecord, SagaSummary } from '../saga-log/saga-log';
 import type { Route } from './http';
 import { parseListQuery } from './list-query';
+import type { FieldPath } from '../redaction';
+import { servedHistory } from './saga-contents';
 import { sagaView } from './timeline';
 
 /**
@@ -26,6 +28,8 @@ export interface SagasRouteDeps {
   readonly sagas: SagaQueries;
   readonly operations: SagaOperations;
   readonly now: () => number;
+  /** SAGAMESH_LOG_REDACT, split: redacted in every request body served. */
+  readonly redactFields: readonly FieldPath[];
 }
 
 const MAX_REASON = 500;
@@ -49,8 +53,16 @@ export function sagasRoutes(deps: SagasRouteDeps): Route[] {
       method: 'GET',
       path: '/sagas/:id',
       handler: async (req) => {
+        const contents = req.contents();
         const history = await historyOf(req.params['id'] ?? '');
-        return { status: 200, json: { saga: sagaView(history, deps.now()), history } };
+        return {
+          status: 200,
+          json: {
+            saga: sagaView(history, deps.now()),
+            history: servedHistory(history, contents, deps.redactFields),
+            contents,
+          },
+        };
       },
     },
     {

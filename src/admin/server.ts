@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Secret } from '../config/secret';
 import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
-import { authorize } from './auth';
+import { authorize, contentsAccess } from './auth';
 import type { AdminAnswer, AdminRequest, Route } from './http';
 import { errorAnswer, matchPath, readJsonBody, send } from './http';
 
@@ -16,6 +16,8 @@ import { errorAnswer, matchPath, readJsonBody, send } from './http';
 export interface AdminServerOptions {
   readonly routes: readonly Route[];
   readonly token: Secret | undefined;
+  /** SAGAMESH_ADMIN_PROTECT_CONTENTS: saga contents need the token (auth.ts contentsAccess). */
+  readonly protectContents?: boolean;
   readonly logger: Logger;
 }
 
@@ -78,6 +80,8 @@ export class AdminServer {
           headers: req.headers,
           params,
           json: () => readJsonBody(req),
+          contents: () =>
+            contentsAccess(req.headers, this.options.token, this.options.protectContents ?? false),
         };
         const answer = await route.handler(request);
         if (route.mutating) {

@@ -6,7 +6,10 @@ import { parseListQuery } from './list-query';
 import type { SagaQueries } from './sagas-routes';
 import { sagaView } from './timeline';
 import { listPage } from './ui/list-page';
-import { sagaPage } from './ui/saga-page';
+import { sagaPage, tokenPromptPage } from './ui/saga-page';
+import { BASIC_REALM } from './auth';
+import type { FieldPath } from '../redaction';
+import { servedHistory } from './saga-contents';
 import { ERRORS, SagameshError } from '../errors';
 
 /** The read-only web UI: server-rendered pages over the same data as the sagas API. */
@@ -16,6 +19,8 @@ export interface UiRouteDeps {
   readonly definitions: () => DefinitionSet;
   readonly catalog: DefinitionCatalog;
   readonly now: () => number;
+  /** SAGAMESH_LOG_REDACT, split: redacted in every request body shown. */
+  readonly redactFields: readonly FieldPath[];
 }
 
 export function uiRoutes(deps: UiRouteDeps): Route[] {
@@ -38,13 +43,23 @@ export function uiRoutes(deps: UiRouteDeps): Route[] {
       path: '/ui/sagas/:id',
       handler: async (req) => {
         const sagaId = req.params['id'] ?? '';
+        const contents = req.contents();
+        // The page's "show contents" link: the browser asks for the token, sends it as Basic.
+        if (contents === 'withheld' && req.query.get('contents') === 'show') {
+          return {
+            status: 401,
+            html: tokenPromptPage(sagaId),
+            headers: { 'www-authenticate': `Basic realm="${BASIC_REALM}", charset="UTF-8"` },
+          };
+        }
         const history = await deps.sagas.history(sagaId);
         const view = sagaView(history, deps.now());
         if (!view) throw new SagameshError(ERRORS.SAGA_NOT_FOUND, sagaId);
         const definition = await deps.catalog.find(view.definition, view.version);
         const html = sagaPage({
           view,
-          history,
+          history: servedHistory(history, contents, deps.redactFields),
+          contents,
           ...(definition ? { definition, chart: sagaChart(definition) } : {}),
         });
         return { status: 200, html };

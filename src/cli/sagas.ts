@@ -69,7 +69,7 @@ export async function inspect(
   json: boolean,
   io: CliIo,
 ): Promise<number> {
-  const answer = await client.get<{ saga: SagaView; history: unknown[] }>(
+  const answer = await client.get<{ saga: SagaView; history: unknown[]; contents?: string }>(
     `/sagas/${encodeURIComponent(sagaId)}`,
   );
   if (json) {
@@ -86,6 +86,9 @@ export async function inspect(
     `${v.finished ? 'took' : 'running for'}${v.finished ? '        ' : ' '}${formatDuration(v.endedAt - v.startedAt)}`,
     ...(v.failedStep ? [`failed step ${v.failedStep}`] : []),
     ...(v.error ? [`error       ${v.error.code}: ${v.error.message}`] : []),
+    ...(answer.contents === 'withheld'
+      ? ['contents    withheld: the admin protects them (--token or SAGAMESH_ADMIN_TOKEN shows them)']
+      : []),
     '',
   ];
   io.stdout(`${lines.join('\n')}\n`);

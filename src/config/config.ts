@@ -45,6 +45,8 @@ export interface Config {
   readonly adminAddress: string;
   /** Bearer token for the mutating admin endpoints; without it they are refused. Never logged. */
   readonly adminToken?: Secret;
+  /** Saga contents (request, step responses) in the admin API and UI need the admin token. */
+  readonly adminProtectContents: boolean;
   /** How long the definitions watcher waits for a burst of file events to settle before reloading. */
   readonly reloadDebounceMs: number;
 }
@@ -71,6 +73,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxBodyBytes: 65_536,
   shutdownGraceMs: 10_000,
   adminAddress: '127.0.0.1:9090',
+  adminProtectContents: false,
   reloadDebounceMs: 200,
 });
 
@@ -97,6 +100,7 @@ export const ENV_VARS: Readonly<Record<keyof Config, string>> = Object.freeze({
   shutdownGraceMs: 'SAGAMESH_SHUTDOWN_GRACE_MS',
   adminAddress: 'SAGAMESH_ADMIN_ADDR',
   adminToken: 'SAGAMESH_ADMIN_TOKEN',
+  adminProtectContents: 'SAGAMESH_ADMIN_PROTECT_CONTENTS',
   reloadDebounceMs: 'SAGAMESH_RELOAD_DEBOUNCE_MS',
 });
 
@@ -192,6 +196,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
       `${ENV_VARS.adminToken}: must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters without whitespace`,
     );
   }
+  const protectValue = raw('adminProtectContents') || String(DEFAULTS.adminProtectContents);
+  const adminProtectContents = protectValue === 'true';
+  if (protectValue !== 'true' && protectValue !== 'false') {
+    problems.push(`${ENV_VARS.adminProtectContents}=${protectValue}: must be true or false`);
+  } else if (adminProtectContents && adminToken === undefined) {
+    // Protected contents nobody can unlock would be a UI that shows nothing, silently.
+    problems.push(`${ENV_VARS.adminProtectContents}=true needs ${ENV_VARS.adminToken}`);
+  }
   if (answerBudgetMs < maxDeadlineMs) {
     problems.push(
       `${ENV_VARS.answerBudgetMs}=${answerBudgetMs} is below ${ENV_VARS.maxDeadlineMs}=${maxDeadlineMs}: a saga could not answer within its deadline`,
@@ -219,6 +231,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
     shutdownGraceMs,
     adminAddress,
     ...(adminToken !== undefined ? { adminToken: new Secret(adminToken) } : {}),
+    adminProtectContents,
     reloadDebounceMs,
   });
 }

@@ -30,6 +30,23 @@ export function setHeaders(headers: Readonly<Record<string, string>>): HeaderMut
   };
 }
 
+/** Every header named `x-sagamesh-…` is sagamesh's: it sets them on step calls and pivot requests. */
+export const OWNED_HEADER_PREFIX = 'x-sagamesh-';
+
+/**
+ * The headers of `headers` that sagamesh owns — `x-sagamesh-*` and the names in `owned` (every
+ * pivot definition's `upstream.headers`) — for a `remove_headers`: a client never gets them to an
+ * upstream. Usually none; then no mutation is sent at all.
+ */
+export function ownedHeaderNames(headers: HttpHeaders, owned: ReadonlySet<string>): string[] {
+  const found: string[] = [];
+  for (const h of headers.headers?.headers ?? []) {
+    const key = h.key.toLowerCase();
+    if ((key.startsWith(OWNED_HEADER_PREFIX) || owned.has(key)) && !found.includes(key)) found.push(key);
+  }
+  return found;
+}
+
 /** Splits `:path` into path and parsed query. */
 export function splitPath(rawPath: string): { path: string; query: Record<string, string> } {
   const q = rawPath.indexOf('?');

@@ -1,22 +1,26 @@
 import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
 import type { Observer } from '../observer';
-import type { SagaDefinition, TemplateScope } from '../saga/definition';
+import type { FieldPath } from '../redaction';
+import type { SagaDefinition } from '../saga/definition';
+import { MAX_PATH_LENGTH } from '../saga/path-match';
 import { renderHeaders } from '../saga/render';
 import type { SagaExecution, SagaRunner } from '../saga/runner';
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock';
 import type { SagaLog, StoredAnswer } from '../saga-log/saga-log';
 import { dynamicMetadata, errorAnswer, immediate, jsonResponse, SAGA_ID_HEADER, sagaAnswer } from './answers';
-import { headersToRecord, setHeaders, splitPath } from './headers';
+import { headersToRecord, ownedHeaderNames, setHeaders, splitPath } from './headers';
 import type { CommonResponse, HttpBody, HttpHeaders, ProcessingMode, ProcessingResponse } from './messages';
 import type { Processor, StreamContext } from './processor';
 import { CONTINUE, PassThroughProcessor } from './processor';
+import { sagaRequest } from './saga-request';
 
 /**
  * The Processor that runs sagas. Per stream (= per HTTP request):
  *   request headers: match a definition; no match → CONTINUE and switch the rest of the stream off
- *     (mode_override), so non-saga traffic costs one round trip;
+ *     (mode_override), so non-saga traffic costs one round trip; saga or not, the headers sagamesh
+ *     owns are removed if the client sent them;
  *   request body (or headers with end_of_stream): validate the input, start the saga, and
  *     - respond: aggregate → answer with an ImmediateResponse once the saga has settled;
  *     - respond: upstream  → once the steps succeeded, let the request continue with the saga id
@@ -25,6 +29,10 @@ import { CONTINUE, PassThroughProcessor } from './processor';
 
 export interface DefinitionMatcher {
   match(method: string, path: string): SagaDefinition | undefined;
+  /** The saga an odd spelling of a path might name (refused with PATH_AMBIGUOUS; absent: none). */
+  ambiguous?(method: string, path: string): SagaDefinition | undefined;
+  /** Request headers besides `x-sagamesh-*` that only sagamesh may set (absent: none). */
+  readonly ownedHeaders?: ReadonlySet<string>;
 }
 
 export interface SagaProcessorDeps {
@@ -47,6 +55,8 @@ export interface SagaProcessorDeps {
   readonly maxInFlight?: number;
   /** Largest saga request body taken (SAGAMESH_MAX_BODY_BYTES); larger → 413 before it is parsed. */
   readonly maxBodyBytes: number;
+  /** SAGAMESH_LOG_REDACT, split: what the saga log keeps of a request body redacted when it can. */
+  readonly redactFields?: readonly FieldPath[];
 }
 
 /** Envoy's router honours it as the route timeout of this one request. */
@@ -57,6 +67,8 @@ const MAX_KEY_LENGTH = 255;
 
 interface Matched {
   readonly definition: SagaDefinition;
+  /** Owned headers the client sent: removed from the request before it continues. */
+  readonly strip: readonly string[];
   readonly headers: Record<string, string>;
   readonly method: string;
   readonly path: string;
@@ -77,6 +89,24 @@ const mode = (body: 'NONE' | 'BUFFERED', responseHeaders: 'SEND' | 'SKIP'): Proc
 });
 /** Not a saga: nothing more to see on this stream. */
 const PASS_THROUGH_MODE = mode('NONE', 'SKIP');
+const NO_OWNED_HEADERS: ReadonlySet<string> = new Set();
+
+/** CONTINUE, without the headers in `strip` (owned headers a client sent). */
+const continueWithout = (strip: readonly string[]): CommonResponse =>
+  strip.length === 0 ? CONTINUE : { ...CONTINUE, header_mutation: { remove_headers: [...strip] } };
+
+/** Any request, saga or not: reading a longer path could stall the others (saga/path-match.ts). */
+function pathTooLong(length: number): ProcessingResponse {
+  const e = new SagameshError(ERRORS.PATH_TOO_LONG, `${length} characters`);
+  return {
+    immediate_response: jsonResponse(
+      e.spec.httpStatus,
+      { status: 'failed', error: e.toJSON() },
+      {},
+      e.code.toLowerCase(),
+    ),
+  };
+}
 
 const timeout = (ms: number): { promise: Promise<'timeout'>; cancel: () => void } => {
   let timer: NodeJS.Timeout | undefined;
@@ -93,15 +123,6 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'
   } finally {
     t.cancel();
   }
-}
-
-/** What expressions may see of the request headers: no pseudo-headers, no credentials. */
-function visibleHeaders(headers: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (!k.startsWith(':') && k !== 'authorization' && k !== 'cookie') out[k] = v;
-  }
-  return out;
 }
 
 export class SagaProcessor extends PassThroughProcessor implements Processor {
@@ -124,16 +145,22 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const headers = headersToRecord(message);
     const method = (headers[':method'] ?? '').toUpperCase();
     const { path, query } = splitPath(headers[':path'] ?? '/');
-    const definition = this.deps.definitions().match(method, path);
+    if (path.length > MAX_PATH_LENGTH) return pathTooLong(path.length);
+    const definitions = this.deps.definitions();
+    const definition = definitions.match(method, path);
+    // Saga or not, a client's owned headers go no further (ARCHITECTURE §1, Isolation).
+    const strip = ownedHeaderNames(message, definitions.ownedHeaders ?? NO_OWNED_HEADERS);
     this.logger.debug({ method, path, saga: definition?.name }, 'request headers');
     if (!definition) {
+      const shadowed = definitions.ambiguous?.(method, path);
+      if (shadowed) return this.refuseAmbiguous(shadowed, path);
       // Not a saga: stop asking for this stream's body and response.
       return {
-        request_headers: { response: CONTINUE },
+        request_headers: { response: continueWithout(strip) },
         mode_override: PASS_THROUGH_MODE,
       };
     }
-    this.matched = { definition, headers, method, path, query };
+    this.matched = { definition, strip, headers, method, path, query };
     const e = this.refusal();
     if (e) {
       this.deps.observer?.sagaRejected(definition.name, e.code);
@@ -145,10 +172,18 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     }
     if (message.end_of_stream) return this.run(Buffer.alloc(0), 'request_headers');
     return {
-      request_headers: { response: CONTINUE },
+      request_headers: { response: continueWithout(strip) },
       // Aggregate sagas answer with an ImmediateResponse; only pivot mode reads the upstream's answer.
       mode_override: mode('BUFFERED', definition.respond === 'upstream' ? 'SEND' : 'SKIP'),
     };
+  }
+
+  /** A path that some server might read as this saga's: never passed on, never run (docs/saga-format.md). */
+  private refuseAmbiguous(definition: SagaDefinition, path: string): ProcessingResponse {
+    const e = new SagameshError(ERRORS.PATH_AMBIGUOUS, `${path} may mean ${definition.match.path}`);
+    this.logger.info({ saga: definition.name, code: e.code, path }, 'saga request rejected');
+    this.deps.observer?.sagaRejected(definition.name, e.code);
+    return errorAnswer(e, definition.name);
   }
 
   /** Why no saga may start now (draining, or too many in flight), or undefined. */
@@ -218,16 +253,11 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       return errorAnswer(e, definition.name);
     }
 
-    const request: TemplateScope['request'] = {
-      method: matched.method,
-      path: matched.path,
-      query: matched.query,
-      headers: visibleHeaders(matched.headers),
-      body,
-    };
+    // What the saga runs with is what the saga log keeps: only what its templates read.
+    const request = sagaRequest(definition, { ...matched, body }, this.deps.redactFields ?? []);
     const traceparent = matched.headers['traceparent'];
     const requestId = matched.headers['x-request-id'];
-    // Body fields named in SAGAMESH_LOG_REDACT are redacted by the logger.
+    // The logger redacts credentials and SAGAMESH_LOG_REDACT fields wherever they are.
     this.logger.debug({ saga: definition.name, request }, 'saga request');
     const key = matched.headers['idempotency-key']?.trim();
     let sagaId: string | undefined;
@@ -389,6 +419,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     phase: 'request_headers' | 'request_body',
   ): Promise<ProcessingResponse> {
     const upstream = execution.definition.upstream;
+    const strip = this.matched?.strip ?? [];
     const scope = execution.scope();
     let response: CommonResponse;
     try {
@@ -397,18 +428,22 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
       response = {
         ...CONTINUE,
-        header_mutation: setHeaders({
-          ...headers,
-          [SAGA_ID_HEADER]: execution.sagaId,
-          // The pivot waits at most the saga's deadline for the upstream (machine.ts, `pivot`); the
-          // router then cuts the upstream too, so the stream (and the request) ends with the saga
-          // instead of at Envoy's stream idle timeout. Needs mutation_rules.allow_envoy (docs/envoy.md).
-          [UPSTREAM_TIMEOUT_HEADER]: String(execution.definition.deadlineMs),
-          // With a replaced body and header mode SEND, Envoy needs the right length.
-          ...(payload
-            ? { 'content-length': String(payload.length), 'content-type': 'application/json' }
-            : {}),
-        }),
+        header_mutation: {
+          ...setHeaders({
+            ...headers,
+            [SAGA_ID_HEADER]: execution.sagaId,
+            // The pivot waits at most the saga's deadline for the upstream (machine.ts, `pivot`); the
+            // router then cuts the upstream too, so the stream (and the request) ends with the saga
+            // instead of at Envoy's stream idle timeout. Needs mutation_rules.allow_envoy (docs/envoy.md).
+            [UPSTREAM_TIMEOUT_HEADER]: String(execution.definition.deadlineMs),
+            // With a replaced body and header mode SEND, Envoy needs the right length.
+            ...(payload
+              ? { 'content-length': String(payload.length), 'content-type': 'application/json' }
+              : {}),
+          }),
+          // A body-phase answer comes after the headers phase removed them.
+          ...(phase === 'request_headers' && strip.length > 0 ? { remove_headers: [...strip] } : {}),
+        },
         ...(payload ? { body_mutation: { body: payload } } : {}),
       };
     } catch (err) {

@@ -8,6 +8,8 @@ import type { RawCall, RawHeaders } from './schema';
 import { compileHeaderTemplate, compileTemplate } from './template';
 import type { Compiled, StepRead, TemplateProblem } from './template-compilation';
 import { compileUrlTemplate } from './url-template';
+import { RequestReadsCollector } from './request-reads';
+import type { RequestReads } from './request-reads';
 
 // Step calls and headers (also the response's and upstream's) of one saga, for compile-saga.ts.
 
@@ -25,14 +27,18 @@ export class Reads {
   readonly steps: StepRead[] = [];
   readonly dynamic: Path[] = [];
   readsBody = false;
+  readonly request = new RequestReadsCollector();
 
   constructor(private readonly out: ProblemCollector) {}
 
-  take<T extends { readonly readsBody: boolean }>(c: Compiled<T>): T | undefined {
+  take<T extends { readonly readsBody: boolean; readonly requestReads: RequestReads }>(
+    c: Compiled<T>,
+  ): T | undefined {
     for (const p of c.problems) this.out.add(TEMPLATE_CODES[p.kind], p.path, p.message);
     this.steps.push(...c.reads);
     this.dynamic.push(...c.dynamicStepReads);
     if (c.template?.readsBody) this.readsBody = true;
+    if (c.template) this.request.add(c.template.requestReads);
     return c.template;
   }
 }

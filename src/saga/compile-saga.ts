@@ -17,6 +17,8 @@ import type { RawResponse, RawUpstream } from './schema';
 import { ancestors, checkStepReads, stepGraph } from './step-graph';
 import type { StepGraph } from './step-graph';
 import { NOT_JSON, compileTemplate } from './template';
+import { canonicalPath } from './path-match';
+import { RequestReadsCollector } from './request-reads';
 
 /**
  * One saga file's parsed data → SagaDefinition: schema, templates, step graph. Every problem goes
@@ -81,7 +83,8 @@ export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollect
 
   const identity = envelope && {
     name: envelope.metadata.name,
-    match: `${envelope.spec.match.method} ${envelope.spec.match.path}`,
+    // As requests match it (any case): two files that differ in case only clash.
+    match: `${envelope.spec.match.method} ${canonicalPath(envelope.spec.match.path) ?? envelope.spec.match.path}`,
   };
   if (out.size > 0 || !envelope || !response || deadlineMs === undefined) return { identity };
   if (input && 'error' in input) return { identity };
@@ -90,6 +93,8 @@ export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollect
   if (!ordered || !allDefined(ordered)) return { identity };
 
   const readsBody = shared.readsBody || stepReads.some((r) => r.readsBody);
+  const requestReads = new RequestReadsCollector();
+  for (const r of [shared, ...stepReads]) requestReads.add(r.request.read());
   const definition: SagaDefinition = {
     name: envelope.metadata.name,
     file: ctx.file,
@@ -99,6 +104,7 @@ export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollect
     deadlineMs,
     respond,
     input: { json: input !== undefined || readsBody, ...(input ? { validate: input.validate } : {}) },
+    requestReads: requestReads.read(),
     steps: ordered,
     response,
     ...(upstream ? { upstream } : {}),

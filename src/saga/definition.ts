@@ -1,3 +1,5 @@
+import type { RequestReads } from './request-reads';
+
 /**
  * The validated, normalised form of a saga definition (sagas/*.yaml, apiVersion
  * sagamesh.dev/v1alpha1). Only the loader (saga/loader.ts) creates these; everything downstream —
@@ -37,6 +39,8 @@ export interface Template {
   readonly stepRefs: readonly string[];
   /** True when the template reads the request body. */
   readonly readsBody: boolean;
+  /** What of the request (beyond method and path) it reads. */
+  readonly requestReads: RequestReads;
 }
 
 /**
@@ -50,6 +54,7 @@ export interface UrlTemplate {
   renderPath(scope: TemplateScope): Promise<string>;
   readonly stepRefs: readonly string[];
   readonly readsBody: boolean;
+  readonly requestReads: RequestReads;
 }
 
 export interface RetryPolicy {
@@ -105,6 +110,11 @@ export interface SagaDefinition {
     /** Validates the parsed body; returns problems as `<json pointer>: <message>`, empty if valid. */
     readonly validate?: (body: unknown) => readonly string[];
   };
+  /**
+   * What its templates read of the request besides method and path: all a saga keeps of its
+   * request, for its run and in its `saga.started` record (extproc/saga-request.ts).
+   */
+  readonly requestReads: RequestReads;
   /** In dependency order: every step comes after the steps it depends on. */
   readonly steps: readonly StepDefinition[];
   readonly response: {

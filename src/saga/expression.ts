@@ -4,6 +4,8 @@ import type { TemplateScope } from './definition';
 import { formatPath } from './problems';
 import type { Path } from './problems';
 import type { Compilation } from './template-compilation';
+import { RequestReadsCollector } from './request-reads';
+import { isCredentialName } from '../redaction';
 
 /**
  * One `${ <JSONata> }` expression of a template: compiled once at load (problems and step reads go
@@ -33,17 +35,28 @@ interface ExpressionReads {
   dynamicSteps: boolean;
   readsBody: boolean;
   usesEval: boolean;
+  /** What of the request beyond method and path: headers, query parameters, body fields. */
+  readonly request: RequestReadsCollector;
 }
 
 /**
- * Finds the `steps.<name>` and `request.body` reads in a JSONata syntax tree. A name is a scope
+ * Finds the `steps.<name>` and `request.*` reads in a JSONata syntax tree. A name is a scope
  * field only at the head of a path evaluated against the root (`steps.x`, `$.steps.x`,
  * `$$.steps.x`); `items[steps > 1]` reads the items' own field. Whatever cannot be pinned to a
  * literal step name (`steps.*`, `$lookup(steps, n)`, a bare `$`) counts as a dynamic read, and
- * anything that may touch the request body counts as reading it.
+ * anything that may touch the request body counts as reading it. Likewise for the request: a
+ * header or query parameter read other than by a literal name (`request.headers.*`,
+ * `$keys(request.query)`, `request` alone, `$`) reads them all, and a body path reads the subtree
+ * under its literal fields (`request.body.items[0].price` reads `items`).
  */
 function analyseExpression(ast: unknown): ExpressionReads {
-  const reads: ExpressionReads = { steps: new Set(), dynamicSteps: false, readsBody: false, usesEval: false };
+  const reads: ExpressionReads = {
+    steps: new Set(),
+    dynamicSteps: false,
+    readsBody: false,
+    usesEval: false,
+    request: new RequestReadsCollector(),
+  };
   visit(ast, true, reads);
   return reads;
 }
@@ -64,7 +77,7 @@ function visit(node: unknown, atRoot: boolean, r: ExpressionReads): void {
     if (node.value === '$' || (node.value === '' && atRoot)) readsEverything(r);
   }
   if (node.type === 'name' || node.type === 'variable') {
-    if (node.type === 'name' && atRoot) readRootField(node, undefined, r);
+    if (node.type === 'name' && atRoot) readRootField(node, [], r);
     visitChildren(node, r);
     return;
   }
@@ -75,7 +88,7 @@ function visitPath(steps: readonly unknown[], atRoot: boolean, r: ExpressionRead
   const [head, second] = steps;
   let rest = 1;
   if (isRecord(head) && head.type === 'name' && atRoot) {
-    readRootField(head, second, r);
+    readRootField(head, steps.slice(1), r);
     visitChildren(head, r);
   } else if (
     isRecord(head) &&
@@ -84,7 +97,7 @@ function visitPath(steps: readonly unknown[], atRoot: boolean, r: ExpressionRead
   ) {
     // `$.x` / `$$.x`: the root object itself, then its field.
     if (isRecord(second) && second.type === 'name') {
-      readRootField(second, steps[2], r);
+      readRootField(second, steps.slice(2), r);
       visitChildren(second, r);
       rest = 2;
     } else readsEverything(r);
@@ -98,21 +111,56 @@ function visitChildren(node: Record<string, unknown>, r: ExpressionReads): void 
   for (const v of Object.values(node)) visit(v, false, r);
 }
 
-function readRootField(field: Record<string, unknown>, next: unknown, r: ExpressionReads): void {
-  const literalNext =
-    isRecord(next) && next.type === 'name' && typeof next.value === 'string' && field.stages === undefined
-      ? next.value
-      : undefined;
+/** `field` heads a path from the root; `rest` are the path's steps after it. */
+function readRootField(field: Record<string, unknown>, rest: readonly unknown[], r: ExpressionReads): void {
+  const literalNext = field.stages === undefined ? nameOf(rest[0]) : undefined;
   if (field.value === 'steps') {
     if (literalNext === undefined) r.dynamicSteps = true;
     else r.steps.add(literalNext);
   }
-  if (field.value === 'request' && (literalNext === undefined || literalNext === 'body')) r.readsBody = true;
+  if (field.value !== 'request') return;
+  if (literalNext === undefined) {
+    r.readsBody = true;
+    r.request.everything();
+    return;
+  }
+  // `request.headers.x`: a literal name after a plain `headers` step; anything else reads them all.
+  const named = isPlainName(rest[0]) ? nameOf(rest[1]) : undefined;
+  if (literalNext === 'headers') r.request.header(named);
+  else if (literalNext === 'query') r.request.queryParam(named);
+  else if (literalNext === 'body') {
+    r.readsBody = true;
+    const path: string[] = [];
+    // The fields up to the first step that is not a plain name: its subtree is what is read.
+    for (let i = 0; isPlainName(rest[i]); i++) {
+      const next = rest[i + 1];
+      const name = nameOf(next);
+      if (name === undefined) break;
+      path.push(name);
+      if (!isPlainName(next)) break;
+    }
+    r.request.bodyPath(path);
+  }
 }
 
 function readsEverything(r: ExpressionReads): void {
   r.dynamicSteps = true;
   r.readsBody = true;
+  r.request.everything();
+}
+
+/** A path step that is a field name: its name (filters and the like on it may follow). */
+function nameOf(step: unknown): string | undefined {
+  return isRecord(step) && step.type === 'name' && typeof step.value === 'string' ? step.value : undefined;
+}
+
+/** A field name step with nothing on it (no filter, sort, index or grouping). */
+function isPlainName(step: unknown): boolean {
+  return (
+    isRecord(step) &&
+    nameOf(step) !== undefined &&
+    Object.keys(step).every((k) => k === 'type' || k === 'value' || k === 'position')
+  );
 }
 
 // --- compiling
@@ -137,6 +185,20 @@ export function compileExpression(source: string, path: Path, c: Compilation): E
   for (const step of found.steps) c.reads.push({ step, path });
   if (found.dynamicSteps) c.dynamicStepReads.push(path);
   if (found.readsBody) c.readsBody = true;
+  const request = found.request.read();
+  c.request.add(request);
+  for (const [kind, names] of [
+    ['headers', request.headers],
+    ['query', request.query],
+  ] as const) {
+    for (const name of names === 'all' ? [] : names.filter(isCredentialName)) {
+      c.problems.push({
+        path,
+        kind: 'expression',
+        message: `\${${source}}: reads request.${kind}.${name}, a credential: the saga log would keep it for every recovery to replay; let the mesh authenticate step calls instead`,
+      });
+    }
+  }
   return { source, run, fields: plainFieldPath(run.ast()), where: formatPath(path) };
 }
 

@@ -80,6 +80,15 @@ const text = (description: string, pattern: string, maxLength = 253): SchemaObje
   description,
 });
 const duration = text('a duration like 500ms, 2s or 1m', DURATION_PATTERN, 12);
+/**
+ * A saga's path is written plainly, so that its canonical reading (saga/path-match.ts) is itself:
+ * segments of unreserved characters and `!$&'()*+,=:@`, none empty or starting or ending with a dot.
+ */
+const MATCH_PATH = text(
+  "a path like /trips: segments of letters, digits and -._~!$&'()*+,=:@, none starting or ending with a dot; no trailing slash, %-escape, ; or query",
+  "^/$|^(?:/[A-Za-z0-9_~!$&'()*+,=:@-](?:[A-Za-z0-9._~!$&'()*+,=:@-]*[A-Za-z0-9_~!$&'()*+,=:@-])?)+$",
+  2048,
+);
 const method = { type: 'string', enum: METHODS };
 const status = { type: 'integer', minimum: 100, maximum: 599 };
 const headers = {
@@ -151,10 +160,7 @@ export const SAGA_SCHEMA: SchemaObject = {
       ),
       spec: closed(
         {
-          match: closed({ method, path: text('a path like /trips (no query)', '^/[^?#\\s]*$', 2048) }, [
-            'method',
-            'path',
-          ]),
+          match: closed({ method, path: MATCH_PATH }, ['method', 'path']),
           deadline: duration,
           respond: { enum: ['aggregate', 'upstream'] },
           input: closed({ schema: { type: 'object' } }, ['schema']),

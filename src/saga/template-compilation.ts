@@ -1,4 +1,5 @@
 import type { Path } from './problems';
+import { RequestReadsCollector } from './request-reads';
 
 // What compiling one template finds, shared by template.ts, url-template.ts and expression.ts.
 
@@ -24,12 +25,13 @@ export interface Compiled<T> {
   readonly dynamicStepReads: readonly Path[];
 }
 
-/** What one compile call finds: problems, step reads and whether the request body is read. */
+/** What one compile call finds: problems, step reads and what of the request is read. */
 export class Compilation {
   readonly problems: TemplateProblem[] = [];
   readonly reads: StepRead[] = [];
   readonly dynamicStepReads: Path[] = [];
   readsBody = false;
+  readonly request = new RequestReadsCollector();
 
   result<T>(build: () => T | undefined): Compiled<T> {
     const template = this.problems.length === 0 ? build() : undefined;

@@ -126,7 +126,12 @@ function headerValue(value: unknown, where: string): string | undefined {
 }
 
 function makeTemplate(c: Compilation, render: (scope: TemplateScope) => Promise<unknown>): Template {
-  return Object.freeze({ render, stepRefs: c.stepRefs, readsBody: c.readsBody });
+  return Object.freeze({
+    render,
+    stepRefs: c.stepRefs,
+    readsBody: c.readsBody,
+    requestReads: c.request.read(),
+  });
 }
 
 function constRender(value: unknown): (scope: TemplateScope) => Promise<unknown> {

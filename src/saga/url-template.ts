@@ -40,6 +40,7 @@ export function compileUrlTemplate(text: string, path: Path): Compiled<UrlTempla
       renderPath: fixed !== undefined ? () => done : (s: TemplateScope) => renderUrlPath(parts, s, where),
       stepRefs: c.stepRefs,
       readsBody: c.readsBody,
+      requestReads: c.request.read(),
     });
   });
 }

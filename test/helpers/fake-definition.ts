@@ -6,10 +6,16 @@ import type {
   TemplateScope,
   UrlTemplate,
 } from '../../src/saga/definition';
+import { NO_REQUEST_READS } from '../../src/saga/request-reads';
 
 /** Hand-built definitions for unit tests that isolate the machine from the loader. */
 export function constant(value: unknown): Template {
-  return { render: () => Promise.resolve(value), stepRefs: [], readsBody: false };
+  return {
+    render: () => Promise.resolve(value),
+    stepRefs: [],
+    readsBody: false,
+    requestReads: NO_REQUEST_READS,
+  };
 }
 
 export function url(origin: string, path: string, ownRef?: string): UrlTemplate {
@@ -17,6 +23,7 @@ export function url(origin: string, path: string, ownRef?: string): UrlTemplate 
     origin,
     stepRefs: ownRef ? [ownRef] : [],
     readsBody: false,
+    requestReads: NO_REQUEST_READS,
     renderPath: (scope: TemplateScope) => {
       if (!ownRef) return Promise.resolve(path);
       const body = scope.steps[ownRef]?.response.body as { id?: string } | undefined;
@@ -71,6 +78,7 @@ export function definition(steps: StepDefinition[], over: Partial<SagaDefinition
     deadlineMs: 10_000,
     respond: 'aggregate',
     input: { json: false },
+    requestReads: NO_REQUEST_READS,
     steps,
     response: {
       success: { status: 201, headers: {}, body: constant({ ok: true }) },

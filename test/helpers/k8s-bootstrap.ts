@@ -207,6 +207,8 @@ export function sidecarBootstrap(patches: readonly EnvoyFilterPatch[], model: Si
             typed_config: {
               '@type': HCM_TYPE,
               stat_prefix: `inbound_0.0.0.0_${model.appContainerPort}`,
+              // Istio's default meshConfig.pathNormalization (BASE): RFC 3986 normalisation only.
+              normalize_path: true,
               access_log: [inboundAccessLog(model.accessLogPath)],
               http_filters: inboundHttpFilters,
               route_config: {

@@ -36,6 +36,13 @@ export const ENVOY_GATEWAY_DEFAULT_RUNTIME: Json = Object.freeze({
   ],
 });
 
+/** Envoy Gateway's listener path handling (the translator's defaults, see gatewayBootstrap). */
+export const ENVOY_GATEWAY_PATH_SETTINGS: Json = Object.freeze({
+  normalize_path: true,
+  merge_slashes: true,
+  path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
+});
+
 /**
  * Envoy Gateway's fixed timeout on the ext_proc grpc_service (defaultExtServiceRequestTimeout, not
  * configurable). It does not bound an ext_proc stream: Envoy's ext_proc client opens the stream with
@@ -349,6 +356,10 @@ export function gatewayBootstrap(
                     '@type':
                       'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
                     stat_prefix: 'http-80',
+                    // Envoy Gateway's path handling for every HTTP listener without a
+                    // ClientTrafficPolicy: gatewayapi's PathSettings{MergeSlashes: true,
+                    // EscapedSlashesAction: UnescapeAndRedirect}, and the xds translator's NormalizePath.
+                    ...ENVOY_GATEWAY_PATH_SETTINGS,
                     http_filters: [
                       gatewayExtProcFilter(extProc, extProcCluster, policy.metadata.namespace ?? 'default'),
                       {

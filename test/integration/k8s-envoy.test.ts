@@ -33,6 +33,7 @@ import {
   sidecarBootstrapYaml,
 } from '../helpers/k8s-bootstrap';
 import {
+  ENVOY_GATEWAY_PATH_SETTINGS,
   gatewayBootstrap,
   gatewayBootstrapYaml,
   gatewayExtProcCircuitBreakers,
@@ -135,6 +136,20 @@ function istioBootstrapOverride(deployment: K8sObject): string {
   if (text === undefined) throw new Error(`ConfigMap ${name} has no custom_bootstrap.json`);
   return text;
 }
+
+/** envoy/envoy.yaml's ingress connection manager. */
+const ENVOY_YAML_INGRESS = (() => {
+  const config = YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as {
+    static_resources: {
+      listeners: {
+        name: string;
+        filter_chains: { filters: { typed_config: Record<string, unknown> }[] }[];
+      }[];
+    };
+  };
+  const ingress = config.static_resources.listeners.find((l) => l.name === 'ingress');
+  return ingress?.filter_chains[0]?.filters[0]?.typed_config ?? {};
+})();
 
 /** The timeout of envoy/envoy.yaml's catch-all ingress route to `trips` (the pivot upstream). */
 const ENVOY_YAML_TRIPS_TIMEOUT = (() => {
@@ -352,6 +367,13 @@ describe('overlays/envoy-gateway: the EnvoyProxy and the EnvoyExtensionPolicy in
   test('the EnvoyProxy`s bootstrap keeps the ext_proc gRPC client cached as envoy/envoy.yaml does', () => {
     expect(ENVOY_YAML_GRPC_CLIENT_CACHE).toBeDefined();
     expect(gatewayGrpcClientCache(gatewayInputs().envoyProxy)).toEqual(ENVOY_YAML_GRPC_CLIENT_CACHE);
+  });
+
+  test('the gateway handles paths as envoy/envoy.yaml`s ingress does (Envoy Gateway`s defaults)', () => {
+    const settings = Object.keys(ENVOY_GATEWAY_PATH_SETTINGS);
+    expect(Object.fromEntries(settings.map((k) => [k, ENVOY_YAML_INGRESS[k]]))).toEqual(
+      ENVOY_GATEWAY_PATH_SETTINGS,
+    );
   });
 
   test('the HTTPRoute`s timeout reaches the gateway`s route as envoy/envoy.yaml`s trips route has it', () => {
@@ -589,6 +611,25 @@ describe('the manifests’ Envoy fragments in a model of the trips pod’s sidec
     expect(res.body).toMatchObject({ status: 'compensated', failedStep: 'car' });
     expect(stack?.participants.hotel.bookings().map((b) => b.status)).toEqual(['cancelled']);
     expect(stack?.participants.flight.bookings().map((b) => b.status)).toEqual(['cancelled']);
+  });
+
+  test('plan-itinerary (pivot): spellings some server might read as its path are refused; owned headers never reach the app', async () => {
+    const body = { guest: 'Ada', hotel: { city: 'Porto', nights: 1 }, flight: { from: 'BER', to: 'OPO' } };
+    // Istio's BASE normalisation leaves ;params and escaped slashes alone: sagamesh refuses them.
+    for (const path of ['/itineraries;x', '/itineraries%2F', '/itineraries%5C']) {
+      const res = await postJson(inboundUrl, path, body, { 'x-hotel-booking': 'FORGED' });
+      expect({ path, status: res.status, code: res.body?.error?.code }).toEqual({
+        path,
+        status: 400,
+        code: 'SAGAMESH_ERR_PATH_AMBIGUOUS',
+      });
+    }
+    const other = await postJson(inboundUrl, '/elsewhere', body, { 'x-hotel-booking': 'FORGED' });
+    expect(other.status).toBe(200);
+    expect(stack?.app.calls().map((c) => [c.path, c.headers['x-hotel-booking']])).toEqual([
+      ['/elsewhere', undefined],
+    ]);
+    expect(stack?.participants.hotel.calls()).toEqual([]);
   });
 
   test('plan-itinerary (pivot): the request continues to the app behind the inbound listener', async () => {

@@ -103,7 +103,8 @@ it('shows one saga as a timeline of steps and compensations, and its definition 
   for (const step of ['hotel', 'flight', 'car']) expect(await bars(step, 'action').count()).toBe(1);
   await expect(bars('car', 'action').getAttribute('data-outcome')).resolves.toBe('rejected');
   await expect(bars('flight', 'action').getAttribute('data-outcome')).resolves.toBe('no answer');
-  expect(await bars('hotel', 'compensation').count()).toBe(1);
+  // One undo of the hotel; a replay beside it when the car's refusal overtook the hotel's answer.
+  expect(await bars('hotel', 'compensation').and(page.locator('[data-kind="compensation"]')).count()).toBe(1);
   expect(await bars('flight', 'compensation').locator('[data-replay="true"]').count()).toBe(0);
   await expect(
     page
@@ -151,4 +152,32 @@ it('escapes saga data and answers unknown sagas with a coded 404', async () => {
   expect(res?.status()).toBe(404);
   await expect(page.locator('body').textContent()).resolves.toContain('SAGAMESH_ERR_SAGA_NOT_FOUND');
   expect(await page.locator('script').count()).toBe(0);
+});
+
+it('with protected contents, a browser shows the token it is asked for and then the saga`s contents', async () => {
+  const token = 'ui-admin-token-0123456789';
+  await stack.restartSagamesh({ SAGAMESH_ADMIN_TOKEN: token, SAGAMESH_ADMIN_PROTECT_CONTENTS: 'true' });
+  // A browser whose user answers the Basic prompt with the token (any user name).
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-chromium-'));
+  const prompted = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
+    httpCredentials: { username: 'operator', password: token },
+  });
+  try {
+    const tab = prompted.pages()[0] ?? (await prompted.newPage());
+    const requests: string[] = [];
+    tab.on('request', (r) => requests.push(r.url()));
+    await tab.goto(`${stack.adminUrl}/ui/sagas/${failedId}`);
+    const records = tab.locator('details pre').last();
+    await expect(records.textContent()).resolves.not.toContain('"guest"');
+    await tab.click('text=Show contents');
+    await tab.waitForURL(`**/ui/sagas/${failedId}?contents=show`);
+    await expect(records.textContent()).resolves.toContain('"guest": "Ada"');
+    expect(tab.url()).not.toContain(token);
+    expect(requests.filter((u) => u.includes(token))).toEqual([]);
+  } finally {
+    await prompted.close();
+  }
 });

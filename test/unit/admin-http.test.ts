@@ -1,10 +1,13 @@
-import { authorize } from '../../src/admin/auth';
+import { authorize, contentsAccess } from '../../src/admin/auth';
+import { servedHistory } from '../../src/admin/saga-contents';
 import { parseListQuery } from '../../src/admin/list-query';
 import { Readiness } from '../../src/admin/readiness';
 import { html } from '../../src/admin/ui/html';
 import { loadConfig } from '../../src/config/config';
 import { Secret } from '../../src/config/secret';
 import { inspect } from 'node:util';
+import { parseFieldPaths } from '../../src/redaction';
+import type { SagaRecord } from '../../src/saga-log/saga-log';
 
 /** The admin server's small pieces: bearer auth, query checks, readiness, HTML escaping, secrets. */
 
@@ -41,6 +44,117 @@ describe('authorize', () => {
     expect(codeOf(() => authorize({ authorization: 'Bearer a-token-of-sixteen-chars' }, undefined))).toBe(
       'SAGAMESH_ERR_ADMIN_TOKEN_NOT_CONFIGURED',
     );
+  });
+});
+
+describe('contentsAccess', () => {
+  const token = new Secret('a-token-of-sixteen-chars');
+  const basic = (userAndPassword: string) => `Basic ${Buffer.from(userAndPassword).toString('base64')}`;
+  const access = (authorization: string | undefined, protect = true) => {
+    try {
+      return contentsAccess({ authorization }, token, protect);
+    } catch (err) {
+      return (err as { code?: string }).code;
+    }
+  };
+
+  it('shows contents to everyone while they are not protected', () => {
+    expect(access(undefined, false)).toBe('shown');
+    expect(access('Bearer wrong', false)).toBe('shown');
+  });
+
+  it('protected: the token as Bearer or as the Basic password shows them; none withholds; a wrong one is 401', () => {
+    expect(access('Bearer a-token-of-sixteen-chars')).toBe('shown');
+    expect(access(basic('anyone:a-token-of-sixteen-chars'))).toBe('shown');
+    expect(access(basic(':a-token-of-sixteen-chars'))).toBe('shown');
+    expect(access(undefined)).toBe('withheld');
+    for (const wrong of [
+      'Bearer a-token-of-sixteen-char',
+      basic('a-token-of-sixteen-chars'),
+      basic('x:y'),
+      'Digest x',
+    ]) {
+      expect([wrong, access(wrong)]).toEqual([wrong, 'SAGAMESH_ERR_ADMIN_UNAUTHORIZED']);
+    }
+  });
+});
+
+describe('servedHistory', () => {
+  // A record as the saga log stored it before it kept only what templates read: credentials too.
+  const started: SagaRecord = {
+    sagaId: 's',
+    seq: 1,
+    at: 1,
+    type: 'saga.started',
+    definition: 'd',
+    version: 'v',
+    request: {
+      method: 'POST',
+      path: '/trips',
+      query: { access_token: 'q-secret', ref: 'r' },
+      headers: { 'proxy-authorization': 'Basic c2VjcmV0', 'x-api-key': 'k-secret', 'x-tenant': 't' },
+      body: { card: { number: '4111' }, guest: 'Ada' },
+    },
+  };
+  const completed: SagaRecord = {
+    sagaId: 's',
+    seq: 2,
+    at: 2,
+    type: 'call.completed',
+    step: 'hotel',
+    kind: 'action',
+    attempt: 1,
+    replay: false,
+    outcome: 'success',
+    status: 201,
+    response: {
+      status: 201,
+      headers: { 'set-cookie': 'sid=1', 'content-type': 'json' },
+      body: { id: 'h-1' },
+    },
+  };
+  const redact = parseFieldPaths(['card.number']);
+
+  it('redacts credentials and SAGAMESH_LOG_REDACT fields, in old records too', () => {
+    expect(servedHistory([started, completed], 'shown', redact)).toEqual([
+      {
+        ...started,
+        request: {
+          method: 'POST',
+          path: '/trips',
+          query: { access_token: '[redacted]', ref: 'r' },
+          headers: { 'proxy-authorization': '[redacted]', 'x-api-key': '[redacted]', 'x-tenant': 't' },
+          body: { card: { number: '[redacted]' }, guest: 'Ada' },
+        },
+      },
+      {
+        ...completed,
+        response: {
+          status: 201,
+          headers: { 'set-cookie': '[redacted]', 'content-type': 'json' },
+          body: { id: 'h-1' },
+        },
+      },
+    ]);
+  });
+
+  it('withheld: the request`s method and path, no responses; the rest of the timeline stays', () => {
+    const served = servedHistory([started, completed], 'withheld', redact);
+    expect(JSON.parse(JSON.stringify(served))).toEqual([
+      { ...started, request: { method: 'POST', path: '/trips' } },
+      {
+        sagaId: 's',
+        seq: 2,
+        at: 2,
+        type: 'call.completed',
+        step: 'hotel',
+        kind: 'action',
+        attempt: 1,
+        replay: false,
+        outcome: 'success',
+        status: 201,
+      },
+    ]);
   });
 });
 

@@ -183,6 +183,28 @@ describe('sagamesh list, inspect, abort, retry', () => {
     expect(r.stdout).toMatch(/^\+0 ms\s+hotel\s+action\s+#1\s+success\s+201/m);
   });
 
+  it('says when the admin withholds saga contents (SAGAMESH_ADMIN_PROTECT_CONTENTS), and shows them with the token', async () => {
+    const guarded = createAdmin({
+      config: { adminAddress: '127.0.0.1:0', adminToken: new Secret(TOKEN), adminProtectContents: true },
+      logger: pino({ level: 'silent' }),
+      clock: { now: () => 1_700_000_001_000, setTimeout, clearTimeout: () => undefined },
+      metrics: new Metrics({ inFlight: () => 0, definitionsLoaded: () => 0, processMetrics: false }),
+      sagaLog: log,
+      operations,
+      definitions: () => new DefinitionSet([]),
+    });
+    const guardedUrl = `http://127.0.0.1:${await guarded.listen()}`;
+    try {
+      const without = await cli(['inspect', 's-1', '--admin', guardedUrl]);
+      expect(without.stdout).toMatch(/^contents\s+withheld/m);
+      const json = await cli(['inspect', 's-1', '--json', '--admin', guardedUrl, '--token', TOKEN]);
+      expect(JSON.parse(json.stdout)).toMatchObject({ contents: 'shown' });
+      expect((await cli(['inspect', 's-1', '--admin', url])).stdout).not.toMatch(/^contents/m);
+    } finally {
+      await guarded.close();
+    }
+  });
+
   it('exits 1 with the server code for an unknown saga, a refused action or bad filters', async () => {
     const missing = await cli(['inspect', 'nope', '--admin', url]);
     expect(missing).toMatchObject({

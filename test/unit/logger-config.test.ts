@@ -22,19 +22,40 @@ describe('logger', () => {
     logger.debug(
       {
         request: {
-          headers: { authorization: 'Bearer s3cret', cookie: 'sid=1', 'x-ok': 'kept' },
+          headers: {
+            authorization: 'Bearer s3cret',
+            cookie: 'sid=1',
+            'proxy-authorization': 'Basic cHJveHk=',
+            'x-api-key': 'key-1',
+            'x-auth-token': 'tok-1',
+            'x-ok': 'kept',
+          },
+          query: { access_token: 'qtok-1', ref: 'r-1' },
           body: { card: { number: '4111111111111111', holder: 'Ada' }, guest: { passport: 'P1' } },
         },
       },
       'saga request',
     );
+    logger.info({ headers: { 'X-Api-Key': 'key-2', accept: '*/*' } }, 'headers');
+    logger.info({ req: { headers: { 'proxy-authorization': 'Basic cHJveHky' } } }, 'req');
     const line = lines.join('');
-    expect(line).not.toContain('s3cret');
-    expect(line).not.toContain('sid=1');
-    expect(line).not.toContain('4111111111111111');
-    expect(line).not.toContain('P1');
+    for (const secret of [
+      's3cret',
+      'sid=1',
+      'cHJveHk',
+      'key-1',
+      'key-2',
+      'tok-1',
+      'qtok-1',
+      '4111111111111111',
+      'P1',
+    ]) {
+      expect([secret, line.includes(secret)]).toEqual([secret, false]);
+    }
     expect(line).toContain('"holder":"Ada"');
     expect(line).toContain('"x-ok":"kept"');
+    expect(line).toContain('"ref":"r-1"');
+    expect(line).toContain('"accept":"*/*"');
   });
 });
 
@@ -62,6 +83,26 @@ describe('loadConfig', () => {
       logRedact: [],
     });
     expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('SAGAMESH_ADMIN_PROTECT_CONTENTS is true or false, and true needs the admin token', () => {
+    expect(loadConfig({}).adminProtectContents).toBe(false);
+    const token = { SAGAMESH_ADMIN_TOKEN: 'a-token-of-sixteen-chars' };
+    expect(loadConfig({ ...token, SAGAMESH_ADMIN_PROTECT_CONTENTS: 'true' }).adminProtectContents).toBe(true);
+    const problems = (env: NodeJS.ProcessEnv): unknown => {
+      try {
+        loadConfig(env);
+      } catch (err) {
+        return (err as { details: unknown }).details;
+      }
+      return [];
+    };
+    expect(problems({ ...token, SAGAMESH_ADMIN_PROTECT_CONTENTS: 'yes' })).toEqual([
+      'SAGAMESH_ADMIN_PROTECT_CONTENTS=yes: must be true or false',
+    ]);
+    expect(problems({ SAGAMESH_ADMIN_PROTECT_CONTENTS: 'true' })).toEqual([
+      'SAGAMESH_ADMIN_PROTECT_CONTENTS=true needs SAGAMESH_ADMIN_TOKEN',
+    ]);
   });
 
   it('reports every problem at once and never echoes a store password', () => {

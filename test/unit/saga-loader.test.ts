@@ -399,7 +399,57 @@ describe('DefinitionSet', () => {
     expect(set.match('post', '/base?x=1&y=2')).toBe(a);
     expect(set.match('get', '/other?')).toBe(b);
     expect(set.match('GET', '/base')).toBeUndefined();
-    expect(set.match('POST', '/base/')).toBeUndefined();
+    expect(set.match('POST', '/base/x')).toBeUndefined();
+  });
+
+  it('matches the canonical spellings of a path, and names the saga an ambiguous one may mean', () => {
+    for (const p of ['/base/', '/BASE', '//base//', '/b%61se', '/B%41SE?x=1']) {
+      expect([p, set.match('POST', p)]).toEqual([p, a]);
+      expect(set.ambiguous('POST', p)).toBeUndefined();
+    }
+    for (const p of [
+      '/base;x',
+      '/base%2F',
+      '/base%20',
+      '/x/../base',
+      '/base.',
+      '/ba%C5%BFe',
+      '/b%252F/../base',
+    ]) {
+      expect([p, set.match('POST', p)]).toEqual([p, undefined]);
+      expect([p, set.ambiguous('POST', p)]).toEqual([p, a]);
+    }
+    // Another method, or another path however read: neither a saga nor ambiguous.
+    for (const [m, p] of [
+      ['GET', '/base;x'],
+      ['POST', '/base2'],
+      ['POST', '/bases;x'],
+      ['POST', '/static/app.js'],
+    ] as const) {
+      expect([m, p, set.match(m, p), set.ambiguous(m, p)]).toEqual([m, p, undefined, undefined]);
+    }
+  });
+
+  it('refuses a match path that is not plain, so that its canonical reading is itself', () => {
+    for (const bad of [
+      '/trips/',
+      '/trips;v=1',
+      '/tr%69ps',
+      '/a//b',
+      '/a/./b',
+      '/.well-known',
+      '/trips.',
+      '/a b',
+      '/a\\b',
+      'trips',
+    ]) {
+      const text = BASE.replace('path: /base', `path: '${bad}'`);
+      expect([bad, problemsOf(text)]).toEqual([bad, [[5, 'spec.match.path', 'SAGAMESH_ERR_DEF_SCHEMA']]]);
+    }
+    for (const good of ['/', '/Trips', '/v1.0/trips', "/a-b_c~d/!$&'()*+,=:@"]) {
+      // A function: a replacement string would read the `$&` in the path as a pattern.
+      expect(load(BASE.replace('path: /base', () => `path: "${good}"`)).match.path).toBe(good);
+    }
   });
 
   it('looks up by name and lists all', () => {

@@ -8,7 +8,7 @@ import type { SagaRunner } from '../../src/saga/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import type { Observer } from '../../src/observer';
 import { NOOP_OBSERVER } from '../../src/observer';
-import { definition, step } from '../helpers/fake-definition';
+import { constant, definition, step } from '../helpers/fake-definition';
 
 /** The saga processor's decisions before any saga runs, with the runner and store faked. */
 const def: SagaDefinition = { ...definition([step('hotel')]), input: { json: true } };
@@ -20,6 +20,7 @@ function processor(
     inFlight?: () => number;
     maxInFlight?: number;
     observer?: Observer;
+    definition?: SagaDefinition;
   } = {},
 ) {
   const log = new MemorySagaLog(new SimulatedClock());
@@ -35,7 +36,10 @@ function processor(
     new SagaProcessor(
       {
         definitions: () => ({
-          match: (m: string, p: string) => (m === 'POST' && p === '/test' ? def : undefined),
+          match: (m: string, p: string) =>
+            m === 'POST' && p === '/test' ? (opts.definition ?? def) : undefined,
+          ambiguous: (m: string, p: string) => (m === 'POST' && p === '/test;x' ? def : undefined),
+          ownedHeaders: new Set(['x-hotel-booking']),
         }),
         runner,
         answerBudgetMs: 1000,
@@ -122,6 +126,31 @@ describe('SagaProcessor', () => {
     expect(ok.request_headers?.response.status).toBe('CONTINUE');
   });
 
+  it('refuses an ambiguous spelling of a saga path with 400 PATH_AMBIGUOUS, counted, before anything starts', async () => {
+    const start = jest.fn();
+    const rejected: string[] = [];
+    const observer = {
+      ...NOOP_OBSERVER,
+      sagaRejected: (d: string, code: string) => rejected.push(`${d} ${code}`),
+    };
+    const r = await processor({ start, observer }).make().requestHeaders(headers('/test;x'));
+    expect(r.immediate_response?.status.code).toBe(400);
+    expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_PATH_AMBIGUOUS');
+    expect(rejected).toEqual(['test-saga SAGAMESH_ERR_PATH_AMBIGUOUS']);
+    expect(start).not.toHaveBeenCalled();
+  });
+
+  it('refuses any path longer than 4096 characters (query excluded) with 414 PATH_TOO_LONG', async () => {
+    const p = processor().make;
+    const long = await p().requestHeaders(headers(`/x${'%2F'.repeat(1365)}`));
+    expect(long.immediate_response?.status.code).toBe(414);
+    expect(bodyOf(long).error?.code).toBe('SAGAMESH_ERR_PATH_TOO_LONG');
+    // 4096 characters and a long query are still read.
+    const longest = await p().requestHeaders(headers(`/${'a'.repeat(4095)}?q=${'b'.repeat(10_000)}`));
+    expect(longest.immediate_response).toBeUndefined();
+    expect(longest.request_headers?.response.status).toBe('CONTINUE');
+  });
+
   it('answers 400 BODY_NOT_JSON without starting anything', async () => {
     const start = jest.fn();
     const p = processor({ start }).make();
@@ -174,5 +203,53 @@ describe('SagaProcessor', () => {
         expiredBefore: 0,
       }),
     ).toEqual({ reserved: true });
+  });
+});
+
+describe('SagaProcessor: headers sagamesh owns', () => {
+  const forged = {
+    'x-sagamesh-saga-id': 'F',
+    'X-Sagamesh-Step': 'F',
+    'x-hotel-booking': 'F',
+    'x-ok': 'kept',
+  };
+  const removed = (r: ProcessingResponse) => r.request_headers?.response.header_mutation?.remove_headers;
+
+  it('removes them from a request that matches no saga, in the one answer it gets', async () => {
+    const r = await processor().make().requestHeaders(headers('/other', forged));
+    expect(removed(r)).toEqual(['x-sagamesh-saga-id', 'x-sagamesh-step', 'x-hotel-booking']);
+    expect(r.mode_override).toMatchObject({ request_body_mode: 'NONE', response_header_mode: 'SKIP' });
+  });
+
+  it('removes them from a saga request before its body is sent', async () => {
+    const r = await processor().make().requestHeaders(headers('/test', forged));
+    expect(removed(r)).toEqual(['x-sagamesh-saga-id', 'x-sagamesh-step', 'x-hotel-booking']);
+    expect(r.mode_override).toMatchObject({ request_body_mode: 'BUFFERED' });
+  });
+
+  it('removes a pivot header the saga leaves out, when a bodiless pivot request continues upstream', async () => {
+    const pivot: SagaDefinition = definition([step('hotel')], {
+      respond: 'upstream',
+      upstream: { headers: { 'x-hotel-booking': constant(undefined) } },
+    });
+    const scope = { request: { method: 'POST', path: '/test', query: {}, headers: {}, body: null } };
+    const execution = {
+      sagaId: 'saga-1',
+      definition: pivot,
+      stepsDone: Promise.resolve('pivot'),
+      settled: new Promise(() => undefined),
+      scope: () => ({ ...scope, steps: {}, saga: { id: 'saga-1', name: pivot.name } }),
+    };
+    const start = (() => Promise.resolve(execution)) as unknown as SagaRunner['start'];
+    const r = await processor({ start, definition: pivot })
+      .make()
+      .requestHeaders(headers('/test', forged, true));
+    const mutation = r.request_headers?.response.header_mutation;
+    expect(mutation?.remove_headers).toEqual(['x-sagamesh-saga-id', 'x-sagamesh-step', 'x-hotel-booking']);
+    expect(mutation?.set_headers?.map((h) => [h.header.key, h.header.raw_value.toString()])).toEqual([
+      ['x-sagamesh-saga-id', 'saga-1'],
+      // The upstream is awaited no longer than the saga's deadline (docs/envoy.md).
+      ['x-envoy-upstream-rq-timeout-ms', String(def.deadlineMs)],
+    ]);
   });
 });

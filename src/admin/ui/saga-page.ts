@@ -1,7 +1,7 @@
 import type { SagaDefinition } from '../../saga/definition';
 import type { ChartNode } from '../../saga/graph';
 import { toMermaid } from '../../saga/graph';
-import type { SagaRecord } from '../../saga-log/saga-log';
+import type { ServedRecord } from '../saga-contents';
 import type { SagaView } from '../timeline';
 import { chartHtml } from './chart-html';
 import { formatDuration, formatTime } from './format';
@@ -13,7 +13,9 @@ import { timelineSvg } from './timeline-svg';
 
 export interface SagaPageInput {
   readonly view: SagaView;
-  readonly history: readonly SagaRecord[];
+  /** As served (admin/saga-contents.ts): redacted, and without contents when they are withheld. */
+  readonly history: readonly ServedRecord[];
+  readonly contents: 'shown' | 'withheld';
   /** The definition version the saga ran with, when it can still be found. */
   readonly definition?: SagaDefinition;
   readonly chart?: ChartNode;
@@ -100,9 +102,18 @@ export function sagaPage(input: SagaPageInput): string {
         <div class="card empty">
           Definition ${view.definition}@${view.version} is no longer known to this instance.
         </div>`;
+  // A link, not a form: the browser prompts for the token and keeps it out of the URL.
+  const withheld =
+    input.contents === 'withheld'
+      ? html`<p class="card notice">
+          The request and the steps' responses need the admin token.
+          <a href="/ui/sagas/${encodeURIComponent(view.sagaId)}?contents=show">Show contents</a> (your browser
+          asks for it: any user name, the token as password).
+        </p>`
+      : '';
   const body = html`<p><a href="/ui">← all sagas</a></p>
     <h1>Saga <span class="mono">${view.sagaId}</span></h1>
-    ${facts}
+    ${withheld}${facts}
     <h2>Timeline</h2>
     ${timelineSvg(view, stepOrder)}
     <h2>Calls</h2>
@@ -112,4 +123,15 @@ export function sagaPage(input: SagaPageInput): string {
       <pre>${JSON.stringify(input.history, null, 2)}</pre>
     </details>`;
   return page(`Saga ${view.sagaId}`, body, view.finished ? {} : { refreshSeconds: 2 });
+}
+
+/** The answer to "show contents" without the token: 401 with a Basic challenge, and this page. */
+export function tokenPromptPage(sagaId: string): string {
+  const body = html`<p><a href="/ui/sagas/${encodeURIComponent(sagaId)}">← saga ${sagaId}</a></p>
+    <h1>The admin token is needed</h1>
+    <p class="card">
+      Saga contents are protected (SAGAMESH_ADMIN_PROTECT_CONTENTS). Reload and enter any user name and the
+      admin token as password.
+    </p>`;
+  return page('Admin token needed', body);
 }
