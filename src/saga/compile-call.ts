@@ -1,7 +1,7 @@
 import { ERRORS } from '../errors';
 import type { ErrorSpec } from '../errors';
 import type { CallDefinition, RetryPolicy, Template } from './definition';
-import { formatDuration, parseDuration } from './duration';
+import { MAX_DURATION_MS, formatDuration, parseDuration } from './duration';
 import type { Path, ProblemCollector } from './problems';
 import { DEFAULTS, isRawCall, isRawRequest, isRecord } from './schema';
 import type { RawCall, RawHeaders } from './schema';
@@ -53,7 +53,7 @@ export function compileCall(
     req.body === undefined ? undefined : reads.take(compileTemplate(req.body, [...path, 'request', 'body']));
   if (!isRawCall(raw)) return undefined;
   const defaults = DEFAULTS[kind];
-  const timeoutMs = raw.timeout === undefined ? defaults.timeoutMs : parseDuration(raw.timeout);
+  const timeoutMs = duration(raw.timeout, defaults.timeoutMs, [...path, 'timeout'], out);
   if (timeoutMs === 0) out.add(ERRORS.DEF_SCHEMA, [...path, 'timeout'], 'must be longer than 0ms');
   const retry = compileRetry(raw.retry, defaults.retry, [...path, 'retry'], out);
   if (!url || !headers || !retry || !timeoutMs || (req.body !== undefined && !body)) return undefined;
@@ -71,14 +71,15 @@ function compileRetry(
   path: Path,
   out: ProblemCollector,
 ): RetryPolicy | undefined {
-  const backoffMs = raw?.backoff === undefined ? defaults.backoffMs : parseDuration(raw.backoff);
-  if (backoffMs === undefined) return undefined;
+  const backoffMs = duration(raw?.backoff, defaults.backoffMs, [...path, 'backoff'], out);
   // Without an explicit cap, a backoff above the default cap raises the cap rather than failing.
-  const maxBackoffMs =
-    raw?.maxBackoff === undefined
-      ? Math.max(defaults.maxBackoffMs, backoffMs)
-      : parseDuration(raw.maxBackoff);
-  if (maxBackoffMs === undefined) return undefined;
+  const maxBackoffMs = duration(
+    raw?.maxBackoff,
+    Math.max(defaults.maxBackoffMs, backoffMs ?? 0),
+    [...path, 'maxBackoff'],
+    out,
+  );
+  if (backoffMs === undefined || maxBackoffMs === undefined) return undefined;
   if (maxBackoffMs < backoffMs) {
     out.add(
       ERRORS.DEF_SCHEMA,
@@ -88,6 +89,22 @@ function compileRetry(
     return undefined;
   }
   return { attempts: raw?.attempts ?? defaults.attempts, backoffMs, maxBackoffMs };
+}
+
+/** A call's duration field in ms (`fallback` when absent); undefined when malformed or too long. */
+function duration(
+  raw: string | undefined,
+  fallback: number,
+  path: Path,
+  out: ProblemCollector,
+): number | undefined {
+  if (raw === undefined) return fallback;
+  const ms = parseDuration(raw);
+  if (ms !== undefined && ms > MAX_DURATION_MS) {
+    out.add(ERRORS.DEF_SCHEMA, path, `must be at most ${formatDuration(MAX_DURATION_MS)}`);
+    return undefined;
+  }
+  return ms;
 }
 
 /** Set by the proxy or the step caller; letting a template set them would break framing or routing. */
