@@ -148,6 +148,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.FAILED_PRECONDITION,
     false,
   ),
+  EXPRESSION_LIMIT: spec(
+    'SAGAMESH_ERR_EXPRESSION_LIMIT',
+    'an expression went past a limit on its time, depth or the size of what it builds',
+    422,
+    GrpcStatus.FAILED_PRECONDITION,
+    false,
+  ),
   SAGA_DEADLINE: spec(
     'SAGAMESH_ERR_SAGA_DEADLINE',
     'the saga did not finish before its deadline',

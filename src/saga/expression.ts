@@ -1,21 +1,33 @@
 import jsonata from 'jsonata';
 import { ERRORS, SagameshError } from '../errors';
 import type { TemplateScope } from './definition';
+import { TO_MILLIS_PICTURE, installGuards } from './expression-guards';
+import {
+  ExpressionLimitError,
+  JSONATA_GUARDRAILS,
+  JSONATA_LIMIT_CODES,
+  evaluationBindings,
+} from './expression-limits';
+import { LinearRegExp, compileLinearRegExp } from './linear-regexp';
 import { formatPath } from './problems';
 import type { Path } from './problems';
 import type { Compilation } from './template-compilation';
 
 /**
  * One `${ <JSONata> }` expression of a template: compiled once at load (problems and step reads go
- * to the Compilation, never thrown), evaluated per saga into plain JSON. Evaluation throws
- * SagameshError(STEP_TEMPLATE) only.
+ * to the Compilation, never thrown), evaluated per saga into plain JSON, within EXPRESSION_LIMITS
+ * and with linear-time regular expressions. Evaluation throws SagameshError(EXPRESSION_LIMIT) past
+ * a limit and SagameshError(STEP_TEMPLATE) for anything else.
  */
 
 /**
- * Guardrails for one evaluation. Definitions are written by operators, but a runaway recursion or a
- * `[1..1e9]` must fail one saga, not stall the process.
+ * jsonata.d.ts types RegexEngine as RegExpConstructor; jsonata.js only ever does
+ * `new RegexEngine(literal)`, then `exec` and `lastIndex` (see linear-regexp.ts).
  */
-const JSONATA_LIMITS = { timeout: 1000, stack: 500, sequence: 100_000 };
+const JSONATA_OPTIONS = {
+  ...JSONATA_GUARDRAILS,
+  RegexEngine: LinearRegExp as unknown as RegExpConstructor,
+};
 
 export interface Expression {
   readonly source: string;
@@ -33,6 +45,10 @@ interface ExpressionReads {
   dynamicSteps: boolean;
   readsBody: boolean;
   usesEval: boolean;
+  /** Regex literals, to compile for the linear engine at load. */
+  readonly regexes: RegExp[];
+  /** `$toMillis(x, picture)` or `x ~> $toMillis(picture)`; see TO_MILLIS_PICTURE. */
+  toMillisPicture: boolean;
 }
 
 /**
@@ -43,7 +59,14 @@ interface ExpressionReads {
  * anything that may touch the request body counts as reading it.
  */
 function analyseExpression(ast: unknown): ExpressionReads {
-  const reads: ExpressionReads = { steps: new Set(), dynamicSteps: false, readsBody: false, usesEval: false };
+  const reads: ExpressionReads = {
+    steps: new Set(),
+    dynamicSteps: false,
+    readsBody: false,
+    usesEval: false,
+    regexes: [],
+    toMillisPicture: false,
+  };
   visit(ast, true, reads);
   return reads;
 }
@@ -54,6 +77,9 @@ function visit(node: unknown, atRoot: boolean, r: ExpressionReads): void {
     return;
   }
   if (!isRecord(node)) return;
+  if (node.type === 'regex' && node.value instanceof RegExp) r.regexes.push(node.value);
+  if (callsToMillis(node, 2) || (node.type === 'apply' && callsToMillis(node.rhs, 1)))
+    r.toMillisPicture = true;
   if (node.type === 'path' && Array.isArray(node.steps)) {
     visitPath(node.steps, atRoot, r);
     for (const [k, v] of Object.entries(node)) if (k !== 'steps') visit(v, false, r);
@@ -110,6 +136,18 @@ function readRootField(field: Record<string, unknown>, next: unknown, r: Express
   if (field.value === 'request' && (literalNext === undefined || literalNext === 'body')) r.readsBody = true;
 }
 
+function callsToMillis(node: unknown, minArgs: number): boolean {
+  return (
+    isRecord(node) &&
+    node.type === 'function' &&
+    isRecord(node.procedure) &&
+    node.procedure.type === 'variable' &&
+    node.procedure.value === 'toMillis' &&
+    Array.isArray(node.arguments) &&
+    node.arguments.length >= minArgs
+  );
+}
+
 function readsEverything(r: ExpressionReads): void {
   r.dynamicSteps = true;
   r.readsBody = true;
@@ -120,7 +158,7 @@ function readsEverything(r: ExpressionReads): void {
 export function compileExpression(source: string, path: Path, c: Compilation): Expression | undefined {
   let run: jsonata.Expression;
   try {
-    run = jsonata(source, JSONATA_LIMITS);
+    run = jsonata(source, JSONATA_OPTIONS);
   } catch (err) {
     const at = isRecord(err) && typeof err.position === 'number' ? ` (at character ${err.position})` : '';
     c.problems.push({ path, kind: 'expression', message: `\${${source}}: ${messageOf(err)}${at}` });
@@ -134,6 +172,17 @@ export function compileExpression(source: string, path: Path, c: Compilation): E
       message: `\${${source}}: $eval is not allowed (it would run data as an expression)`,
     });
   }
+  for (const regex of found.regexes) {
+    try {
+      compileLinearRegExp(regex);
+    } catch (err) {
+      const message = `\${${source}}: /${regex.source}/ cannot run in linear time (RE2 syntax: no backreferences or lookaround): ${messageOf(err)}`;
+      c.problems.push({ path, kind: 'expression', message });
+    }
+  }
+  if (found.toMillisPicture)
+    c.problems.push({ path, kind: 'expression', message: `\${${source}}: ${TO_MILLIS_PICTURE}` });
+  installGuards(run);
   for (const step of found.steps) c.reads.push({ step, path });
   if (found.dynamicSteps) c.dynamicStepReads.push(path);
   if (found.readsBody) c.readsBody = true;
@@ -179,9 +228,13 @@ export async function evaluate(expr: Expression, scope: TemplateScope): Promise<
   }
   let value: unknown;
   try {
-    value = await expr.run.evaluate(scope);
+    value = await expr.run.evaluate(scope, evaluationBindings());
   } catch (err) {
-    throw renderError(expr.where, `\${${expr.source}}: ${messageOf(err)}`, err);
+    const detail = `\${${expr.source}}: ${messageOf(err)}`;
+    if (err instanceof ExpressionLimitError || (isRecord(err) && JSONATA_LIMIT_CODES.has(String(err.code)))) {
+      throw new SagameshError(ERRORS.EXPRESSION_LIMIT, `${expr.where}: ${detail}`, [], { cause: err });
+    }
+    throw renderError(expr.where, detail, err);
   }
   return toJson(value, expr);
 }
