@@ -95,6 +95,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.INVALID_ARGUMENT,
     false,
   ),
+  DEF_TOO_LARGE: spec(
+    'SAGAMESH_ERR_DEF_TOO_LARGE',
+    'saga definitions exceed a size limit (file, directory or step count)',
+    500,
+    GrpcStatus.INVALID_ARGUMENT,
+    false,
+  ),
   DEFINITIONS_INVALID: spec(
     'SAGAMESH_ERR_DEFINITIONS_INVALID',
     'saga definitions were rejected; nothing was loaded',

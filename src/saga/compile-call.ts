@@ -1,6 +1,7 @@
 import { ERRORS } from '../errors';
 import type { ErrorSpec } from '../errors';
 import type { CallDefinition, RetryPolicy, Template } from './definition';
+import type { KnownExpressions } from './expression';
 import { MAX_DURATION_MS, formatDuration, parseDuration } from './duration';
 import type { Path, ProblemCollector } from './problems';
 import { DEFAULTS, isRawCall, isRawRequest, isRecord } from './schema';
@@ -26,7 +27,11 @@ export class Reads {
   readonly dynamic: Path[] = [];
   readsBody = false;
 
-  constructor(private readonly out: ProblemCollector) {}
+  /** `known`: the load's precompiled expressions, if any (expression.ts). */
+  constructor(
+    private readonly out: ProblemCollector,
+    readonly known?: KnownExpressions,
+  ) {}
 
   take<T extends { readonly readsBody: boolean }>(c: Compiled<T>): T | undefined {
     for (const p of c.problems) this.out.add(TEMPLATE_CODES[p.kind], p.path, p.message);
@@ -47,10 +52,12 @@ export function compileCall(
 ): CallDefinition | undefined {
   if (!isRecord(raw) || !isRawRequest(raw.request)) return undefined;
   const req = raw.request;
-  const url = reads.take(compileUrlTemplate(req.url, [...path, 'request', 'url']));
+  const url = reads.take(compileUrlTemplate(req.url, [...path, 'request', 'url'], reads.known));
   const headers = compileHeaders(req.headers, [...path, 'request', 'headers'], reads, out);
   const body =
-    req.body === undefined ? undefined : reads.take(compileTemplate(req.body, [...path, 'request', 'body']));
+    req.body === undefined
+      ? undefined
+      : reads.take(compileTemplate(req.body, [...path, 'request', 'body'], reads.known));
   if (!isRawCall(raw)) return undefined;
   const defaults = DEFAULTS[kind];
   const timeoutMs = duration(raw.timeout, defaults.timeoutMs, [...path, 'timeout'], out);
@@ -138,7 +145,7 @@ export function compileHeaders(
     } else if (headers.has(lower)) {
       out.add(ERRORS.DEF_SCHEMA, at, `header ${lower} is given twice (names are case-insensitive)`, true);
     }
-    const template = reads.take(compileHeaderTemplate(value, at));
+    const template = reads.take(compileHeaderTemplate(value, at, reads.known));
     if (template) headers.set(lower, template);
     else ok = false;
   }

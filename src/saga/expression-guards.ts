@@ -135,7 +135,7 @@ function jsonFits(value: unknown, limit: number): boolean {
     if (typeof v === 'string') size += v.length + 2;
     else if (Array.isArray(v)) {
       size += 1 + v.length;
-      if (size <= limit) pending.push(...(v as unknown[]));
+      if (size <= limit) for (const item of v as unknown[]) pending.push(item);
     } else if (typeof v === 'object' && v !== null) {
       const entries = Object.entries(v);
       size += 1 + entries.length;

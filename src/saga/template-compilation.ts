@@ -1,3 +1,4 @@
+import type { KnownExpressions } from './expression';
 import type { Path } from './problems';
 
 // What compiling one template finds, shared by template.ts, url-template.ts and expression.ts.
@@ -27,6 +28,9 @@ export interface Compiled<T> {
 /** What one compile call finds: problems, step reads and whether the request body is read. */
 export class Compilation {
   readonly problems: TemplateProblem[] = [];
+  /** `known`: the load's precompiled expressions, if it has them. */
+  constructor(readonly known?: KnownExpressions) {}
+
   readonly reads: StepRead[] = [];
   readonly dynamicStepReads: Path[] = [];
   readsBody = false;

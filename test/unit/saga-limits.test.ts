@@ -1,4 +1,13 @@
-import { loadDefinitionText } from '../../src/saga/loader';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SagameshError } from '../../src/errors';
+import {
+  isDefinitionProblem,
+  loadDefinitionFile,
+  loadDefinitionText,
+  loadDefinitions,
+} from '../../src/saga/loader';
 
 /**
  * What a definition may ask for: durations a timer can hold, and sizes whose checking and
@@ -56,5 +65,86 @@ describe('durations', () => {
       ['spec.steps[0].compensation.timeout', 'SAGAMESH_ERR_DEF_SCHEMA'],
       ['spec.steps[0].compensation.retry.backoff', 'SAGAMESH_ERR_DEF_SCHEMA'],
     ]);
+  });
+});
+
+/** `count` steps, one line each. */
+const manySteps = (count: number): string =>
+  BASE.replace(
+    / {4}- name: one\n.*\n/,
+    Array.from(
+      { length: count },
+      (_, i) => `    - { name: s${i}, action: { request: { method: GET, url: 'http://a/' } } }\n`,
+    ).join(''),
+  );
+
+function sagasDir(files: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-limits-'));
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
+  return dir;
+}
+
+async function dirProblems(dir: string): Promise<[string, number, string, string][]> {
+  const err: unknown = await loadDefinitions(dir).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(err instanceof SagameshError)) throw new Error(`expected a SagameshError, got ${String(err)}`);
+  return err.details
+    .filter(isDefinitionProblem)
+    .map((p) => [path.basename(p.file), p.line, p.code, p.message]);
+}
+
+describe('definition size', () => {
+  it('takes 100 steps and refuses 101 at spec.steps, without checking them one by one', () => {
+    expect(loadDefinitionText('t.yaml', manySteps(100)).definition?.steps).toHaveLength(100);
+    expect(problemsOf(manySteps(101))).toEqual([
+      [7, 'spec.steps', 'SAGAMESH_ERR_DEF_TOO_LARGE', '101 steps; a saga may have at most 100'],
+    ]);
+  });
+
+  it('refuses 3,000 steps (a quadratic step graph: seconds before) with one problem', () => {
+    const text = manySteps(3000);
+    expect(Buffer.byteLength(text)).toBeLessThan(256 * 1024);
+    expect(problemsOf(text).map(([line, p, code]) => [line, p, code])).toEqual([
+      [7, 'spec.steps', 'SAGAMESH_ERR_DEF_TOO_LARGE'],
+    ]);
+  });
+
+  it('refuses a file past 256 KiB unread, and still checks every other file', async () => {
+    const huge = `${BASE}# ${'x'.repeat(256 * 1024)}\n: [not yaml`;
+    const dir = sagasDir({
+      'a-huge.yaml': huge,
+      'b-bad.yaml': BASE.replace('method: POST, path', 'method: PUSH, path'),
+    });
+    expect(await dirProblems(dir)).toEqual([
+      [
+        'a-huge.yaml',
+        1,
+        'SAGAMESH_ERR_DEF_TOO_LARGE',
+        `the file holds ${Buffer.byteLength(huge)} bytes; a saga file may hold 262144 bytes (256 KiB)`,
+      ],
+      [
+        'b-bad.yaml',
+        5,
+        'SAGAMESH_ERR_DEF_SCHEMA',
+        'must be one of: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
+      ],
+    ]);
+  });
+
+  it('refuses the files past 1 MiB in all', async () => {
+    const padded = (name: string): string =>
+      `${BASE.replace('name: base', `name: ${name}`).replace('/base', `/${name}`)}# ${'x'.repeat(250 * 1024)}\n`;
+    const dir = sagasDir(Object.fromEntries(['a', 'b', 'c', 'd', 'e'].map((n) => [`${n}.yaml`, padded(n)])));
+    expect((await dirProblems(dir)).map(([file, line, code]) => [file, line, code])).toEqual([
+      ['e.yaml', 1, 'SAGAMESH_ERR_DEF_TOO_LARGE'],
+    ]);
+  });
+
+  it('refuses a 10 MB file in validate without parsing it', async () => {
+    const dir = sagasDir({ 'big.yaml': `${BASE}# ${'x'.repeat(10_000_000)}\n` });
+    const { problems } = await loadDefinitionFile(path.join(dir, 'big.yaml'));
+    expect(problems.map((p) => [p.line, p.code])).toEqual([[1, 'SAGAMESH_ERR_DEF_TOO_LARGE']]);
   });
 });
