@@ -97,7 +97,7 @@ export const ERRORS = Object.freeze({
   ),
   DEF_TOO_LARGE: spec(
     'SAGAMESH_ERR_DEF_TOO_LARGE',
-    'saga definitions exceed a size limit (file, directory or step count)',
+    'saga definitions exceed a size limit (file, directory, expressions or steps)',
     500,
     GrpcStatus.INVALID_ARGUMENT,
     false,

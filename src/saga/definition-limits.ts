@@ -11,4 +11,10 @@ export const DEFINITION_LIMITS = Object.freeze({
   directoryBytes: 1024 * 1024,
   /** Steps of one saga. */
   steps: 100,
+  /**
+   * Distinct `${…}` expressions in the saga files of a directory together. Each costs ~65 µs or
+   * more to compile and ~16 KB of heap while loaded (JSONata builds a parser and an environment per
+   * expression), more for long ones: 1,610 expressions of ~2.5 KB in 1 MiB held 60 MB.
+   */
+  expressions: 2_000,
 });

@@ -1,18 +1,26 @@
 import jsonata from 'jsonata';
-import { EXPRESSION_LIMITS, checkStep, tooLong } from './expression-limits';
+import { EXPRESSION_LIMITS, checkStep, evaluationBudget, tooLong } from './expression-limits';
 
 /**
- * Puts EXPRESSION_LIMITS on one compiled expression: every step's result is checked (checkStep),
- * and the built-ins whose output size comes from an argument rather than from their input are
- * replaced by guarded versions that refuse before they allocate — V8's "invalid size" error is
- * fatal, so checking the result afterwards would be too late.
+ * Puts EXPRESSION_LIMITS on expressions: every step's result is checked (checkStep), and the
+ * built-ins whose output size comes from an argument rather than from their input are replaced,
+ * for each evaluation, by guarded versions that refuse before they allocate — V8's "invalid size"
+ * error is fatal, so checking the result afterwards would be too late.
  */
 export function installGuards(run: jsonata.Expression): void {
   // jsonata.js evaluate() calls the function bound to this symbol with each step's result;
   // jsonata.d.ts types assign's name as a string, but it binds any key (as Environment#bind says).
   const assign = run.assign.bind(run) as (name: string | symbol, value: unknown) => void;
   assign(Symbol.for('jsonata.__evaluate_exit'), checkStep);
-  for (const [name, guarded, signature] of GUARDED) run.registerFunction(name, guarded, signature);
+}
+
+/**
+ * Bindings for one evaluation: the guarded built-ins (they shadow JSONata's own in the
+ * evaluation's frame) and a fresh budget. Passed per evaluation rather than registered per
+ * expression, which would cost every compiled expression 8 KB of parsed signatures.
+ */
+export async function evaluationBindings(): Promise<Record<string, unknown>> {
+  return { ...(await GUARDED_FUNCTIONS), ...evaluationBudget() };
 }
 
 const L = EXPRESSION_LIMITS;
@@ -108,6 +116,22 @@ const GUARDED: readonly (readonly [string, Guarded, string])[] = [
     '<s-s?:n>',
   ],
 ];
+
+/** The guarded built-ins as JSONata function objects (signatures parsed once), by name. */
+const GUARDED_FUNCTIONS: Promise<Record<string, unknown>> = (() => {
+  const names = GUARDED.map(([name]) => name);
+  const holder = jsonata(`{${names.map((n) => `'${n}': $${n}`).join(', ')}}`);
+  for (const [name, guarded, signature] of GUARDED) holder.registerFunction(name, guarded, signature);
+  return holder.evaluate({}).then((found: unknown) => {
+    const out: Record<string, unknown> = {};
+    for (const name of names) {
+      const f: unknown = typeof found === 'object' && found !== null ? Reflect.get(found, name) : undefined;
+      if (!isBuiltin(f)) throw new Error(`could not build the guarded $${name}`);
+      out[name] = f;
+    }
+    return out;
+  });
+})();
 
 /**
  * JSONata parses a timestamp against a picture with a backtracking RegExp built from the picture

@@ -50,8 +50,8 @@ class Budget {
   }
 }
 
-/** Bindings for one evaluation: a fresh budget. */
-export function evaluationBindings(): Record<string, unknown> {
+/** A fresh budget, as a binding for one evaluation. */
+export function evaluationBudget(): Record<string, unknown> {
   return { [BUDGET]: new Budget() };
 }
 

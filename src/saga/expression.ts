@@ -1,13 +1,8 @@
 import jsonata from 'jsonata';
 import { ERRORS, SagameshError } from '../errors';
 import type { TemplateScope } from './definition';
-import { TO_MILLIS_PICTURE, installGuards } from './expression-guards';
-import {
-  ExpressionLimitError,
-  JSONATA_GUARDRAILS,
-  JSONATA_LIMIT_CODES,
-  evaluationBindings,
-} from './expression-limits';
+import { TO_MILLIS_PICTURE, evaluationBindings, installGuards } from './expression-guards';
+import { ExpressionLimitError, JSONATA_GUARDRAILS, JSONATA_LIMIT_CODES } from './expression-limits';
 import { analyseExpression, plainFieldPath } from './expression-analysis';
 import type { ExpressionReads } from './expression-analysis';
 import { LinearRegExp, compileLinearRegExp } from './linear-regexp';
@@ -120,7 +115,7 @@ export async function evaluate(expr: Expression, scope: TemplateScope): Promise<
   }
   let value: unknown;
   try {
-    value = await expr.run.evaluate(scope, evaluationBindings());
+    value = await expr.run.evaluate(scope, await evaluationBindings());
   } catch (err) {
     const detail = `\${${expr.source}}: ${messageOf(err)}`;
     if (err instanceof ExpressionLimitError || (isRecord(err) && JSONATA_LIMIT_CODES.has(String(err.code)))) {

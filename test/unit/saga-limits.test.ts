@@ -78,6 +78,15 @@ const manySteps = (count: number): string =>
     ).join(''),
   );
 
+/** A saga named `name` whose one step's body holds `count` distinct expressions. */
+const withExpressions = (count: number, name = 'base'): string =>
+  BASE.replace('name: base', `name: ${name}`)
+    .replace('/base', `/${name}`)
+    .replace(
+      'url: http://one/x }',
+      `url: http://one/x, body: { ${Array.from({ length: count }, (_, i) => `k${i}: '\${request.body.k${i}}'`).join(', ')} } }`,
+    );
+
 function sagasDir(files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-limits-'));
   for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
@@ -139,6 +148,28 @@ describe('definition size', () => {
     const dir = sagasDir(Object.fromEntries(['a', 'b', 'c', 'd', 'e'].map((n) => [`${n}.yaml`, padded(n)])));
     expect((await dirProblems(dir)).map(([file, line, code]) => [file, line, code])).toEqual([
       ['e.yaml', 1, 'SAGAMESH_ERR_DEF_TOO_LARGE'],
+    ]);
+  });
+
+  it('refuses more than 2,000 distinct expressions in a file, before compiling them', () => {
+    expect(loadDefinitionText('t.yaml', withExpressions(2000)).definition).toBeDefined();
+    expect(problemsOf(withExpressions(2001))).toEqual([
+      [
+        1,
+        '',
+        'SAGAMESH_ERR_DEF_TOO_LARGE',
+        'the file holds 2001 distinct expressions; a saga file may hold at most 2000',
+      ],
+    ]);
+  });
+
+  it('counts the expressions of a directory together', async () => {
+    const dir = sagasDir({
+      'a.yaml': withExpressions(1500, 'a'),
+      'b.yaml': withExpressions(501, 'b'),
+    });
+    expect((await dirProblems(dir)).map(([file, line, code]) => [file, line, code])).toEqual([
+      ['b.yaml', 1, 'SAGAMESH_ERR_DEF_TOO_LARGE'],
     ]);
   });
 
