@@ -2,10 +2,11 @@ import jsonata from 'jsonata';
 import { EXPRESSION_LIMITS, checkStep, evaluationBudget, tooLong } from './expression-limits';
 
 /**
- * Puts EXPRESSION_LIMITS on expressions: every step's result is checked (checkStep), and the
- * built-ins whose output size comes from an argument rather than from their input are replaced,
- * for each evaluation, by guarded versions that refuse before they allocate — V8's "invalid size"
- * error is fatal, so checking the result afterwards would be too late.
+ * Puts EXPRESSION_LIMITS on expressions: every step's result is checked (checkStep, installed on
+ * each compiled expression), and the built-ins whose output size comes from an argument rather
+ * than from their input are replaced, for each evaluation (evaluationBindings), by guarded versions
+ * that refuse before they allocate — V8's "invalid size" error is fatal, so checking the result
+ * afterwards would be too late.
  */
 export function installGuards(run: jsonata.Expression): void {
   // jsonata.js evaluate() calls the function bound to this symbol with each step's result;
