@@ -15,7 +15,8 @@ import { createH2cCaller } from './participants/h2c-caller';
 import { createHttpCaller } from './participants/step-caller';
 import type { SagaDefinition } from './saga/definition';
 import { DefinitionSet } from './saga/definition-set';
-import { loadDefinitions, loadDefinitionText } from './saga/loader';
+import { loadDefinitionText } from './saga/loader';
+import { loadDefinitionsOffThread } from './saga/offthread-load';
 import { SagaRunner } from './saga/runner';
 import { DefinitionsWatcher, problemCodes } from './saga/watcher';
 import { parseFieldPaths } from './redaction';
@@ -148,9 +149,11 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     idempotencyRetentionMs: config.idempotencyRetentionMs,
   });
   // Hot reload: a changed sagas directory is validated whole, then swapped in for new requests.
+  // Loads are checked in a worker thread, so a large or broken set never holds up the requests.
+  const load = () => loadDefinitionsOffThread(config.sagasDir, { maxDeadlineMs: config.maxDeadlineMs });
   const watcher = new DefinitionsWatcher({
     dir: config.sagasDir,
-    load: () => loadDefinitions(config.sagasDir, { maxDeadlineMs: config.maxDeadlineMs }),
+    load,
     current: () => definitions.list(),
     apply: (loaded) => {
       definitions = new DefinitionSet(loaded);
@@ -187,9 +190,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     async start() {
       // Admin first: /healthz answers and /readyz says "loading" while the rest starts.
       const adminPort = await admin.listen();
-      definitions = new DefinitionSet(
-        await loadDefinitions(config.sagasDir, { maxDeadlineMs: config.maxDeadlineMs }),
-      );
+      definitions = new DefinitionSet(await load());
       logger.info(
         { sagas: definitions.list().map((d) => `${d.name}@${d.version} ${d.match.method} ${d.match.path}`) },
         'saga definitions loaded',

@@ -95,6 +95,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.INVALID_ARGUMENT,
     false,
   ),
+  DEF_TOO_LARGE: spec(
+    'SAGAMESH_ERR_DEF_TOO_LARGE',
+    'saga definitions exceed a size limit (file, directory, expressions or steps)',
+    500,
+    GrpcStatus.INVALID_ARGUMENT,
+    false,
+  ),
   DEFINITIONS_INVALID: spec(
     'SAGAMESH_ERR_DEFINITIONS_INVALID',
     'saga definitions were rejected; nothing was loaded',
@@ -165,6 +172,13 @@ export const ERRORS = Object.freeze({
   STEP_TEMPLATE: spec(
     'SAGAMESH_ERR_STEP_TEMPLATE',
     'a step request could not be built from the saga data',
+    422,
+    GrpcStatus.FAILED_PRECONDITION,
+    false,
+  ),
+  EXPRESSION_LIMIT: spec(
+    'SAGAMESH_ERR_EXPRESSION_LIMIT',
+    'an expression went past a limit on its time, depth or the size of what it builds',
     422,
     GrpcStatus.FAILED_PRECONDITION,
     false,

@@ -1,6 +1,6 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { ConfigOverrides } from '../config/config';
-import { DEFAULTS, ENV_VARS } from '../config/config';
+import { DEFAULTS, ENV_VARS, MAX_DEADLINE_MS_RANGE } from '../config/config';
 import { AdminClient, defaultAdminUrl } from './admin-client';
 import type { GraphFormat } from './graph';
 import { GRAPH_FORMATS, graph } from './graph';
@@ -38,12 +38,10 @@ export function createProgram(io: CliIo, serve: Serve, exit: (code: number) => v
       .default(io.env[ENV_VARS.maxDeadlineMs] ?? String(DEFAULTS.maxDeadlineMs))
       .argParser((v) => {
         const n = Number(v);
-        if (!Number.isInteger(n) || n <= 0)
-          throw new CommanderError(
-            1,
-            'sagamesh.invalidArgument',
-            `--max-deadline-ms ${v}: must be a positive integer`,
-          );
+        const { min, max } = MAX_DEADLINE_MS_RANGE;
+        // InvalidArgumentError, not CommanderError: commander prints it (with the usage) before exiting.
+        if (!Number.isInteger(n) || n < min || n > max)
+          throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
         return v;
       });
   const adminOptions = (command: Command): Command =>

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ERRORS, SagameshError, isSagameshError } from '../errors';
 import type { SagaDefinition } from '../saga/definition';
 import type { DefinitionProblem } from '../saga/loader';
-import { formatProblem, isDefinitionProblem, loadDefinitionText, loadDefinitions } from '../saga/loader';
+import { formatProblem, isDefinitionProblem, loadDefinitionFile, loadDefinitions } from '../saga/loader';
 import type { CliIo } from './io';
 import { reportError } from './report';
 
@@ -63,8 +63,7 @@ async function checkFile(
   file: string,
   maxDeadlineMs: number,
 ): Promise<{ definitions: SagaDefinition[]; problems: readonly DefinitionProblem[] }> {
-  const text = await fs.readFile(file, 'utf8');
-  const { definition, problems } = loadDefinitionText(file, text, { maxDeadlineMs });
+  const { definition, problems } = await loadDefinitionFile(file, { maxDeadlineMs });
   return { definitions: definition ? [definition] : [], problems };
 }
 

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { ERRORS, SagameshError } from '../errors';
+import { MAX_DURATION_MS } from '../saga/duration';
 import type { StoreConfig } from './store-url';
 import { DEFAULT_STORE, parseStoreUrl } from './store-url';
 import { Secret } from './secret';
@@ -104,6 +105,12 @@ export const ENV_VARS: Readonly<Record<keyof Config, string>> = Object.freeze({
   reloadDebounceMs: 'SAGAMESH_RELOAD_DEBOUNCE_MS',
 });
 
+/**
+ * The range of SAGAMESH_MAX_DEADLINE_MS (and of `sagamesh validate --max-deadline-ms`): up to the
+ * longest duration a definition may hold, far inside what a Node timer can wait (2^31-1 ms).
+ */
+export const MAX_DEADLINE_MS_RANGE = Object.freeze({ min: 100, max: MAX_DURATION_MS });
+
 /** Shortest admin token accepted: a guessable token is worse than none (which refuses). */
 export const MIN_ADMIN_TOKEN_LENGTH = 16;
 
@@ -177,7 +184,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
       );
     }
   }
-  const maxDeadlineMs = int('maxDeadlineMs', 100, 3_600_000);
+  const maxDeadlineMs = int('maxDeadlineMs', MAX_DEADLINE_MS_RANGE.min, MAX_DEADLINE_MS_RANGE.max);
   const answerBudgetMs = int('answerBudgetMs', 100, 3_600_000);
   const maxInFlight = int('maxInFlight', 1, 10_000_000);
   const maxBodyBytes = int('maxBodyBytes', 1024, 16 * 1024 * 1024);

@@ -1,7 +1,8 @@
 import { ERRORS } from '../errors';
 import type { ErrorSpec } from '../errors';
 import type { CallDefinition, RetryPolicy, Template } from './definition';
-import { formatDuration, parseDuration } from './duration';
+import type { KnownExpressions } from './expression';
+import { MAX_DURATION_MS, formatDuration, parseDuration } from './duration';
 import type { Path, ProblemCollector } from './problems';
 import { DEFAULTS, isRawCall, isRawRequest, isRecord } from './schema';
 import type { RawCall, RawHeaders } from './schema';
@@ -29,7 +30,11 @@ export class Reads {
   readsBody = false;
   readonly request = new RequestReadsCollector();
 
-  constructor(private readonly out: ProblemCollector) {}
+  /** `known`: the load's precompiled expressions, if any (expression.ts). */
+  constructor(
+    private readonly out: ProblemCollector,
+    readonly known?: KnownExpressions,
+  ) {}
 
   take<T extends { readonly readsBody: boolean; readonly requestReads: RequestReads }>(
     c: Compiled<T>,
@@ -53,13 +58,15 @@ export function compileCall(
 ): CallDefinition | undefined {
   if (!isRecord(raw) || !isRawRequest(raw.request)) return undefined;
   const req = raw.request;
-  const url = reads.take(compileUrlTemplate(req.url, [...path, 'request', 'url']));
+  const url = reads.take(compileUrlTemplate(req.url, [...path, 'request', 'url'], reads.known));
   const headers = compileHeaders(req.headers, [...path, 'request', 'headers'], reads, out);
   const body =
-    req.body === undefined ? undefined : reads.take(compileTemplate(req.body, [...path, 'request', 'body']));
+    req.body === undefined
+      ? undefined
+      : reads.take(compileTemplate(req.body, [...path, 'request', 'body'], reads.known));
   if (!isRawCall(raw)) return undefined;
   const defaults = DEFAULTS[kind];
-  const timeoutMs = raw.timeout === undefined ? defaults.timeoutMs : parseDuration(raw.timeout);
+  const timeoutMs = duration(raw.timeout, defaults.timeoutMs, [...path, 'timeout'], out);
   if (timeoutMs === 0) out.add(ERRORS.DEF_SCHEMA, [...path, 'timeout'], 'must be longer than 0ms');
   const retry = compileRetry(raw.retry, defaults.retry, [...path, 'retry'], out);
   if (!url || !headers || !retry || !timeoutMs || (req.body !== undefined && !body)) return undefined;
@@ -77,14 +84,15 @@ function compileRetry(
   path: Path,
   out: ProblemCollector,
 ): RetryPolicy | undefined {
-  const backoffMs = raw?.backoff === undefined ? defaults.backoffMs : parseDuration(raw.backoff);
-  if (backoffMs === undefined) return undefined;
+  const backoffMs = duration(raw?.backoff, defaults.backoffMs, [...path, 'backoff'], out);
   // Without an explicit cap, a backoff above the default cap raises the cap rather than failing.
-  const maxBackoffMs =
-    raw?.maxBackoff === undefined
-      ? Math.max(defaults.maxBackoffMs, backoffMs)
-      : parseDuration(raw.maxBackoff);
-  if (maxBackoffMs === undefined) return undefined;
+  const maxBackoffMs = duration(
+    raw?.maxBackoff,
+    Math.max(defaults.maxBackoffMs, backoffMs ?? 0),
+    [...path, 'maxBackoff'],
+    out,
+  );
+  if (backoffMs === undefined || maxBackoffMs === undefined) return undefined;
   if (maxBackoffMs < backoffMs) {
     out.add(
       ERRORS.DEF_SCHEMA,
@@ -94,6 +102,22 @@ function compileRetry(
     return undefined;
   }
   return { attempts: raw?.attempts ?? defaults.attempts, backoffMs, maxBackoffMs };
+}
+
+/** A call's duration field in ms (`fallback` when absent); undefined when malformed or too long. */
+function duration(
+  raw: string | undefined,
+  fallback: number,
+  path: Path,
+  out: ProblemCollector,
+): number | undefined {
+  if (raw === undefined) return fallback;
+  const ms = parseDuration(raw);
+  if (ms !== undefined && ms > MAX_DURATION_MS) {
+    out.add(ERRORS.DEF_SCHEMA, path, `must be at most ${formatDuration(MAX_DURATION_MS)}`);
+    return undefined;
+  }
+  return ms;
 }
 
 /** Set by the proxy or the step caller; letting a template set them would break framing or routing. */
@@ -127,7 +151,7 @@ export function compileHeaders(
     } else if (headers.has(lower)) {
       out.add(ERRORS.DEF_SCHEMA, at, `header ${lower} is given twice (names are case-insensitive)`, true);
     }
-    const template = reads.take(compileHeaderTemplate(value, at));
+    const template = reads.take(compileHeaderTemplate(value, at, reads.known));
     if (template) headers.set(lower, template);
     else ok = false;
   }

@@ -1,6 +1,8 @@
 import { ERRORS } from '../errors';
 import { Reads, compileCall, compileHeaders } from './compile-call';
+import { DEFINITION_LIMITS } from './definition-limits';
 import type { CallDefinition, ResponseDefinition, SagaDefinition, StepDefinition } from './definition';
+import type { KnownExpressions } from './expression';
 import { formatDuration, parseDuration } from './duration';
 import type { Path, ProblemCollector } from './problems';
 import {
@@ -30,6 +32,8 @@ export interface SagaContext {
   readonly version: string;
   readonly source: string;
   readonly maxDeadlineMs: number | undefined;
+  /** The load's precompiled expressions, if it has them. */
+  readonly known?: KnownExpressions;
 }
 
 export interface SagaCompileResult {
@@ -54,18 +58,18 @@ export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollect
     out.add(ERRORS.DEF_SCHEMA, ['spec', 'input', 'schema'], `is not a valid JSON Schema: ${input.error}`);
   }
 
-  const rawSteps = Array.isArray(spec.steps) ? spec.steps : [];
+  const rawSteps = tooManySteps(spec.steps, out) ? [] : Array.isArray(spec.steps) ? spec.steps : [];
   const graph = stepGraph(rawSteps, out);
   const steps = new Map<string, StepDefinition>();
   const stepReads: Reads[] = [];
   rawSteps.forEach((raw: unknown, i) => {
     if (!isRecord(raw) || typeof raw.name !== 'string' || graph.firstIndex.get(raw.name) !== i) return;
-    const step = compileStep(raw, raw.name, ['spec', 'steps', i], graph, out);
+    const step = compileStep(raw, raw.name, ['spec', 'steps', i], graph, out, ctx.known);
     stepReads.push(...step.reads);
     if (step.definition) steps.set(raw.name, step.definition);
   });
 
-  const shared = new Reads(out);
+  const shared = new Reads(out, ctx.known);
   if (spec.upstream !== undefined && respond === 'aggregate') {
     out.add(ERRORS.DEF_SCHEMA, ['spec', 'upstream'], 'is only allowed with respond: upstream', true);
   }
@@ -129,21 +133,30 @@ function checkDeadline(raw: unknown, maxMs: number, out: ProblemCollector): numb
 
 // --- steps
 
+/** More steps than DEFINITION_LIMITS allows are reported, and then not checked one by one. */
+function tooManySteps(steps: unknown, out: ProblemCollector): boolean {
+  if (!Array.isArray(steps) || steps.length <= DEFINITION_LIMITS.steps) return false;
+  const message = `${steps.length} steps; a saga may have at most ${DEFINITION_LIMITS.steps}`;
+  out.add(ERRORS.DEF_TOO_LARGE, ['spec', 'steps'], message);
+  return true;
+}
+
 function compileStep(
   raw: Record<string, unknown>,
   name: string,
   path: Path,
   graph: StepGraph,
   out: ProblemCollector,
+  known: KnownExpressions | undefined,
 ): { definition?: StepDefinition; reads: Reads[] } {
   const upstreamSteps = ancestors(name, graph.deps);
-  const actionReads = new Reads(out);
+  const actionReads = new Reads(out, known);
   const action = compileCall(raw.action, [...path, 'action'], 'action', actionReads, out);
   checkStepReads(name, actionReads, upstreamSteps, graph, 'action', out);
   const reads = [actionReads];
   let compensation: CallDefinition | undefined;
   if (raw.compensation !== undefined) {
-    const compReads = new Reads(out);
+    const compReads = new Reads(out, known);
     compensation = compileCall(raw.compensation, [...path, 'compensation'], 'compensation', compReads, out);
     checkStepReads(name, compReads, new Set([...upstreamSteps, name]), graph, 'compensation', out);
     reads.push(compReads);
@@ -177,7 +190,9 @@ function compileResponse(
   }
   const headers = compileHeaders(success.headers, [...path, 'headers'], reads, out);
   const body =
-    success.body === undefined ? undefined : reads.take(compileTemplate(success.body, [...path, 'body']));
+    success.body === undefined
+      ? undefined
+      : reads.take(compileTemplate(success.body, [...path, 'body'], reads.known));
   if (!headers || (success.body !== undefined && !body)) return undefined;
   const ok: ResponseDefinition = {
     status: success.status ?? DEFAULTS.successStatus,
@@ -190,7 +205,10 @@ function compileResponse(
 function compileUpstream(raw: RawUpstream, reads: Reads, out: ProblemCollector): SagaDefinition['upstream'] {
   const path = ['spec', 'upstream'];
   const headers = compileHeaders(raw.headers, [...path, 'headers'], reads, out);
-  const body = raw.body === undefined ? undefined : reads.take(compileTemplate(raw.body, [...path, 'body']));
+  const body =
+    raw.body === undefined
+      ? undefined
+      : reads.take(compileTemplate(raw.body, [...path, 'body'], reads.known));
   if (!headers || (raw.body !== undefined && !body)) return undefined;
   return { headers, ...(body ? { body } : {}) };
 }

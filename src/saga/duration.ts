@@ -8,6 +8,13 @@ import { ERRORS, SagameshError } from '../errors';
 /** The same rule as a JSON Schema pattern; at most 9 digits keeps every value a safe integer. */
 export const DURATION_PATTERN = '^[0-9]{1,9}(ms|s|m)$';
 
+/**
+ * The longest duration a definition may give a timeout, a backoff or (through
+ * SAGAMESH_MAX_DEADLINE_MS, whose ceiling this is) a deadline. Node's timers hold at most 2^31-1 ms
+ * (~24.8 days) and fire after 1 ms beyond it; no step call or retry delay should wait an hour.
+ */
+export const MAX_DURATION_MS = 3_600_000;
+
 const DURATION = new RegExp(DURATION_PATTERN);
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000 } as const;
 

@@ -1,23 +1,31 @@
 import jsonata from 'jsonata';
 import { ERRORS, SagameshError } from '../errors';
 import type { TemplateScope } from './definition';
+import { TO_MILLIS_PICTURE, evaluationBindings, installGuards } from './expression-guards';
+import { ExpressionLimitError, JSONATA_GUARDRAILS, JSONATA_LIMIT_CODES } from './expression-limits';
+import { analyseExpression, plainFieldPath } from './expression-analysis';
+import type { ExpressionReads } from './expression-analysis';
+import { LinearRegExp, compileLinearRegExp } from './linear-regexp';
 import { formatPath } from './problems';
 import type { Path } from './problems';
 import type { Compilation } from './template-compilation';
-import { RequestReadsCollector } from './request-reads';
 import { isCredentialName } from '../redaction';
 
 /**
  * One `${ <JSONata> }` expression of a template: compiled once at load (problems and step reads go
- * to the Compilation, never thrown), evaluated per saga into plain JSON. Evaluation throws
- * SagameshError(STEP_TEMPLATE) only.
+ * to the Compilation, never thrown), evaluated per saga into plain JSON, within EXPRESSION_LIMITS
+ * and with linear-time regular expressions. Evaluation throws SagameshError(EXPRESSION_LIMIT) past
+ * a limit and SagameshError(STEP_TEMPLATE) for anything else.
  */
 
 /**
- * Guardrails for one evaluation. Definitions are written by operators, but a runaway recursion or a
- * `[1..1e9]` must fail one saga, not stall the process.
+ * jsonata.d.ts types RegexEngine as RegExpConstructor; jsonata.js only ever does
+ * `new RegexEngine(literal)`, then `exec` and `lastIndex` (see linear-regexp.ts).
  */
-const JSONATA_LIMITS = { timeout: 1000, stack: 500, sequence: 100_000 };
+const JSONATA_OPTIONS = {
+  ...JSONATA_GUARDRAILS,
+  RegexEngine: LinearRegExp as unknown as RegExpConstructor,
+};
 
 export interface Expression {
   readonly source: string;
@@ -28,191 +36,70 @@ export interface Expression {
   readonly where: string;
 }
 
-// --- what an expression reads
-
-interface ExpressionReads {
-  readonly steps: Set<string>;
-  dynamicSteps: boolean;
-  readsBody: boolean;
-  usesEval: boolean;
-  /** What of the request beyond method and path: headers, query parameters, body fields. */
-  readonly request: RequestReadsCollector;
-}
-
-/**
- * Finds the `steps.<name>` and `request.*` reads in a JSONata syntax tree. A name is a scope
- * field only at the head of a path evaluated against the root (`steps.x`, `$.steps.x`,
- * `$$.steps.x`); `items[steps > 1]` reads the items' own field. Whatever cannot be pinned to a
- * literal step name (`steps.*`, `$lookup(steps, n)`, a bare `$`) counts as a dynamic read, and
- * anything that may touch the request body counts as reading it. Likewise for the request: a
- * header or query parameter read other than by a literal name (`request.headers.*`,
- * `$keys(request.query)`, `request` alone, `$`) reads them all, and a body path reads the subtree
- * under its literal fields (`request.body.items[0].price` reads `items`).
- */
-function analyseExpression(ast: unknown): ExpressionReads {
-  const reads: ExpressionReads = {
-    steps: new Set(),
-    dynamicSteps: false,
-    readsBody: false,
-    usesEval: false,
-    request: new RequestReadsCollector(),
-  };
-  visit(ast, true, reads);
-  return reads;
-}
-
-function visit(node: unknown, atRoot: boolean, r: ExpressionReads): void {
-  if (Array.isArray(node)) {
-    for (const n of node) visit(n, atRoot, r);
-    return;
-  }
-  if (!isRecord(node)) return;
-  if (node.type === 'path' && Array.isArray(node.steps)) {
-    visitPath(node.steps, atRoot, r);
-    for (const [k, v] of Object.entries(node)) if (k !== 'steps') visit(v, false, r);
-    return;
-  }
-  if (node.type === 'variable') {
-    if (node.value === 'eval') r.usesEval = true;
-    if (node.value === '$' || (node.value === '' && atRoot)) readsEverything(r);
-  }
-  if (node.type === 'name' || node.type === 'variable') {
-    if (node.type === 'name' && atRoot) readRootField(node, [], r);
-    visitChildren(node, r);
-    return;
-  }
-  for (const v of Object.values(node)) visit(v, atRoot, r);
-}
-
-function visitPath(steps: readonly unknown[], atRoot: boolean, r: ExpressionReads): void {
-  const [head, second] = steps;
-  let rest = 1;
-  if (isRecord(head) && head.type === 'name' && atRoot) {
-    readRootField(head, steps.slice(1), r);
-    visitChildren(head, r);
-  } else if (
-    isRecord(head) &&
-    head.type === 'variable' &&
-    (head.value === '$' || (head.value === '' && atRoot))
-  ) {
-    // `$.x` / `$$.x`: the root object itself, then its field.
-    if (isRecord(second) && second.type === 'name') {
-      readRootField(second, steps.slice(2), r);
-      visitChildren(second, r);
-      rest = 2;
-    } else readsEverything(r);
-    visitChildren(head, r);
-  } else visit(head, atRoot, r);
-  for (const step of steps.slice(rest)) visit(step, false, r);
-}
-
-/** A path step's own filters and sort terms see the step's value, not the root. */
-function visitChildren(node: Record<string, unknown>, r: ExpressionReads): void {
-  for (const v of Object.values(node)) visit(v, false, r);
-}
-
-/** `field` heads a path from the root; `rest` are the path's steps after it. */
-function readRootField(field: Record<string, unknown>, rest: readonly unknown[], r: ExpressionReads): void {
-  const literalNext = field.stages === undefined ? nameOf(rest[0]) : undefined;
-  if (field.value === 'steps') {
-    if (literalNext === undefined) r.dynamicSteps = true;
-    else r.steps.add(literalNext);
-  }
-  if (field.value !== 'request') return;
-  if (literalNext === undefined) {
-    r.readsBody = true;
-    r.request.everything();
-    return;
-  }
-  // `request.headers.x`: a literal name after a plain `headers` step; anything else reads them all.
-  const named = isPlainName(rest[0]) ? nameOf(rest[1]) : undefined;
-  if (literalNext === 'headers') r.request.header(named);
-  else if (literalNext === 'query') r.request.queryParam(named);
-  else if (literalNext === 'body') {
-    r.readsBody = true;
-    const path: string[] = [];
-    // The fields up to the first step that is not a plain name: its subtree is what is read.
-    for (let i = 0; isPlainName(rest[i]); i++) {
-      const next = rest[i + 1];
-      const name = nameOf(next);
-      if (name === undefined) break;
-      path.push(name);
-      if (!isPlainName(next)) break;
-    }
-    r.request.bodyPath(path);
-  }
-}
-
-function readsEverything(r: ExpressionReads): void {
-  r.dynamicSteps = true;
-  r.readsBody = true;
-  r.request.everything();
-}
-
-/** A path step that is a field name: its name (filters and the like on it may follow). */
-function nameOf(step: unknown): string | undefined {
-  return isRecord(step) && step.type === 'name' && typeof step.value === 'string' ? step.value : undefined;
-}
-
-/** A field name step with nothing on it (no filter, sort, index or grouping). */
-function isPlainName(step: unknown): boolean {
-  return (
-    isRecord(step) &&
-    nameOf(step) !== undefined &&
-    Object.keys(step).every((k) => k === 'type' || k === 'value' || k === 'position')
-  );
-}
-
 // --- compiling
 
-export function compileExpression(source: string, path: Path, c: Compilation): Expression | undefined {
+/**
+ * One source compiled, before it is tied to a field: what every field with that source shares.
+ * `jsonata()` costs ~65 µs however short the expression (its parser rebuilds its tables on every
+ * call), so a load compiles each distinct source once, and a reload does so ahead of time in small
+ * slices (precompileExpressions) rather than in one block.
+ */
+export interface PrecompiledExpression {
+  readonly run?: jsonata.Expression;
+  readonly found?: ExpressionReads;
+  readonly fields?: readonly string[];
+  readonly problems: readonly string[];
+}
+
+/** Precompiled expressions of one load, by source. */
+export type KnownExpressions = ReadonlyMap<string, PrecompiledExpression>;
+
+export function precompileExpression(source: string): PrecompiledExpression {
   let run: jsonata.Expression;
   try {
-    run = jsonata(source, JSONATA_LIMITS);
+    run = jsonata(source, JSONATA_OPTIONS);
   } catch (err) {
     const at = isRecord(err) && typeof err.position === 'number' ? ` (at character ${err.position})` : '';
-    c.problems.push({ path, kind: 'expression', message: `\${${source}}: ${messageOf(err)}${at}` });
-    return undefined;
+    return { problems: [`\${${source}}: ${messageOf(err)}${at}`] };
   }
   const found = analyseExpression(run.ast());
-  if (found.usesEval) {
-    c.problems.push({
-      path,
-      kind: 'expression',
-      message: `\${${source}}: $eval is not allowed (it would run data as an expression)`,
-    });
+  const problems: string[] = [];
+  if (found.usesEval)
+    problems.push(`\${${source}}: $eval is not allowed (it would run data as an expression)`);
+  for (const regex of found.regexes) {
+    try {
+      compileLinearRegExp(regex);
+    } catch (err) {
+      problems.push(
+        `\${${source}}: /${regex.source}/ cannot run in linear time (RE2 syntax: no backreferences or lookaround): ${messageOf(err)}`,
+      );
+    }
   }
-  for (const step of found.steps) c.reads.push({ step, path });
-  if (found.dynamicSteps) c.dynamicStepReads.push(path);
-  if (found.readsBody) c.readsBody = true;
+  if (found.toMillisPicture) problems.push(`\${${source}}: ${TO_MILLIS_PICTURE}`);
   const request = found.request.read();
-  c.request.add(request);
   for (const [kind, names] of [
     ['headers', request.headers],
     ['query', request.query],
   ] as const) {
     for (const name of names === 'all' ? [] : names.filter(isCredentialName)) {
-      c.problems.push({
-        path,
-        kind: 'expression',
-        message: `\${${source}}: reads request.${kind}.${name}, a credential: the saga log would keep it for every recovery to replay; let the mesh authenticate step calls instead`,
-      });
+      problems.push(
+        `\${${source}}: reads request.${kind}.${name}, a credential: the saga log would keep it for every recovery to replay; let the mesh authenticate step calls instead`,
+      );
     }
   }
-  return { source, run, fields: plainFieldPath(run.ast()), where: formatPath(path) };
+  installGuards(run);
+  return { run, found, fields: plainFieldPath(run.ast()), problems };
 }
 
-/** `a.b.c` with nothing else (no filters, wildcards, functions): the fields, else undefined. */
-function plainFieldPath(ast: unknown): string[] | undefined {
-  if (!isRecord(ast) || ast.type !== 'path' || !Array.isArray(ast.steps)) return undefined;
-  if (Object.keys(ast).some((k) => k !== 'type' && k !== 'steps')) return undefined;
-  const fields: string[] = [];
-  for (const step of ast.steps) {
-    if (!isRecord(step) || step.type !== 'name' || typeof step.value !== 'string') return undefined;
-    if (Object.keys(step).some((k) => k !== 'type' && k !== 'value' && k !== 'position')) return undefined;
-    fields.push(step.value);
-  }
-  return fields;
+export function compileExpression(source: string, path: Path, c: Compilation): Expression | undefined {
+  const pre = c.known?.get(source) ?? precompileExpression(source);
+  for (const message of pre.problems) c.problems.push({ path, kind: 'expression', message });
+  if (!pre.run || !pre.found) return undefined;
+  for (const step of pre.found.steps) c.reads.push({ step, path });
+  if (pre.found.dynamicSteps) c.dynamicStepReads.push(path);
+  if (pre.found.readsBody) c.readsBody = true;
+  c.request.add(pre.found.request.read());
+  return { source, run: pre.run, fields: pre.fields, where: formatPath(path) };
 }
 
 const NEEDS_JSONATA = Symbol('needs JSONata');
@@ -241,9 +128,13 @@ export async function evaluate(expr: Expression, scope: TemplateScope): Promise<
   }
   let value: unknown;
   try {
-    value = await expr.run.evaluate(scope);
+    value = await expr.run.evaluate(scope, await evaluationBindings());
   } catch (err) {
-    throw renderError(expr.where, `\${${expr.source}}: ${messageOf(err)}`, err);
+    const detail = `\${${expr.source}}: ${messageOf(err)}`;
+    if (err instanceof ExpressionLimitError || (isRecord(err) && JSONATA_LIMIT_CODES.has(String(err.code)))) {
+      throw new SagameshError(ERRORS.EXPRESSION_LIMIT, `${expr.where}: ${detail}`, [], { cause: err });
+    }
+    throw renderError(expr.where, detail, err);
   }
   return toJson(value, expr);
 }

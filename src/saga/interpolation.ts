@@ -55,3 +55,16 @@ function closingBrace(text: string, from: number): number {
   }
   return -1;
 }
+
+/** The `${…}` sources in every string of `values`; strings that are not templates yield none. */
+export function* expressionSources(values: readonly unknown[]): Generator<string> {
+  const pending: unknown[] = [...values];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (typeof v === 'string') {
+      const split = splitInterpolation(v);
+      if ('pieces' in split) for (const p of split.pieces) if (typeof p !== 'string') yield p.source;
+    } else if (typeof v === 'object' && v !== null)
+      for (const item of Object.values(v) as unknown[]) pending.push(item);
+  }
+}

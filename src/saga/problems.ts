@@ -62,6 +62,8 @@ export function formatPath(path: Path): string {
  */
 export class ProblemCollector {
   private readonly found: DefinitionProblem[] = [];
+  /** Problems already reported, so a repeat is dropped in constant time (a big file has many). */
+  private readonly seen = new Set<string>();
 
   constructor(
     readonly file: string,
@@ -78,14 +80,10 @@ export class ProblemCollector {
   addAt(spec: ErrorSpec, path: string, offset: number, message: string): void {
     const pos = this.lines?.linePos(offset) ?? { line: 1, col: 1 };
     const problem = { file: this.file, line: pos.line, column: pos.col, path, code: spec.code, message };
-    const seen = this.found.some(
-      (p) =>
-        p.line === problem.line &&
-        p.path === problem.path &&
-        p.code === problem.code &&
-        p.message === message,
-    );
-    if (!seen) this.found.push(problem);
+    const key = JSON.stringify([problem.line, path, spec.code, message]);
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    this.found.push(problem);
   }
 
   get size(): number {

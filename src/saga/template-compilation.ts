@@ -1,3 +1,4 @@
+import type { KnownExpressions } from './expression';
 import type { Path } from './problems';
 import { RequestReadsCollector } from './request-reads';
 
@@ -28,6 +29,9 @@ export interface Compiled<T> {
 /** What one compile call finds: problems, step reads and what of the request is read. */
 export class Compilation {
   readonly problems: TemplateProblem[] = [];
+  /** `known`: the load's precompiled expressions, if it has them. */
+  constructor(readonly known?: KnownExpressions) {}
+
   readonly reads: StepRead[] = [];
   readonly dynamicStepReads: Path[] = [];
   readsBody = false;

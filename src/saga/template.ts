@@ -1,6 +1,6 @@
 import type { Template, TemplateScope } from './definition';
 import { compileExpression, evaluate, renderError } from './expression';
-import type { Expression } from './expression';
+import type { Expression, KnownExpressions } from './expression';
 import { splitInterpolation } from './interpolation';
 import { formatPath } from './problems';
 import type { Path } from './problems';
@@ -87,8 +87,8 @@ function constValues(nodes: readonly Node[]): unknown[] | undefined {
 }
 
 /** A JSON value template (request and response bodies). */
-export function compileTemplate(value: unknown, path: Path): Compiled<Template> {
-  const c = new Compilation();
+export function compileTemplate(value: unknown, path: Path, known?: KnownExpressions): Compiled<Template> {
+  const c = new Compilation(known);
   const node = compileNode(value, path, c);
   return c.result(() =>
     makeTemplate(c, node.kind === 'const' ? constRender(node.value) : (s) => renderNode(node, s)),
@@ -99,8 +99,12 @@ export function compileTemplate(value: unknown, path: Path): Compiled<Template> 
  * A header value template: renders to a string (numbers, booleans and JSON are stringified) or
  * undefined, which leaves the header out. CR, LF and NUL are refused so data cannot add headers.
  */
-export function compileHeaderTemplate(value: string | number | boolean, path: Path): Compiled<Template> {
-  const c = new Compilation();
+export function compileHeaderTemplate(
+  value: string | number | boolean,
+  path: Path,
+  known?: KnownExpressions,
+): Compiled<Template> {
+  const c = new Compilation(known);
   const node = compileNode(typeof value === 'string' ? value : String(value), path, c);
   if (node.kind === 'const' && typeof node.value === 'string' && UNSAFE_HEADER.test(node.value)) {
     c.problems.push({ path, kind: 'value', message: 'a header value must not contain CR, LF or NUL' });

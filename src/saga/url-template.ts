@@ -1,5 +1,6 @@
 import type { TemplateScope, UrlTemplate } from './definition';
 import { compileExpression, evaluate, renderError } from './expression';
+import type { KnownExpressions } from './expression';
 import type { Expression } from './expression';
 import { splitInterpolation } from './interpolation';
 import { formatPath } from './problems';
@@ -24,8 +25,12 @@ interface UrlPart {
  * what keeps request data from choosing where a step call goes (no SSRF). Expression values are
  * percent-encoded one by one, so `a/b` stays one path segment (`a%2Fb`).
  */
-export function compileUrlTemplate(text: string, path: Path): Compiled<UrlTemplate> {
-  const c = new Compilation();
+export function compileUrlTemplate(
+  text: string,
+  path: Path,
+  known?: KnownExpressions,
+): Compiled<UrlTemplate> {
+  const c = new Compilation(known);
   const plan = planUrl(text, path, c);
   const where = formatPath(path);
   return c.result<UrlTemplate>(() => {

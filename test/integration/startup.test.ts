@@ -60,6 +60,29 @@ ${validSteps}`,
     expect(output).toMatch(/b\.yaml:6:\d+ spec\.respond SAGAMESH_ERR_DEF_SCHEMA/);
   });
 
+  it('refuses a saga file past the size limit unread, with the problems of the other files', async () => {
+    const dir = sagasDir({
+      'a.yaml': `apiVersion: sagamesh.dev/v1alpha1
+kind: Saga
+metadata: { name: a }
+spec:
+  match: { method: POST, path: /a }
+${validSteps}# ${'x'.repeat(300 * 1024)}
+`,
+      'b.yaml': `apiVersion: sagamesh.dev/v1alpha1
+kind: Saga
+metadata: { name: b }
+spec:
+  match: { method: POST, path: /b }
+  respond: sometimes
+${validSteps}`,
+    });
+    const { code, output } = await failedStart({ SAGAMESH_SAGAS_DIR: dir });
+    expect(code).toBe(1);
+    expect(output).toMatch(/a\.yaml:1:1 SAGAMESH_ERR_DEF_TOO_LARGE the file holds \d+ bytes/);
+    expect(output).toMatch(/b\.yaml:6:\d+ spec\.respond SAGAMESH_ERR_DEF_SCHEMA/);
+  });
+
   it('reports every invalid setting at once', async () => {
     const { code, output } = await failedStart({
       SAGAMESH_EGRESS_URL: 'ftp://x',

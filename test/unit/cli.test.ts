@@ -69,6 +69,13 @@ describe('sagamesh validate', () => {
       1,
     );
   });
+
+  it('takes the maximum deadline in the range the server accepts, so both agree', async () => {
+    const r = await cli(['validate', 'sagas/book-trip.yaml', '--max-deadline-ms', '6000000000']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("'6000000000' is invalid. must be an integer from 100 to 3600000");
+    expect((await cli(['validate', 'sagas/book-trip.yaml', '--max-deadline-ms', '3600000'])).code).toBe(0);
+  });
 });
 
 describe('sagamesh graph', () => {

@@ -163,6 +163,17 @@ describe('loadConfig', () => {
     );
   });
 
+  it.each([
+    'SAGAMESH_LEASE_TTL_MS',
+    'SAGAMESH_MAX_DEADLINE_MS',
+    'SAGAMESH_ANSWER_BUDGET_MS',
+    'SAGAMESH_SHUTDOWN_GRACE_MS',
+    'SAGAMESH_RELOAD_DEBOUNCE_MS',
+  ])('refuses a %s that a Node timer could not hold (it would fire after 1 ms)', (name) => {
+    const tooLong = String(2 ** 31);
+    expect(() => loadConfig({ [name]: tooLong })).toThrow(`${name}=${tooLong}: must be an integer`);
+  });
+
   it('parses postgres and sqlite store URLs', () => {
     expect(loadConfig({ SAGAMESH_STORE: 'postgres://u:p@127.0.0.1:5432/sagas' }).store).toEqual({
       kind: 'postgres',
