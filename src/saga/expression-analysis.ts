@@ -12,6 +12,11 @@ export interface ExpressionReads {
   readonly regexes: RegExp[];
   /** `$toMillis(x, picture)` or `x ~> $toMillis(picture)`; see TO_MILLIS_PICTURE. */
   toMillisPicture: boolean;
+  /**
+   * `headers.x-custom`, which JSONata reads as `headers.x` minus `custom`: the path as it was
+   * meant, with the hyphenated name in backticks (`` request.headers.`x-custom` ``).
+   */
+  readonly hyphenatedNames: string[];
 }
 
 /**
@@ -33,6 +38,7 @@ export function analyseExpression(ast: unknown): ExpressionReads {
     request: new RequestReadsCollector(),
     regexes: [],
     toMillisPicture: false,
+    hyphenatedNames: [],
   };
   visit(ast, true, reads);
   return reads;
@@ -45,6 +51,11 @@ function visit(node: unknown, atRoot: boolean, r: ExpressionReads): void {
   }
   if (!isRecord(node)) return;
   if (node.type === 'regex' && node.value instanceof RegExp) r.regexes.push(node.value);
+  const hyphenated = hyphenatedName(node);
+  if (hyphenated !== undefined) {
+    r.hyphenatedNames.push(hyphenated);
+    return; // `request.headers.x` would count as a read of header `x`
+  }
   if (callsToMillis(node, 2) || (node.type === 'apply' && callsToMillis(node.rhs, 1)))
     r.toMillisPicture = true;
   if (node.type === 'path' && Array.isArray(node.steps)) {
@@ -135,6 +146,37 @@ function isPlainName(step: unknown): boolean {
     nameOf(step) !== undefined &&
     Object.keys(step).every((k) => k === 'type' || k === 'value' || k === 'position')
   );
+}
+
+/**
+ * `a.headers.x-custom-id` parses as `(a.headers.x - custom) - id`. A chain of subtractions whose
+ * first operand is a path ending in `headers.<name>` or `query.<name>` and whose others are bare
+ * names is a header or parameter name written without backticks — subtracting strings would fail
+ * anyway — so it is reported with the spelling that works. Undefined for anything else.
+ */
+function hyphenatedName(node: Record<string, unknown>): string | undefined {
+  const parts: string[] = [];
+  let at: unknown = node;
+  while (isRecord(at) && at.type === 'binary' && at.value === '-') {
+    const rhs = at.rhs;
+    const name =
+      isRecord(rhs) && rhs.type === 'path' && Array.isArray(rhs.steps) && rhs.steps.length === 1
+        ? plainNameOf(rhs.steps[0])
+        : undefined;
+    if (name === undefined) return undefined;
+    parts.unshift(name);
+    at = at.lhs;
+  }
+  if (parts.length === 0 || !isRecord(at) || at.type !== 'path' || !Array.isArray(at.steps)) return undefined;
+  const names = at.steps.map(plainNameOf);
+  const [container, first] = names.slice(-2);
+  if (names.some((n) => n === undefined) || (container !== 'headers' && container !== 'query'))
+    return undefined;
+  return `${names.slice(0, -1).join('.')}.\`${[first, ...parts].join('-')}\``;
+}
+
+function plainNameOf(step: unknown): string | undefined {
+  return isPlainName(step) ? nameOf(step) : undefined;
 }
 
 function callsToMillis(node: unknown, minArgs: number): boolean {

@@ -76,6 +76,11 @@ export function precompileExpression(source: string): PrecompiledExpression {
     }
   }
   if (found.toMillisPicture) problems.push(`\${${source}}: ${TO_MILLIS_PICTURE}`);
+  for (const meant of found.hyphenatedNames) {
+    problems.push(
+      `\${${source}}: JSONata reads a '-' in a name as a minus; write a name with '-' in backticks: ${meant}`,
+    );
+  }
   const request = found.request.read();
   for (const [kind, names] of [
     ['headers', request.headers],

@@ -175,12 +175,22 @@ describe('compile problems', () => {
     ['${}', 'empty'],
     ['${a +}', 'a +'],
     ['${$eval(request.body.code)}', '$eval is not allowed'],
+    // JSONata reads `x-custom` as `x` minus `custom`: the value would silently be missing.
+    ['${request.headers.x-custom}', 'request.headers.`x-custom`'],
+    ['${request.query.page-size}', 'request.query.`page-size`'],
+    ['${steps.hotel.response.headers.x-trace-id}', 'steps.hotel.response.headers.`x-trace-id`'],
   ])('%s is an expression problem', (text, message) => {
     const compiled = compileTemplate({ x: [text] }, ['body']);
     expect(compiled.template).toBeUndefined();
     expect(compiled.problems).toEqual([
       { path: ['body', 'x', 0], kind: 'expression', message: expect.stringContaining(message) },
     ]);
+  });
+
+  it('takes a hyphenated name in backticks, and a real subtraction', () => {
+    for (const text of ['${request.headers.`x-custom`}', '${request.body.total - request.body.paid}']) {
+      expect(compileTemplate({ x: text }, []).problems).toEqual([]);
+    }
   });
 
   it('reports every bad expression, not just the first', () => {
