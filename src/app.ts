@@ -134,6 +134,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
           maxInFlight: config.maxInFlight,
           maxBodyBytes: config.maxBodyBytes,
           redactFields,
+          bodyLimits: { maxDepth: config.maxBodyDepth, maxValues: config.maxBodyValues },
         },
         context,
       ),

@@ -139,6 +139,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.RESOURCE_EXHAUSTED,
     false,
   ),
+  BODY_TOO_COMPLEX: spec(
+    'SAGAMESH_ERR_BODY_TOO_COMPLEX',
+    'request body nests too deep or holds too many values',
+    400,
+    GrpcStatus.INVALID_ARGUMENT,
+    false,
+  ),
   INPUT_INVALID: spec(
     'SAGAMESH_ERR_INPUT_INVALID',
     'request body does not match the saga input',

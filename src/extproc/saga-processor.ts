@@ -8,6 +8,8 @@ import { renderHeaders } from '../saga/render';
 import type { SagaExecution, SagaRunner } from '../saga/runner';
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock';
+import type { JsonLimits } from '../json-limits';
+import { DEFAULT_BODY_LIMITS, jsonShapeProblem } from '../json-limits';
 import type { SagaLog, StoredAnswer } from '../saga-log/saga-log';
 import { dynamicMetadata, errorAnswer, immediate, jsonResponse, SAGA_ID_HEADER, sagaAnswer } from './answers';
 import { headersToRecord, ownedHeaderNames, setHeaders, splitPath } from './headers';
@@ -57,6 +59,8 @@ export interface SagaProcessorDeps {
   readonly maxBodyBytes: number;
   /** SAGAMESH_LOG_REDACT, split: what the saga log keeps of a request body redacted when it can. */
   readonly redactFields?: readonly FieldPath[];
+  /** A JSON body beyond these is refused with 400 BODY_TOO_COMPLEX before it is parsed. Default DEFAULT_BODY_LIMITS. */
+  readonly bodyLimits?: JsonLimits;
 }
 
 /** Envoy's router honours it as the route timeout of this one request. */
@@ -296,6 +300,11 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
   /** Parses and validates the request body the definition needs. Throws coded 400s. */
   private parseBody(definition: SagaDefinition, raw: Buffer, contentType: string | undefined): unknown {
     const text = raw.toString('utf8');
+    if (definition.input.json || contentType?.includes('json')) {
+      // Before JSON.parse builds it, and before anything records or logs it (one pass, no recursion).
+      const problem = jsonShapeProblem(text, this.deps.bodyLimits ?? DEFAULT_BODY_LIMITS);
+      if (problem) throw new SagameshError(ERRORS.BODY_TOO_COMPLEX, problem);
+    }
     if (!definition.input.json) {
       if (text.length === 0) return null;
       if (contentType?.includes('json')) {

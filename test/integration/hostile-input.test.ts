@@ -1,12 +1,15 @@
 import path from 'node:path';
 import type { Stack } from '../../demo/stack';
 import { startStack } from '../../demo/stack';
+import { request } from '../helpers/http';
 import { postJson, trip } from '../helpers/trip-client';
 
 /**
- * Hostile input through the real Envoy: request data that cannot become a step request is a
- * template error of its own saga (nothing sent, nothing in doubt). The sagas are the hostile
- * fixture's book-trip: the hotel call carries `x-guest: ${request.body.guest}`.
+ * Hostile input through the real Envoy harms only its own request: a body beyond the structural
+ * limits is refused before anything is recorded, while the sagas beside it run as usual; request
+ * data that cannot become a step request is a template error of its own saga (nothing sent,
+ * nothing in doubt). The sagas are the hostile fixture's book-trip: the hotel call carries
+ * `x-guest: ${request.body.guest}`.
  */
 jest.setTimeout(60_000);
 
@@ -48,5 +51,46 @@ describe('a header value rendered from the request data', () => {
     expect(hotel.calls()).toEqual([]);
     // The other steps ran, or not, as usual, and are undone.
     for (const p of [flight, car]) for (const b of p.bookings()) expect(b.status).toBe('cancelled');
+  });
+});
+
+/** sagamesh's view through its admin API: every saga it recorded, and how many are in flight. */
+async function recorded(): Promise<{ sagas: { sagaId: string; status: string }[]; inFlight: number }> {
+  const list = await request(`${stack.adminUrl}/sagas?limit=1000`);
+  const metrics = await fetch(`${stack.adminUrl}/metrics`).then((r) => r.text());
+  const inFlight = /^sagamesh_sagas_in_flight (\d+)$/m.exec(metrics)?.[1];
+  return { sagas: list.body.sagas, inFlight: Number(inFlight) };
+}
+
+describe('a deeply nested body', () => {
+  it('is refused with a coded 400 before anything is recorded; the sagas beside it succeed', async () => {
+    const depth = 4300;
+    const deep = JSON.stringify(trip()).replace(/}$/, `,"extra":${'['.repeat(depth)}${']'.repeat(depth)}}`);
+    expect(deep.length).toBeLessThan(10_000);
+    const before = (await recorded()).sagas.length;
+
+    // The hostile request in the middle of ordinary ones, so their records share its commits.
+    const ordinary = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => postJson(stack, '/trips', trip({ guest: `guest-${from + i}` })));
+    const first = ordinary(0, 30);
+    const refused = postJson(stack, '/trips', deep);
+    const second = ordinary(30, 30);
+    const answers = await Promise.all([...first, ...second]);
+
+    const answer = await refused;
+    expect(answer.status).toBe(400);
+    expect(answer.body).toMatchObject({ status: 'failed', error: { code: 'SAGAMESH_ERR_BODY_TOO_COMPLEX' } });
+    expect(answer.body.error.message).toContain('nests more than 64 levels deep');
+    expect(answers.map((a) => a.status)).toEqual(Array(60).fill(201));
+
+    // Nothing of the refused request was recorded, and nothing is left half-done.
+    const after = await recorded();
+    expect(after.sagas.length - before).toBe(60);
+    expect(after.sagas.filter((s) => s.status !== 'succeeded' && s.status !== 'compensated')).toEqual([]);
+    expect(after.inFlight).toBe(0);
+    for (const p of Object.values(stack.participants)) {
+      expect(p.bookings()).toHaveLength(60);
+      expect(p.bookings().every((b) => b.status === 'booked')).toBe(true);
+    }
   });
 });

@@ -8,6 +8,7 @@ import type { SagaRunner } from '../../src/saga/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import type { Observer } from '../../src/observer';
 import { NOOP_OBSERVER } from '../../src/observer';
+import type { JsonLimits } from '../../src/json-limits';
 import { constant, definition, step } from '../helpers/fake-definition';
 
 /** The saga processor's decisions before any saga runs, with the runner and store faked. */
@@ -21,6 +22,7 @@ function processor(
     maxInFlight?: number;
     observer?: Observer;
     definition?: SagaDefinition;
+    bodyLimits?: JsonLimits;
   } = {},
 ) {
   const log = new MemorySagaLog(new SimulatedClock());
@@ -50,6 +52,7 @@ function processor(
         maxBodyBytes: 1024,
         ...(opts.maxInFlight !== undefined ? { maxInFlight: opts.maxInFlight } : {}),
         ...(opts.observer ? { observer: opts.observer } : {}),
+        ...(opts.bodyLimits ? { bodyLimits: opts.bodyLimits } : {}),
       },
       { logger: pino({ level: 'silent' }) },
     );
@@ -181,6 +184,25 @@ describe('SagaProcessor', () => {
     expect(bodyOf(atLimit).error?.code).toBe('SAGAMESH_ERR_STORE_UNAVAILABLE');
     expect(start).toHaveBeenCalledTimes(1);
   });
+  it.each([
+    ['nests too deep', `{"a":${'['.repeat(65)}${']'.repeat(65)}}`, 'nests more than 64 levels deep'],
+    ['holds too many values', JSON.stringify({ a: Array(100).fill(1) }), 'more than 100 values'],
+  ])(
+    'answers 400 BODY_TOO_COMPLEX for a body that %s, before anything is recorded',
+    async (_, body, detail) => {
+      const start = jest.fn();
+      const { make, log } = processor({ start, bodyLimits: { maxDepth: 64, maxValues: 100 } });
+      const reserveKey = jest.spyOn(log, 'reserveKey');
+      const p = make();
+      await p.requestHeaders(headers('/test', { 'idempotency-key': 'k1' }));
+      const r = await p.requestBody({ body: Buffer.from(body), end_of_stream: true });
+      expect(r.immediate_response?.status.code).toBe(400);
+      expect(bodyOf(r).error).toMatchObject({ code: 'SAGAMESH_ERR_BODY_TOO_COMPLEX' });
+      expect(JSON.stringify(bodyOf(r).error)).toContain(detail);
+      expect(start).not.toHaveBeenCalled();
+      expect(reserveKey).not.toHaveBeenCalled();
+    },
+  );
 
   it('releases an Idempotency-Key whose saga could not start, so a retry starts afresh', async () => {
     const start = jest.fn(() => Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'disk full')));
