@@ -234,6 +234,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.DATA_LOSS,
     false,
   ),
+  RECORD_UNSERIALIZABLE: spec(
+    'SAGAMESH_ERR_RECORD_UNSERIALIZABLE',
+    'a saga log record cannot be serialised as JSON; only its own saga is affected',
+    500,
+    GrpcStatus.INTERNAL,
+    false,
+  ),
   LEASE_LOST: spec(
     'SAGAMESH_ERR_LEASE_LOST',
     'another instance owns this saga now; this one stopped acting on it',

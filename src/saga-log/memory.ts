@@ -1,4 +1,5 @@
 import type { Clock } from '../clock';
+import { toSagameshError } from '../errors';
 import type {
   KeyReservation,
   ListOptions,
@@ -11,7 +12,7 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { emptyCounts, isFinal, sagaRecord, statusAfter } from './saga-log';
+import { duplicateStart, emptyCounts, isFinal, sagaRecord, serialiseRecord, statusAfter } from './saga-log';
 
 interface Entry {
   summary: SagaSummary;
@@ -70,6 +71,14 @@ export class MemorySagaLog implements SagaLog {
   append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
     const at = this.clock.now();
     let entry = this.sagas.get(sagaId);
+    if (entry && event.type === 'saga.started') return Promise.reject(duplicateStart(sagaId));
+    const record = sagaRecord(sagaId, (entry?.seq ?? 0) + 1, at, event);
+    try {
+      // Kept as an object, but serialised all the same: a record fails here as in the durable stores.
+      serialiseRecord(record);
+    } catch (err) {
+      return Promise.reject(toSagameshError(err));
+    }
     if (!entry) {
       const started = event.type === 'saga.started' ? event : undefined;
       entry = {
@@ -86,8 +95,7 @@ export class MemorySagaLog implements SagaLog {
       };
       this.sagas.set(sagaId, entry);
     }
-    entry.seq += 1;
-    const record = sagaRecord(sagaId, entry.seq, at, event);
+    entry.seq = record.seq;
     entry.records.push(record);
     const status = statusAfter(event);
     entry.summary = { ...entry.summary, updatedAt: at, ...(status ? { status } : {}) };

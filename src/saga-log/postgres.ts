@@ -1,6 +1,7 @@
 import { Pool } from 'pg';
 import type { Clock } from '../clock';
 import { ERRORS, SagameshError } from '../errors';
+import { bySaga } from './batches';
 import { parseRecord, toSummary } from './rows';
 import type {
   KeyReservation,
@@ -14,7 +15,15 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { emptyCounts, isFinal, SAGA_STATUSES, sagaRecord, statusAfter } from './saga-log';
+import {
+  duplicateStart,
+  emptyCounts,
+  isFinal,
+  SAGA_STATUSES,
+  sagaRecord,
+  serialiseRecord,
+  statusAfter,
+} from './saga-log';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**
@@ -29,7 +38,10 @@ import { MIGRATIONS_TABLE, migrations } from './schema';
  * Appends are group-committed: the records appended while a batch is being written (or in the
  * same tick) form the next batch, written by one statement in one transaction, and each append
  * resolves only after that commit. Fencing stays per saga: a saga that lost its lease has its
- * appends rejected with LEASE_LOST, and the batch's other records are committed.
+ * appends rejected with LEASE_LOST, and the batch's other records are committed. What one saga
+ * appends fails only its own appends: records are serialised before they are queued, a second
+ * start is skipped by the statement itself, and a batch the server refuses for its data (a
+ * constraint) is written again saga by saga.
  */
 export interface PostgresOptions {
   readonly url: string;
@@ -42,6 +54,12 @@ const NOW_MS = `(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT`;
 /** Serialises migrations of several instances starting at once. */
 const MIGRATION_LOCK = 0x5a6a_e5;
 
+/** PostgreSQL refused the data (SQLSTATE class 22 data exception, 23 constraint violation). */
+function isDataError(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
+  return /^2[23]/.test(code);
+}
+
 function storeError(err: unknown): SagameshError {
   if (err instanceof SagameshError) return err;
   const message = err instanceof Error ? err.message : String(err);
@@ -50,6 +68,8 @@ function storeError(err: unknown): SagameshError {
 
 interface PendingAppend {
   readonly record: SagaRecord;
+  /** The record as JSON, serialised in append(). */
+  readonly data: string;
   readonly resolve: (record: SagaRecord) => void;
   readonly reject: (err: unknown) => void;
 }
@@ -76,7 +96,7 @@ interface EventRow {
  * What one batch writes: each saga's row once — inserted for the sagas it starts, updated for the
  * others — and every record. Several records of one saga fold into one row change, in seq order.
  */
-function planBatch(records: readonly SagaRecord[]): {
+function planBatch(batch: readonly PendingAppend[]): {
   readonly starts: readonly SagaRow[];
   readonly touches: readonly SagaRow[];
   readonly events: readonly EventRow[];
@@ -84,7 +104,7 @@ function planBatch(records: readonly SagaRecord[]): {
   const starts = new Map<string, SagaRow>();
   const touches = new Map<string, SagaRow>();
   const events: EventRow[] = [];
-  for (const record of records) {
+  for (const { record, data } of batch) {
     const id = record.sagaId;
     let row = starts.get(id) ?? touches.get(id);
     if (!row) {
@@ -106,7 +126,7 @@ function planBatch(records: readonly SagaRecord[]): {
       seq: record.seq,
       at: record.at,
       type: record.type,
-      data: JSON.stringify(record),
+      data,
     });
   }
   return { starts: [...starts.values()], touches: [...touches.values()], events };
@@ -193,8 +213,15 @@ export class PostgresSagaLog implements SagaLog {
     const seq = (this.seqs.get(sagaId) ?? 0) + 1;
     this.seqs.set(sagaId, seq);
     const record = sagaRecord(sagaId, seq, this.clock.now(), event);
+    let data: string;
+    try {
+      data = serialiseRecord(record);
+    } catch (err) {
+      this.seqs.set(sagaId, seq - 1);
+      throw err;
+    }
     return new Promise((resolve, reject) => {
-      this.pending.push({ record, resolve, reject });
+      this.pending.push({ record, data, resolve, reject });
       this.writer ??= this.writeBatches();
     });
   }
@@ -216,12 +243,17 @@ export class PostgresSagaLog implements SagaLog {
     }
   }
 
-  /** Writes one batch in one statement (one transaction) and settles each of its appends. */
+  /**
+   * Writes one batch in one statement (one transaction) and settles each of its appends. A batch
+   * refused for its data (SQLSTATE class 22 or 23: a saga's records clash with the journal, e.g.
+   * two instances given one SAGAMESH_INSTANCE_ID) is written again one saga at a time, so only
+   * the saga at fault fails; any other failure is the store's and fails the whole batch.
+   */
   private async writeBatch(batch: readonly PendingAppend[]): Promise<void> {
     let plan: ReturnType<typeof planBatch>;
     let written: Set<string>;
     try {
-      plan = planBatch(batch.map((p) => p.record));
+      plan = planBatch(batch);
       const r = await this.pool.query<{ saga_id: string }>(APPEND_BATCH, [
         this.options.instanceId,
         this.options.leaseTtlMs,
@@ -231,8 +263,14 @@ export class PostgresSagaLog implements SagaLog {
       ]);
       written = new Set(r.rows.map((row) => row.saga_id));
     } catch (err) {
+      const sagas = bySaga(batch);
+      if (sagas.size > 1 && isDataError(err)) {
+        for (const appends of sagas.values()) await this.writeBatch(appends);
+        return;
+      }
       const e = storeError(err);
       for (const p of batch) p.reject(e);
+      for (const id of sagas.keys()) this.seqs.delete(id);
       return;
     }
     const startedHere = new Set(plan.starts.map((s) => s.id));
@@ -242,7 +280,7 @@ export class PostgresSagaLog implements SagaLog {
         if (record.type === 'saga.finished') this.seqs.delete(id);
         resolve(record);
       } else if (startedHere.has(id)) {
-        reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, `postgres: saga ${id} already exists`));
+        reject(duplicateStart(id));
       } else {
         this.seqs.delete(id);
         reject(new SagameshError(ERRORS.LEASE_LOST, `saga ${id}`));

@@ -1,4 +1,5 @@
 import type { ErrorSpec } from '../errors';
+import { ERRORS, SagameshError } from '../errors';
 import type { StepResponse, TemplateScope } from '../saga/definition';
 
 /**
@@ -75,6 +76,30 @@ export function sagaRecord(sagaId: string, seq: number, at: number, event: SagaE
   return Object.assign({ sagaId, seq, at }, event);
 }
 
+/**
+ * A record as the journal stores it (JSON). Every store calls this in `append`, before the record
+ * joins anything shared: a record that cannot be serialised (nested past the stack, a BigInt, a
+ * cycle) fails its own append with RECORD_UNSERIALIZABLE, never the batch it would have joined.
+ */
+export function serialiseRecord(record: SagaRecord): string {
+  try {
+    return JSON.stringify(record);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new SagameshError(
+      ERRORS.RECORD_UNSERIALIZABLE,
+      `${record.type} #${record.seq} of saga ${record.sagaId}: ${message}`,
+      [],
+      { cause: err },
+    );
+  }
+}
+
+/** A saga.started for a saga the log already has: a caller's bug, refused alone in every store. */
+export function duplicateStart(sagaId: string): SagameshError {
+  return new SagameshError(ERRORS.INTERNAL, `saga ${sagaId} already exists`);
+}
+
 export interface SagaSummary {
   readonly sagaId: string;
   readonly definition: string;
@@ -122,7 +147,12 @@ export interface PruneCutoffs {
 }
 
 export interface SagaLog {
-  /** Durably appends one record; resolves only once it is stored. Rejects with STORE_UNAVAILABLE, or LEASE_LOST when another instance owns the saga. */
+  /**
+   * Durably appends one record; resolves only once it is stored. Rejects with STORE_UNAVAILABLE,
+   * LEASE_LOST when another instance owns the saga, RECORD_UNSERIALIZABLE when the record cannot
+   * be serialised, INTERNAL for a second saga.started. Whatever one saga appends fails only that
+   * saga's appends, never those it shares a batch with; a rejected record takes no seq.
+   */
   append(sagaId: string, event: SagaEvent): Promise<SagaRecord>;
   /** Every record of one saga in order; empty when unknown. */
   history(sagaId: string): Promise<readonly SagaRecord[]>;

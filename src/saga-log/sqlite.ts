@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Clock } from '../clock';
-import { ERRORS, SagameshError } from '../errors';
+import { ERRORS, SagameshError, toSagameshError } from '../errors';
+import { bySaga } from './batches';
 import { parseRecord, toSummary } from './rows';
 import type {
   KeyReservation,
@@ -16,14 +17,24 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { emptyCounts, isFinal, SAGA_STATUSES, sagaRecord, statusAfter } from './saga-log';
+import {
+  duplicateStart,
+  emptyCounts,
+  isFinal,
+  SAGA_STATUSES,
+  sagaRecord,
+  serialiseRecord,
+  statusAfter,
+} from './saga-log';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**
  * The embedded saga log (`SAGAMESH_STORE=sqlite:<path>`, the default): better-sqlite3 in WAL mode.
  *
  * Appends are group-committed: every append made in the same tick joins one transaction, so one
- * fsync covers many sagas' records, and each append resolves only after that commit. The database
+ * fsync covers many sagas' records, and each append resolves only after that commit. Within it,
+ * each saga's records are written under a savepoint of their own, and records are serialised
+ * before they are queued: what one saga appends can fail only that saga's appends. The database
  * is opened in exclusive locking mode, so a second sagamesh on the same file fails at start
  * instead of both resuming the same sagas.
  */
@@ -35,6 +46,8 @@ export interface SqliteOptions {
 
 interface PendingAppend {
   readonly record: SagaRecord;
+  /** The record as JSON, serialised in append(). */
+  readonly data: string;
   readonly status: SagaStatus | undefined;
   readonly resolve: (record: SagaRecord) => void;
   readonly reject: (err: unknown) => void;
@@ -61,6 +74,8 @@ export class SqliteSagaLog implements SagaLog {
   private flushScheduled = false;
   private closed = false;
   private readonly stmt: ReturnType<SqliteSagaLog['prepare']>;
+  /** Writes one saga's records of a batch; nested in the batch's transaction, so under a savepoint. */
+  private readonly writeSaga: Database.Transaction<(appends: readonly PendingAppend[]) => void>;
 
   /** Opens (creating it and its directory if needed) and migrates; throws coded errors. */
   static open(options: SqliteOptions, clock: Clock): SqliteSagaLog {
@@ -90,6 +105,9 @@ export class SqliteSagaLog implements SagaLog {
   ) {
     this.db = db;
     this.stmt = this.prepare();
+    this.writeSaga = db.transaction((appends: readonly PendingAppend[]) => {
+      for (const p of appends) this.writeRecord(p);
+    });
   }
 
   private prepare() {
@@ -99,7 +117,7 @@ export class SqliteSagaLog implements SagaLog {
         'INSERT INTO saga_events (saga_id, seq, at, type, data) VALUES (?, ?, ?, ?, ?)',
       ),
       insertSaga: db.prepare(
-        'INSERT INTO sagas (id, definition, version, status, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO sagas (id, definition, version, status, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
       ),
       touchSaga: db.prepare(
         'UPDATE sagas SET status = COALESCE(?, status), updated_at = ?, finished_at = COALESCE(?, finished_at) WHERE id = ?',
@@ -142,9 +160,16 @@ export class SqliteSagaLog implements SagaLog {
       return Promise.reject(storeError(err, 'saga log'));
     }
     const record = sagaRecord(sagaId, seq, this.clock.now(), event);
+    let data: string;
+    try {
+      data = serialiseRecord(record);
+    } catch (err) {
+      this.seqs.set(sagaId, seq - 1);
+      return Promise.reject(toSagameshError(err));
+    }
     if (event.type === 'saga.finished') this.seqs.delete(sagaId);
     return new Promise((resolve, reject) => {
-      this.pending.push({ record, status: statusAfter(event), resolve, reject });
+      this.pending.push({ record, data, status: statusAfter(event), resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -163,42 +188,60 @@ export class SqliteSagaLog implements SagaLog {
     return seq;
   }
 
+  /**
+   * Commits the queued appends in one transaction. A saga whose records fail (a constraint, a
+   * second start) has them rolled back to its savepoint and rejected; the others commit. Only a
+   * failed transaction (the disk, the file) fails every append of the batch.
+   */
   private flush(): void {
     this.flushScheduled = false;
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
+    const failed = new Map<string, SagameshError>();
     try {
       this.db.transaction(() => {
-        for (const { record, status } of batch) {
-          if (record.type === 'saga.started') {
-            this.stmt.insertSaga.run(
-              record.sagaId,
-              record.definition,
-              record.version,
-              'running',
-              record.at,
-              record.at,
-            );
+        for (const [sagaId, appends] of bySaga(batch)) {
+          try {
+            this.writeSaga(appends);
+          } catch (err) {
+            // SQLite ends the whole transaction on I/O errors, a full disk, …: then nothing commits.
+            if (!this.db.inTransaction) throw err;
+            failed.set(sagaId, storeError(err, 'saga log'));
           }
-          this.stmt.insertEvent.run(
-            record.sagaId,
-            record.seq,
-            record.at,
-            record.type,
-            JSON.stringify(record),
-          );
-          const finishedAt = status && isFinal(status) ? record.at : null;
-          if (record.type !== 'saga.started')
-            this.stmt.touchSaga.run(status ?? null, record.at, finishedAt, record.sagaId);
         }
       })();
     } catch (err) {
       const e = storeError(err, 'saga log');
       for (const p of batch) p.reject(e);
+      this.seqs.clear();
       return;
     }
-    for (const p of batch) p.resolve(p.record);
+    for (const p of batch) {
+      const e = failed.get(p.record.sagaId);
+      if (e) p.reject(e);
+      else p.resolve(p.record);
+    }
+    // Their records were not written: the next append reads the saga's last seq again.
+    for (const sagaId of failed.keys()) this.seqs.delete(sagaId);
+  }
+
+  private writeRecord({ record, data, status }: PendingAppend): void {
+    if (record.type === 'saga.started') {
+      const inserted = this.stmt.insertSaga.run(
+        record.sagaId,
+        record.definition,
+        record.version,
+        'running',
+        record.at,
+        record.at,
+      );
+      if (inserted.changes === 0) throw duplicateStart(record.sagaId);
+    }
+    this.stmt.insertEvent.run(record.sagaId, record.seq, record.at, record.type, data);
+    const finishedAt = status && isFinal(status) ? record.at : null;
+    if (record.type !== 'saga.started')
+      this.stmt.touchSaga.run(status ?? null, record.at, finishedAt, record.sagaId);
   }
 
   history(sagaId: string): Promise<readonly SagaRecord[]> {

@@ -235,12 +235,46 @@ describe('PostgreSQL saga log', () => {
         const outcomes = await Promise.allSettled([log.append('s1', started), log.append('s2', started)]);
         expect(outcomes[0]).toMatchObject({
           status: 'rejected',
-          reason: { code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' },
+          reason: { code: 'SAGAMESH_ERR_INTERNAL', message: expect.stringContaining('already exists') },
         });
         expect(outcomes[1]).toMatchObject({ status: 'fulfilled', value: { sagaId: 's2', seq: 1 } });
         expect(await log.history('s1')).toHaveLength(1);
       } finally {
         await log.close();
+      }
+    });
+
+    it('writes a batch the server refuses for one saga again saga by saga, so only that saga fails', async () => {
+      const url = await pg.createDatabase();
+      // Two instances given one SAGAMESH_INSTANCE_ID: fencing cannot tell them apart, and both
+      // take seq 2 of s1. The second to commit breaks the journal's primary key.
+      const a = await open(url, 'same', 60_000);
+      const b = await open(url, 'same', 60_000);
+      const batches = countBatches();
+      try {
+        await a.append('s1', started);
+        await b.append('s1', dispatched('hotel'));
+        const before = batches.count();
+        const outcomes = await Promise.allSettled([
+          a.append('s2', started),
+          a.append('s1', dispatched('car')),
+          a.append('s3', started),
+        ]);
+        expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+        expect(outcomes[1]).toMatchObject({ reason: { code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' } });
+        // The batch, then each of its three sagas.
+        expect(batches.count()).toBe(before + 4);
+        expect((await a.history('s1')).map((r) => (r.type === 'call.dispatched' ? r.step : r.type))).toEqual([
+          'saga.started',
+          'hotel',
+        ]);
+        expect(await a.summary('s2')).toMatchObject({ status: 'running' });
+        expect(await a.summary('s3')).toMatchObject({ status: 'running' });
+        // s1's next record reads the journal's last seq again.
+        expect((await a.append('s1', dispatched('car'))).seq).toBe(3);
+      } finally {
+        batches.restore();
+        await Promise.all([a.close(), b.close()]);
       }
     });
 

@@ -25,11 +25,11 @@ class FakeClock implements Clock {
   }
 }
 
-const started = (definition = 'book-trip', version = 'v1'): SagaEvent => ({
+const started = (definition = 'book-trip', version = 'v1', body: unknown = { guest: 'Ada' }): SagaEvent => ({
   type: 'saga.started',
   definition,
   version,
-  request: { method: 'POST', path: '/trips', query: {}, headers: {}, body: { guest: 'Ada' } },
+  request: { method: 'POST', path: '/trips', query: {}, headers: {}, body },
 });
 const dispatched = (step: string, attempt = 1): SagaEvent => ({
   type: 'call.dispatched',
@@ -224,17 +224,32 @@ describe('SqliteSagaLog', () => {
     }
   });
 
-  it('rejects every append of a batch that cannot be committed, and commits nothing of it', async () => {
+  it('rejects the appends a full disk cannot take, commits nothing of them, and stays usable', async () => {
+    const log = openLog();
+    await log.append('before', started());
+    // The file may not grow (what a full disk does), and these records need new pages.
+    const db = (log as unknown as { db: Database.Database }).db;
+    db.pragma(`max_page_count = ${String(db.pragma('page_count', { simple: true }))}`);
+    const big = (id: string) => log.append(id, started('book-trip', 'v1', { blob: 'x'.repeat(100_000) }));
+    const outcomes = await Promise.allSettled([big('a'), big('b')]);
+    for (const o of outcomes)
+      expect(o).toMatchObject({ status: 'rejected', reason: { code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' } });
+    expect(await log.history('a')).toEqual([]);
+    expect(await log.history('b')).toEqual([]);
+    db.pragma('max_page_count = 1073741823');
+    await expect(big('a')).resolves.toMatchObject({ seq: 1 });
+    expect(await log.history('before')).toHaveLength(1);
+  });
+
+  it('rejects only a second start of a saga, and commits the rest of its batch', async () => {
     const log = openLog();
     await log.append('dup', started());
-    const again = log.append('dup', started()); // a second start of the same saga: a constraint
+    const again = log.append('dup', started()); // a constraint, under the saga's own savepoint
     const other = log.append('innocent', started());
-    await expect(again).rejects.toMatchObject({ code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' });
-    await expect(other).rejects.toMatchObject({ code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' });
+    await expect(again).rejects.toMatchObject({ code: 'SAGAMESH_ERR_INTERNAL' });
+    await expect(other).resolves.toMatchObject({ seq: 1 });
     expect(await log.history('dup')).toHaveLength(1);
-    expect(await log.history('innocent')).toEqual([]);
-    // The log is still usable.
-    await expect(log.append('later', started())).resolves.toMatchObject({ seq: 1 });
+    await expect(log.append('dup', dispatched('hotel'))).resolves.toMatchObject({ seq: 2 });
   });
 
   it('saves each definition version once and loads it by version', async () => {
