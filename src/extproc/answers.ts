@@ -1,5 +1,5 @@
-import type { ErrorSpec } from '../errors';
-import { ERRORS, SagameshError, toSagameshError } from '../errors';
+import type { ErrorSpec, SagameshError } from '../errors';
+import { ERRORS, toSagameshError } from '../errors';
 import type { SagaDefinition } from '../saga/definition';
 import { renderResponse } from '../saga/render';
 import type { SagaResult } from '../saga/runner';
@@ -69,11 +69,14 @@ function detailsOf(spec: ErrorSpec): string {
 export async function sagaAnswer(definition: SagaDefinition, result: SagaResult): Promise<StoredAnswer> {
   const headers = { 'content-type': 'application/json', [SAGA_ID_HEADER]: result.sagaId };
   if (result.status === 'abandoned') {
-    const e = new SagameshError(ERRORS.LEASE_LOST, result.error?.message);
+    // Not over: another instance owns it now (LEASE_LOST), or this one resumes it from the log
+    // once its records can be written again (STORE_UNAVAILABLE, …). Either way, a retry may tell.
+    const spec = Object.values(ERRORS).find((s) => s.code === result.error?.code) ?? ERRORS.LEASE_LOST;
+    const error = { code: spec.code, message: result.error?.message ?? spec.message };
     return {
-      status: e.spec.httpStatus,
+      status: spec.httpStatus,
       headers,
-      body: JSON.stringify({ sagaId: result.sagaId, status: 'running', error: e.toJSON() }),
+      body: JSON.stringify({ sagaId: result.sagaId, status: 'running', error }),
     };
   }
   if (result.status !== 'succeeded') {

@@ -59,7 +59,8 @@ export type SagaEvent =
   | { readonly type: 'saga.compensating'; readonly failedStep?: string; readonly error: ErrorRecord }
   | {
       readonly type: 'saga.recovered';
-      readonly reason: 'restart' | 'takeover' | 'retry';
+      /** restart, lease takeover, operator retry, or the saga's record could not be written (store-error). */
+      readonly reason: 'restart' | 'takeover' | 'retry' | 'store-error';
       readonly by: string;
     }
   | { readonly type: 'saga.finished'; readonly status: SagaStatus };

@@ -24,7 +24,7 @@ export interface CallStepDeps {
   readonly observer: Observer;
   /** The saga's logger (saga_id, request_id, trace_id). */
   readonly logger: Logger;
-  /** A failed log write: a lost lease stops the saga. */
+  /** A failed log write: the runner stops the saga (and, unless its lease was lost, resumes it from the log). */
   readonly onStoreError: (err: unknown) => void;
 }
 
@@ -49,7 +49,10 @@ export async function callStep(
       applied: 'no',
       error: { code: e.code, message: e.message },
     };
-    await recordOutcome(deps.log, input, output);
+    await recordOutcome(deps.log, input, output).catch((err: unknown) => {
+      deps.onStoreError(err);
+      throw err;
+    });
     return output;
   }
 
@@ -63,7 +66,7 @@ export async function callStep(
       replay,
     });
   } catch (err) {
-    // Not recorded, so not sent. A lost lease stops the saga here; anything else is retried.
+    // Not recorded, so not sent; the runner stops the saga here.
     deps.onStoreError(err);
     throw err;
   }

@@ -21,7 +21,11 @@ export interface StepSummary {
 export interface SagaResult {
   readonly sagaId: string;
   readonly definition: string;
-  /** `abandoned`: this process stopped acting on the saga (lease lost, shutdown); another resumes it. */
+  /**
+   * `abandoned`: this process stopped acting on the saga — its lease was lost (another instance
+   * resumes it), one of its records could not be written (this one resumes it from the log), or
+   * sagamesh stopped (recovery resumes it).
+   */
   readonly status: FinalState | 'abandoned';
   readonly failedStep?: string;
   readonly error?: ErrorInfo;

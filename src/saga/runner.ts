@@ -8,7 +8,7 @@ import type { Observer } from '../observer';
 import { NOOP_OBSERVER } from '../observer';
 import type { HttpCaller } from '../participants/step-caller';
 import { rebuild } from '../saga-log/recovery';
-import type { SagaLog } from '../saga-log/saga-log';
+import type { SagaEvent, SagaLog } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
 import type { SagaActor, SagaResult } from './execution';
 import { SagaExecution, scopeOf, summarize } from './execution';
@@ -16,15 +16,20 @@ import type { SagaMachine } from './machine';
 import type { CallInput, CallOutput, ErrorInfo, FinalState, SagaContext, SagaInput } from './saga-state';
 import { abortCalls, buildSagaMachine } from './machine';
 import { callStep } from './call-step';
+import { Redrives } from './redrive';
 
 /**
  * Runs sagas: one XState actor per saga, built from the definition's machine (built once per
  * definition) with the one I/O function, `callStep`, passed in here. `callStep` records the
  * dispatch in the saga log before it sends anything, and the outcome before the machine may act on
- * it.
+ * it. A saga whose record cannot be written stops there: with its lease lost, another instance
+ * owns it; otherwise it is resumed from the log after a backoff (redrive.ts).
  */
 
 export type { SagaExecution, SagaResult, StepSummary } from './execution';
+
+/** Why a saga is resumed from its journal; recorded in its `saga.recovered` record. */
+export type SagaResumeReason = Extract<SagaEvent, { type: 'saga.recovered' }>['reason'];
 
 export interface RunnerDeps {
   readonly log: SagaLog;
@@ -46,7 +51,7 @@ interface Running {
   readonly actor: SagaActor;
   readonly logger: Logger;
   readonly execution: SagaExecution;
-  readonly abandon: (reason: string) => void;
+  readonly abandon: (reason: string, error?: ErrorInfo) => void;
 }
 
 export interface StartMeta {
@@ -70,10 +75,17 @@ export class SagaRunner {
   private readonly savedVersions = new Set<string>();
   private readonly newId: () => string;
   private readonly observer: Observer;
+  private readonly redrives: Redrives;
 
   constructor(private readonly deps: RunnerDeps) {
     this.newId = deps.newId ?? randomUUID;
     this.observer = deps.observer ?? NOOP_OBSERVER;
+    this.redrives = new Redrives({
+      clock: deps.clock,
+      random: deps.random ?? Math.random,
+      logger: deps.logger,
+      resume: (sagaId) => this.resume(sagaId, 'store-error'),
+    });
   }
 
   /** Sagas in flight in this process. */
@@ -126,12 +138,22 @@ export class SagaRunner {
   }
 
   /**
-   * Resumes an unfinished saga from its journal (after a restart or a lease takeover) or, with
-   * reason `retry`, re-drives a stuck saga's compensations. Backward recovery: the saga never
-   * runs forward again. Resolves undefined when there is nothing to resume.
+   * Resumes an unfinished saga from its journal (after a restart, a lease takeover or a failed
+   * write) or, with reason `retry`, re-drives a stuck saga's compensations. Backward recovery: the
+   * saga never runs forward again. Resolves undefined when there is nothing to resume. When the
+   * store fails a restart's or takeover's resumption, it is tried again later (redrive.ts).
    */
-  async resume(sagaId: string, reason: 'restart' | 'takeover' | 'retry'): Promise<SagaExecution | undefined> {
+  async resume(sagaId: string, reason: SagaResumeReason): Promise<SagaExecution | undefined> {
     if (this.sagas.has(sagaId)) return this.sagas.get(sagaId)?.execution;
+    try {
+      return await this.resumeFromLog(sagaId, reason);
+    } catch (err) {
+      if (reason === 'restart' || reason === 'takeover') this.redriveUnlessLost(sagaId, err);
+      throw err;
+    }
+  }
+
+  private async resumeFromLog(sagaId: string, reason: SagaResumeReason): Promise<SagaExecution | undefined> {
     const rebuilt = rebuild(await this.deps.log.history(sagaId), { retryStuck: reason === 'retry' });
     if (!rebuilt) return undefined;
     if (rebuilt.finished && !(reason === 'retry' && rebuilt.finished === 'stuck')) return undefined;
@@ -197,6 +219,7 @@ export class SagaRunner {
 
   /** Stops every actor without recording anything: what was in flight is left for recovery. */
   stopAll(): void {
+    this.redrives.cancelAll();
     for (const saga of [...this.sagas.values()]) saga.abandon('sagamesh stopped');
   }
 
@@ -236,22 +259,25 @@ export class SagaRunner {
       subscription.unsubscribe();
       const outcome = result(snapshot.context, status, error);
       // Record the end before anyone answers the client with it; only then is the saga done here.
-      this.deps.log
-        .append(sagaId, { type: 'saga.finished', status })
-        .then(
-          () => {
-            logger.info({ status, failed_step: outcome.failedStep, error: outcome.error }, 'saga finished');
-            this.observer.sagaFinished(definition.name, status, this.deps.clock.now() - startedAt);
-          },
-          (err: unknown) =>
-            logger.error({ err }, 'could not record the end of the saga; recovery will finish it'),
-        )
-        .finally(() => {
+      this.deps.log.append(sagaId, { type: 'saga.finished', status }).then(
+        () => {
+          logger.info({ status, failed_step: outcome.failedStep, error: outcome.error }, 'saga finished');
+          this.observer.sagaFinished(definition.name, status, this.deps.clock.now() - startedAt);
           this.sagas.delete(sagaId);
           resolveSteps('final');
           resolveSettled(outcome);
           if (input.recovered) this.deps.onRecovered?.(outcome, definition);
-        });
+        },
+        (err: unknown) => {
+          // Not recorded, so not told: the client hears "still running" and the log finishes it.
+          const e = toSagameshError(err);
+          logger.error({ err: e, code: e.code }, 'could not record the end of the saga');
+          this.sagas.delete(sagaId);
+          resolveSteps('final');
+          resolveSettled(result(snapshot.context, 'abandoned', { code: e.code, message: e.message }));
+          this.redriveUnlessLost(sagaId, e);
+        },
+      );
     };
     const subscription = actor.subscribe({
       next: (snapshot) => {
@@ -304,11 +330,27 @@ export class SagaRunner {
       .catch((err: unknown) => this.onStoreError(sagaId, err, logger));
   }
 
-  /** A lost lease means another instance owns the saga now: stop acting on it at once. */
+  /**
+   * A record of the saga could not be written: stop acting on it at once, since the log no longer
+   * says what it did. A lost lease leaves it to its new owner; any other failure resumes it from
+   * the log later.
+   */
   private onStoreError(sagaId: string, err: unknown, logger: Logger): void {
     const e = toSagameshError(err);
     logger.error({ err: e, code: e.code }, 'saga log write failed');
-    if (e.code === ERRORS.LEASE_LOST.code) this.abandon(sagaId, e.message);
+    if (e.code === ERRORS.LEASE_LOST.code) {
+      this.abandon(sagaId, e.message);
+      return;
+    }
+    const saga = this.sagas.get(sagaId);
+    if (!saga) return;
+    saga.logger.warn({ code: e.code }, 'saga stopped: resumed from the log once the store writes again');
+    saga.abandon(e.message, { code: e.code, message: e.message });
+    this.redrives.schedule(sagaId);
+  }
+
+  private redriveUnlessLost(sagaId: string, err: unknown): void {
+    if (toSagameshError(err).code !== ERRORS.LEASE_LOST.code) this.redrives.schedule(sagaId);
   }
 
   private machineFor(definition: SagaDefinition): SagaMachine {
