@@ -94,8 +94,12 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
 
   const http =
     config.egressProtocol === 'h2c'
-      ? createH2cCaller({ egressUrl: config.egressUrl })
-      : createHttpCaller({ egressUrl: config.egressUrl, connections: config.egressConnections });
+      ? createH2cCaller({ egressUrl: config.egressUrl, maxBodyDepth: config.maxBodyDepth })
+      : createHttpCaller({
+          egressUrl: config.egressUrl,
+          connections: config.egressConnections,
+          maxBodyDepth: config.maxBodyDepth,
+        });
   const runner: SagaRunner = new SagaRunner({
     log: sagaLog,
     http,

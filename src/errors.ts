@@ -176,6 +176,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.UNAVAILABLE,
     true,
   ),
+  STEP_BAD_RESPONSE: spec(
+    'SAGAMESH_ERR_STEP_BAD_RESPONSE',
+    "a participant's success answer is not the JSON it declares, and the saga reads it",
+    502,
+    GrpcStatus.UNAVAILABLE,
+    true,
+  ),
   STEP_TEMPLATE: spec(
     'SAGAMESH_ERR_STEP_TEMPLATE',
     'a step request could not be built from the saga data',

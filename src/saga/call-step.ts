@@ -9,6 +9,7 @@ import type { SagaDefinition } from './definition';
 import type { CallInput, CallOutput } from './saga-state';
 import { classifyNetworkError, classifyResponse } from './outcome';
 import { renderRequest } from './render';
+import { readsResponseOf } from './response-reads';
 
 /**
  * The saga machine's one I/O function (its `call`): every step and compensation request goes
@@ -100,7 +101,8 @@ export async function callStep(
       ...(request.body !== undefined ? { body: request.body } : {}),
       signal,
     });
-    output = classifyResponse(kind, call, response, input.step);
+    const read = response.unreadable !== undefined && readsResponseOf(definition, input.step);
+    output = classifyResponse(kind, call, response, input.step, read);
   } catch (err) {
     if (signal.aborted) {
       // The machine timed the call out (or the saga moved on); it records that itself.

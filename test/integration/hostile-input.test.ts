@@ -94,3 +94,61 @@ describe('a deeply nested body', () => {
     }
   });
 });
+
+describe('a participant that answers success with a body that is not the JSON it declares', () => {
+  const hotelPosts = () => stack.participants.hotel.calls().filter((c) => c.method === 'POST');
+  /** sagamesh's own record of the saga (admin API). */
+  const history = async (sagaId: string) =>
+    (await request(`${stack.adminUrl}/sagas/${sagaId}`)).body.history as {
+      type: string;
+      step?: string;
+      replay?: boolean;
+      outcome?: string;
+      error?: { code: string };
+    }[];
+
+  it('is asked again with the same idempotency key, and the saga goes on with the readable answer', async () => {
+    const answer = await postJson(stack, '/trips', trip({ hotel: { nights: 1, fault: 'garbled:1' } }));
+    expect(answer.status).toBe(201);
+    const [booking] = stack.participants.hotel.bookings();
+    expect(answer.body.hotel).toEqual(booking);
+    expect(hotelPosts()).toHaveLength(2);
+    expect(new Set(hotelPosts().map((c) => c.idempotencyKey)).size).toBe(1);
+  });
+
+  it('is replayed to learn what to undo when the saga compensates, not left stuck', async () => {
+    const answer = await postJson(
+      stack,
+      '/trips',
+      // At most 2 unreadable answers, whether the create's own attempts took them or the replays do.
+      trip({ hotel: { nights: 1, fault: 'garbled:2' }, car: { class: 'suv', fault: 'fail' } }),
+    );
+    expect(answer.status).toBe(409);
+    expect(answer.body).toMatchObject({ status: 'compensated', failedStep: 'car' });
+    const bookings = stack.participants.hotel.bookings();
+    expect(bookings).toHaveLength(1);
+    expect(bookings[0]?.status).toBe('cancelled');
+    expect(new Set(hotelPosts().map((c) => c.idempotencyKey)).size).toBe(1);
+  });
+
+  it("ends stuck, under its own code, only once the compensation's budget of replays is spent", async () => {
+    const answer = await postJson(
+      stack,
+      '/trips',
+      trip({ hotel: { nights: 1, fault: 'garbled:100' }, car: { class: 'suv', fault: 'fail' } }),
+    );
+    expect(answer.status).toBe(409);
+    expect(answer.body.status).toBe('stuck');
+    const hotelStep = (answer.body.steps as { name: string }[]).find((s) => s.name === 'hotel');
+    expect(hotelStep).toMatchObject({ compensation: 'stuck' });
+    // The fixture's compensation budget: 3 attempts, each a replay of the create (same key), each
+    // answered unreadably.
+    const replays = (await history(answer.body.sagaId as string)).filter(
+      (r) => r.type === 'call.completed' && r.step === 'hotel' && r.replay === true,
+    );
+    expect(replays).toHaveLength(3);
+    for (const r of replays)
+      expect(r).toMatchObject({ outcome: 'retryable', error: { code: 'SAGAMESH_ERR_STEP_BAD_RESPONSE' } });
+    expect(stack.participants.hotel.bookings()).toHaveLength(1);
+  });
+});
