@@ -6,7 +6,7 @@ import type { Clock } from './clock';
 import { systemClock } from './clock';
 import type { Config } from './config/config';
 import { describeStore } from './config/store-url';
-import { sagaAnswer } from './extproc/answers';
+import { answerToKeep } from './extproc/answers';
 import { SagaProcessor } from './extproc/saga-processor';
 import { ExtProcServer } from './extproc/server';
 import type { Logger } from './logger';
@@ -108,14 +108,8 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     observer,
     instanceId: config.instanceId,
     resolveDefinition,
-    onRecovered: (result, definition) => {
-      // A client may come back with its Idempotency-Key: keep the answer it would have had.
-      sagaAnswer(definition, result)
-        .then((answer) => sagaLog.saveAnswer(result.sagaId, answer))
-        .catch((err: unknown) =>
-          logger.error({ err, saga_id: result.sagaId }, 'could not store the recovered answer'),
-        );
-    },
+    // A client may come back with its Idempotency-Key: the answer is kept with the saga's end.
+    answer: answerToKeep,
   });
   let draining = false;
   const redactFields = parseFieldPaths(config.logRedact);

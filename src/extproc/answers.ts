@@ -113,6 +113,19 @@ export async function sagaAnswer(definition: SagaDefinition, result: SagaResult)
   }
 }
 
+/**
+ * The answer kept for a settled saga's Idempotency-Keys (written with its `saga.finished`): the
+ * client's answer, except a pivot saga's success, which is the upstream's and not sagamesh's to
+ * keep (a retry then hears 202 with the saga's status).
+ */
+export async function answerToKeep(
+  definition: SagaDefinition,
+  result: SagaResult,
+): Promise<StoredAnswer | undefined> {
+  if (definition.respond === 'upstream' && result.status === 'succeeded') return undefined;
+  return sagaAnswer(definition, result);
+}
+
 /** An HTTP answer as an ext_proc ImmediateResponse, with the saga's dynamic metadata. */
 export function immediate(
   answer: StoredAnswer,

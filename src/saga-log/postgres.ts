@@ -4,7 +4,8 @@ import { ERRORS, SagameshError } from '../errors';
 import { bySaga } from './batches';
 import { parseRecord, toSummary } from './rows';
 import type {
-  KeyReservation,
+  KeyHolder,
+  KeyRequest,
   ListOptions,
   PruneCutoffs,
   SagaEvent,
@@ -12,6 +13,9 @@ import type {
   SagaRecord,
   SagaStatus,
   SagaSummary,
+  FinishedEvent,
+  StartedEvent,
+  StartOutcome,
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
@@ -19,6 +23,7 @@ import {
   duplicateStart,
   emptyCounts,
   isFinal,
+  ORPHAN_KEY_AGE_MS,
   SAGA_STATUSES,
   sagaRecord,
   serialiseRecord,
@@ -70,13 +75,22 @@ interface PendingAppend {
   readonly record: SagaRecord;
   /** The record as JSON, serialised in append(). */
   readonly data: string;
-  readonly resolve: (record: SagaRecord) => void;
+  /** saga.started: the Idempotency-Key to reserve with it. */
+  readonly key?: KeyRequest | undefined;
+  /** saga.finished: the answer for the saga's keys, as JSON. */
+  readonly answer?: string | undefined;
+  readonly resolve: (outcome: Written) => void;
   readonly reject: (err: unknown) => void;
 }
+
+/** What became of a queued record: written, or (a start) not, because its key is held. */
+type Written = { readonly record: SagaRecord } | { readonly held: KeyHolder };
 
 /** A saga's row as one batch leaves it: its status, time and end after the batch's records. */
 interface SagaRow {
   id: string;
+  /** Started with an Idempotency-Key: inserted only if the key could be reserved. */
+  keyed: boolean;
   definition: string | null;
   version: string | null;
   status: SagaStatus | null;
@@ -100,15 +114,29 @@ function planBatch(batch: readonly PendingAppend[]): {
   readonly starts: readonly SagaRow[];
   readonly touches: readonly SagaRow[];
   readonly events: readonly EventRow[];
+  readonly keys: readonly KeyRow[];
+  readonly answers: readonly { readonly saga_id: string; readonly answer: string }[];
 } {
   const starts = new Map<string, SagaRow>();
   const touches = new Map<string, SagaRow>();
   const events: EventRow[] = [];
-  for (const { record, data } of batch) {
+  const keys: KeyRow[] = [];
+  const answers: { saga_id: string; answer: string }[] = [];
+  for (const { record, data, key, answer } of batch) {
     const id = record.sagaId;
+    if (key) keys.push(keyRow(id, key, record.at));
+    if (answer !== undefined) answers.push({ saga_id: id, answer });
     let row = starts.get(id) ?? touches.get(id);
     if (!row) {
-      row = { id, definition: null, version: null, status: null, at: record.at, finished_at: null };
+      row = {
+        id,
+        keyed: key !== undefined,
+        definition: null,
+        version: null,
+        status: null,
+        at: record.at,
+        finished_at: null,
+      };
       if (record.type === 'saga.started') {
         row.definition = record.definition;
         row.version = record.version;
@@ -129,23 +157,85 @@ function planBatch(batch: readonly PendingAppend[]): {
       data,
     });
   }
-  return { starts: [...starts.values()], touches: [...touches.values()], events };
+  return { starts: [...starts.values()], touches: [...touches.values()], events, keys, answers };
+}
+
+interface KeyRow {
+  readonly definition: string;
+  readonly key: string;
+  readonly request_hash: string;
+  readonly saga_id: string;
+  readonly created_at: number;
+  readonly expired_before: number;
+}
+
+function keyRow(sagaId: string, k: KeyRequest, at: number): KeyRow {
+  const { definition, key, requestHash, expiredBefore } = k;
+  return {
+    definition,
+    key,
+    request_hash: requestHash,
+    saga_id: sagaId,
+    created_at: at,
+    expired_before: expiredBefore,
+  };
+}
+
+/**
+ * One Idempotency-Key per batch: a second start with the same key waits for the next batch, where
+ * it finds the first holding it (one statement cannot insert and then update the same key).
+ */
+function oneStartPerKey(batch: readonly PendingAppend[]): {
+  readonly now: PendingAppend[];
+  readonly later: PendingAppend[];
+} {
+  const seen = new Set<string>();
+  const now: PendingAppend[] = [];
+  const later: PendingAppend[] = [];
+  for (const p of batch) {
+    const id = p.key && JSON.stringify([p.key.definition, p.key.key]);
+    if (id !== undefined && seen.has(id)) later.push(p);
+    else now.push(p);
+    if (id !== undefined) seen.add(id);
+  }
+  return { now, later };
 }
 
 /**
  * One batch of appends as one statement, hence one transaction. $1 is this instance, $2 the lease
- * TTL, $3–$5 the batch's plan (planBatch) as JSON. Started sagas are inserted with this instance
- * as owner; the others are fenced: their row is updated, and their records written, only where
- * this instance still owns them — the row lock makes that check hold until the commit. Returns
- * the saga of every record written: a saga missing from it lost its lease (or, for a start,
- * already existed), and no record of it was written.
+ * TTL, $3–$5 the batch's plan (planBatch) as JSON, $6 the keys its starts reserve, $7 the answers
+ * its ends store, $8 the cutoff of leftover reservations (ORPHAN_KEY_AGE_MS).
+ *
+ * - A key is reserved for a new saga if it is free, expired, or a leftover (no saga, no answer,
+ *   older than the cutoff); a start whose key is held is not inserted, nor are its records.
+ * - Started sagas are inserted with this instance as owner; the others are fenced: their row is
+ *   updated, and their records written, only where this instance still owns them — the row lock
+ *   makes that check hold until the commit.
+ * - A finished saga's answer goes to its keys (not to a key this batch hands to another saga).
+ * Returns the saga of every record written: a saga missing from it lost its lease, or (a start)
+ * its key is held or it already existed, and no record of it was written.
  */
 const APPEND_BATCH = `
-  WITH started AS (
+  WITH requested AS (
+    SELECT * FROM json_to_recordset($6::json) AS k(definition TEXT, key TEXT, request_hash TEXT,
+      saga_id TEXT, created_at BIGINT, expired_before BIGINT)),
+  reserved AS (
+    INSERT INTO idempotency_keys AS held (definition, key, request_hash, saga_id, created_at)
+    SELECT r.definition, r.key, r.request_hash, r.saga_id, r.created_at FROM requested r
+    WHERE NOT EXISTS (SELECT 1 FROM sagas WHERE sagas.id = r.saga_id)
+    ON CONFLICT (definition, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
+      saga_id = EXCLUDED.saga_id, answer = NULL, created_at = EXCLUDED.created_at
+    WHERE held.created_at < (SELECT r.expired_before FROM requested r
+                             WHERE r.definition = EXCLUDED.definition AND r.key = EXCLUDED.key)
+       OR (held.answer IS NULL AND held.created_at < $8
+           AND NOT EXISTS (SELECT 1 FROM sagas WHERE sagas.id = held.saga_id))
+    RETURNING saga_id),
+  started AS (
     INSERT INTO sagas (id, definition, version, status, started_at, updated_at, finished_at, owner, lease_expires_at)
     SELECT s.id, s.definition, s.version, s.status, s.at, s.at, s.finished_at, $1, ${NOW_MS} + $2
     FROM json_to_recordset($3::json)
-      AS s(id TEXT, definition TEXT, version TEXT, status TEXT, at BIGINT, finished_at BIGINT)
+      AS s(id TEXT, keyed BOOLEAN, definition TEXT, version TEXT, status TEXT, at BIGINT, finished_at BIGINT)
+    WHERE NOT s.keyed OR s.id IN (SELECT saga_id FROM reserved)
     ON CONFLICT (id) DO NOTHING
     RETURNING id),
   touched AS (
@@ -153,7 +243,14 @@ const APPEND_BATCH = `
       finished_at = COALESCE(t.finished_at, sagas.finished_at)
     FROM json_to_recordset($4::json) AS t(id TEXT, status TEXT, at BIGINT, finished_at BIGINT)
     WHERE sagas.id = t.id AND sagas.owner = $1
-    RETURNING sagas.id)
+    RETURNING sagas.id),
+  answered AS (
+    UPDATE idempotency_keys SET answer = a.answer
+    FROM json_to_recordset($7::json) AS a(saga_id TEXT, answer TEXT)
+    WHERE idempotency_keys.saga_id = a.saga_id AND a.saga_id IN (SELECT id FROM touched)
+      AND NOT EXISTS (SELECT 1 FROM requested r
+                      WHERE r.definition = idempotency_keys.definition AND r.key = idempotency_keys.key)
+    RETURNING 1)
   INSERT INTO saga_events (saga_id, seq, at, type, data)
   SELECT e.saga_id, e.seq, e.at, e.type, e.data
   FROM json_to_recordset($5::json) AS e(saga_id TEXT, seq INTEGER, at BIGINT, type TEXT, data TEXT)
@@ -207,6 +304,24 @@ export class PostgresSagaLog implements SagaLog {
    * The record's seq is taken as it is queued, so a saga's records enter the queue in seq order.
    */
   async append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
+    return recordOf(await this.enqueue(sagaId, event));
+  }
+
+  async start(sagaId: string, event: StartedEvent, key?: KeyRequest): Promise<StartOutcome> {
+    const written = await this.enqueue(sagaId, event, key);
+    return 'held' in written ? written : { started: written.record };
+  }
+
+  async finish(sagaId: string, event: FinishedEvent, answer?: StoredAnswer): Promise<SagaRecord> {
+    return recordOf(await this.enqueue(sagaId, event, undefined, answer));
+  }
+
+  private async enqueue(
+    sagaId: string,
+    event: SagaEvent,
+    key?: KeyRequest,
+    answer?: StoredAnswer,
+  ): Promise<Written> {
     if (event.type === 'saga.started') this.seqs.set(sagaId, 0);
     else if (!this.seqs.has(sagaId)) await this.seedSeq(sagaId);
     if (this.closed) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed');
@@ -221,7 +336,8 @@ export class PostgresSagaLog implements SagaLog {
       throw err;
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ record, data, resolve, reject });
+      // An answer is strings and a number: it always serialises.
+      this.pending.push({ record, data, key, answer: answer && JSON.stringify(answer), resolve, reject });
       this.writer ??= this.writeBatches();
     });
   }
@@ -236,7 +352,9 @@ export class PostgresSagaLog implements SagaLog {
       for (;;) {
         await new Promise((resolve) => setImmediate(resolve));
         if (this.pending.length === 0) return;
-        await this.writeBatch(this.pending.splice(0));
+        const { now, later } = oneStartPerKey(this.pending.splice(0));
+        this.pending.unshift(...later);
+        await this.writeBatch(now);
       }
     } finally {
       this.writer = undefined;
@@ -260,6 +378,9 @@ export class PostgresSagaLog implements SagaLog {
         JSON.stringify(plan.starts),
         JSON.stringify(plan.touches),
         JSON.stringify(plan.events),
+        JSON.stringify(plan.keys),
+        JSON.stringify(plan.answers),
+        this.clock.now() - ORPHAN_KEY_AGE_MS,
       ]);
       written = new Set(r.rows.map((row) => row.saga_id));
     } catch (err) {
@@ -274,18 +395,36 @@ export class PostgresSagaLog implements SagaLog {
       return;
     }
     const startedHere = new Set(plan.starts.map((s) => s.id));
-    for (const { record, resolve, reject } of batch) {
+    for (const { record, key, resolve, reject } of batch) {
       const id = record.sagaId;
       if (written.has(id)) {
         if (record.type === 'saga.finished') this.seqs.delete(id);
-        resolve(record);
+        resolve({ record });
       } else if (startedHere.has(id)) {
-        reject(duplicateStart(id));
+        this.seqs.delete(id);
+        const holder = key && (await this.holderOf(key, id).catch(() => undefined));
+        if (holder) resolve({ held: holder });
+        else reject(duplicateStart(id));
       } else {
         this.seqs.delete(id);
         reject(new SagameshError(ERRORS.LEASE_LOST, `saga ${id}`));
       }
     }
+  }
+
+  /** Who holds a key a start could not reserve (committed by now; the batch read a snapshot). */
+  private async holderOf(k: KeyRequest, sagaId: string): Promise<KeyHolder | undefined> {
+    const r = await this.query<{ saga_id: string; request_hash: string; answer: string | null }>(
+      'SELECT saga_id, request_hash, answer FROM idempotency_keys WHERE definition = $1 AND key = $2',
+      [k.definition, k.key],
+    );
+    const row = r.rows[0];
+    if (!row || row.saga_id === sagaId) return undefined;
+    return {
+      sagaId: row.saga_id,
+      requestHash: row.request_hash,
+      ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
+    };
   }
 
   /** Learns the last seq of a saga this instance has not written to yet (after a claim). */
@@ -386,43 +525,6 @@ export class PostgresSagaLog implements SagaLog {
     return running.filter((id) => !kept.has(id));
   }
 
-  async reserveKey(k: {
-    definition: string;
-    key: string;
-    requestHash: string;
-    sagaId: string;
-    expiredBefore: number;
-  }): Promise<KeyReservation> {
-    const inserted = await this.query(
-      `INSERT INTO idempotency_keys (definition, key, request_hash, saga_id, created_at) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (definition, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, saga_id = EXCLUDED.saga_id,
-         answer = NULL, created_at = EXCLUDED.created_at
-       WHERE idempotency_keys.created_at < $6`,
-      [k.definition, k.key, k.requestHash, k.sagaId, this.clock.now(), k.expiredBefore],
-    );
-    if ((inserted.rowCount ?? 0) > 0) return { reserved: true };
-    const r = await this.query<{ saga_id: string; request_hash: string; answer: string | null }>(
-      'SELECT saga_id, request_hash, answer FROM idempotency_keys WHERE definition = $1 AND key = $2',
-      [k.definition, k.key],
-    );
-    const row = r.rows[0];
-    if (!row) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'idempotency key vanished while reserving');
-    return {
-      reserved: false,
-      sagaId: row.saga_id,
-      requestHash: row.request_hash,
-      ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
-    };
-  }
-
-  async releaseKey(definition: string, key: string, sagaId: string): Promise<void> {
-    await this.query('DELETE FROM idempotency_keys WHERE definition = $1 AND key = $2 AND saga_id = $3', [
-      definition,
-      key,
-      sagaId,
-    ]);
-  }
-
   async saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
     await this.query('UPDATE idempotency_keys SET answer = $1 WHERE saga_id = $2', [
       JSON.stringify(answer),
@@ -436,6 +538,11 @@ export class PostgresSagaLog implements SagaLog {
     });
     try {
       await client.query('BEGIN');
+      // A key never outlives its saga.
+      const sagaKeys = await client.query(
+        'DELETE FROM idempotency_keys WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < $1)',
+        [cutoffs.sagasFinishedBefore],
+      );
       await client.query(
         'DELETE FROM saga_events WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < $1)',
         [cutoffs.sagasFinishedBefore],
@@ -448,7 +555,7 @@ export class PostgresSagaLog implements SagaLog {
         cutoffs.keysCreatedBefore,
       ]);
       await client.query('COMMIT');
-      return { sagas: sagas.rowCount ?? 0, keys: keys.rowCount ?? 0 };
+      return { sagas: sagas.rowCount ?? 0, keys: (sagaKeys.rowCount ?? 0) + (keys.rowCount ?? 0) };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw storeError(err);
@@ -499,4 +606,9 @@ async function migrate(pool: Pool, clock: Clock): Promise<void> {
     await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
     client.release();
   }
+}
+
+function recordOf(written: Written): SagaRecord {
+  if ('held' in written) throw new SagameshError(ERRORS.INTERNAL, 'a record without a key was held');
+  return written.record;
 }

@@ -133,14 +133,36 @@ export interface StoredAnswer {
   readonly body: string;
 }
 
-export type KeyReservation =
-  | { readonly reserved: true }
-  | {
-      readonly reserved: false;
-      readonly sagaId: string;
-      readonly requestHash: string;
-      readonly answer?: StoredAnswer;
-    };
+/** A client's Idempotency-Key, to be reserved for a saga as it starts. */
+export interface KeyRequest {
+  readonly definition: string;
+  readonly key: string;
+  /** sha256 of the request body: the same key with another body is not a retry. */
+  readonly requestHash: string;
+  /** Keys created before this (epoch ms) count as expired and are taken over. */
+  readonly expiredBefore: number;
+}
+
+/** The saga a key already belongs to, and the answer stored for it (once it finished). */
+export interface KeyHolder {
+  readonly sagaId: string;
+  readonly requestHash: string;
+  readonly answer?: StoredAnswer;
+}
+
+export type StartOutcome = { readonly started: SagaRecord } | { readonly held: KeyHolder };
+
+export type StartedEvent = Extract<SagaEvent, { type: 'saga.started' }>;
+export type FinishedEvent = Extract<SagaEvent, { type: 'saga.finished' }>;
+
+/**
+ * A reservation older than this whose saga never started, and that has no answer, is a leftover:
+ * only a sagamesh from before keys were reserved with `saga.started` could leave one (it reserved
+ * first, and died before the start). PostgreSQL takes such a key over for a fresh run; the age
+ * keeps a reservation of an older instance still between its two writes (a rolling upgrade) safe.
+ * SQLite, alone on its file, releases them all at boot.
+ */
+export const ORPHAN_KEY_AGE_MS = 60_000;
 
 export interface PruneCutoffs {
   readonly sagasFinishedBefore: number;
@@ -155,6 +177,18 @@ export interface SagaLog {
    * saga's appends, never those it shares a batch with; a rejected record takes no seq.
    */
   append(sagaId: string, event: SagaEvent): Promise<SagaRecord>;
+  /**
+   * Starts a saga: appends its `saga.started` (as append does) and, with `key`, reserves the
+   * client's Idempotency-Key for it in the same transaction, so no key is ever left without its
+   * saga, nor a saga of a retried request without its key. When another saga holds the key (not
+   * expired), nothing at all is written and the holder comes back instead.
+   */
+  start(sagaId: string, event: StartedEvent, key?: KeyRequest): Promise<StartOutcome>;
+  /**
+   * Appends the saga's `saga.finished` and stores `answer` for every Idempotency-Key of the saga
+   * in the same transaction: a key's answer exists exactly when its saga's end does.
+   */
+  finish(sagaId: string, event: FinishedEvent, answer?: StoredAnswer): Promise<SagaRecord>;
   /** Every record of one saga in order; empty when unknown. */
   history(sagaId: string): Promise<readonly SagaRecord[]>;
   summary(sagaId: string): Promise<SagaSummary | undefined>;
@@ -169,27 +203,23 @@ export interface SagaLog {
 
   /**
    * The unfinished sagas this instance must now resume, claimed for it: every unfinished saga of
-   * an embedded store at boot; on PostgreSQL those whose owner's lease expired.
+   * an embedded store at boot (which also releases leftover keys, ORPHAN_KEY_AGE_MS); on
+   * PostgreSQL those whose owner's lease expired.
    */
   claimUnfinished(): Promise<readonly string[]>;
   /** Keeps this instance's claims alive; returns the ids it no longer owns. No-op without leases. */
   renewLeases(running: readonly string[]): Promise<readonly string[]>;
 
-  /** Reserves a client Idempotency-Key for a new saga, or says which saga has it. */
-  reserveKey(key: {
-    readonly definition: string;
-    readonly key: string;
-    readonly requestHash: string;
-    readonly sagaId: string;
-    /** Keys older than this (epoch ms) count as expired and are taken over. */
-    readonly expiredBefore: number;
-  }): Promise<KeyReservation>;
-  /** Forgets a key whose saga could not start, so a retry may start it afresh. */
-  releaseKey(definition: string, key: string, sagaId: string): Promise<void>;
-  /** Stores the answer for every key that started this saga. */
+  /**
+   * Stores the answer for every key of a saga that finished without one: a saga finished by a
+   * sagamesh from before answers were written with `saga.finished` (see finish).
+   */
   saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void>;
 
-  /** Deletes sagas finished before one cutoff and Idempotency-Keys created before the other (epoch ms). */
+  /**
+   * Deletes sagas finished before one cutoff, with their Idempotency-Keys (a key never outlives
+   * its saga), and Idempotency-Keys created before the other (epoch ms).
+   */
   prune(cutoffs: PruneCutoffs): Promise<{ readonly sagas: number; readonly keys: number }>;
   /** Rejects when the store is unreachable (readiness). */
   ping(): Promise<void>;

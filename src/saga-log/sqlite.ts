@@ -6,7 +6,8 @@ import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import { bySaga } from './batches';
 import { parseRecord, toSummary } from './rows';
 import type {
-  KeyReservation,
+  KeyHolder,
+  KeyRequest,
   ListOptions,
   PruneCutoffs,
   SagaEvent,
@@ -14,6 +15,9 @@ import type {
   SagaRecord,
   SagaStatus,
   SagaSummary,
+  FinishedEvent,
+  StartedEvent,
+  StartOutcome,
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
@@ -49,8 +53,22 @@ interface PendingAppend {
   /** The record as JSON, serialised in append(). */
   readonly data: string;
   readonly status: SagaStatus | undefined;
-  readonly resolve: (record: SagaRecord) => void;
+  /** saga.started: the Idempotency-Key to reserve with it. */
+  readonly key?: KeyRequest | undefined;
+  /** saga.finished: the answer for the saga's keys, as JSON. */
+  readonly answer?: string | undefined;
+  readonly resolve: (outcome: Written) => void;
   readonly reject: (err: unknown) => void;
+}
+
+/** What became of a queued record: written, or (a start) not, because its key is held. */
+type Written = { readonly record: SagaRecord } | { readonly held: KeyHolder };
+
+/** Thrown inside a saga's savepoint when its key is held: nothing of the start may be written. */
+class KeyHeld extends Error {
+  constructor(readonly holder: KeyHolder) {
+    super(`the Idempotency-Key is held by saga ${holder.sagaId}`);
+  }
 }
 
 function sqliteCode(err: unknown): string {
@@ -131,17 +149,21 @@ export class SqliteSagaLog implements SagaLog {
       ),
       loadDefinition: db.prepare('SELECT version, name, file, source FROM definitions WHERE version = ?'),
       unfinished: db.prepare('SELECT id FROM sagas WHERE finished_at IS NULL ORDER BY started_at'),
+      releaseOrphanKeys: db.prepare(
+        'DELETE FROM idempotency_keys WHERE answer IS NULL AND NOT EXISTS (SELECT 1 FROM sagas WHERE sagas.id = idempotency_keys.saga_id)',
+      ),
       reserveKey: db.prepare(
         `INSERT INTO idempotency_keys (definition, key, request_hash, saga_id, created_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (definition, key) DO UPDATE SET request_hash = excluded.request_hash, saga_id = excluded.saga_id,
-           answer = NULL, created_at = excluded.created_at
-         WHERE idempotency_keys.created_at < ?`,
+           answer = NULL, created_at = excluded.created_at`,
       ),
       getKey: db.prepare(
-        'SELECT saga_id, request_hash, answer FROM idempotency_keys WHERE definition = ? AND key = ?',
+        'SELECT saga_id, request_hash, answer, created_at FROM idempotency_keys WHERE definition = ? AND key = ?',
       ),
-      releaseKey: db.prepare('DELETE FROM idempotency_keys WHERE definition = ? AND key = ? AND saga_id = ?'),
       saveAnswer: db.prepare('UPDATE idempotency_keys SET answer = ? WHERE saga_id = ?'),
+      pruneSagaKeys: db.prepare(
+        'DELETE FROM idempotency_keys WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < ?)',
+      ),
       pruneEvents: db.prepare(
         'DELETE FROM saga_events WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < ?)',
       ),
@@ -151,6 +173,24 @@ export class SqliteSagaLog implements SagaLog {
   }
 
   append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
+    return this.enqueue(sagaId, event).then(recordOf);
+  }
+
+  start(sagaId: string, event: StartedEvent, key?: KeyRequest): Promise<StartOutcome> {
+    return this.enqueue(sagaId, event, key).then((w) => ('held' in w ? w : { started: w.record }));
+  }
+
+  finish(sagaId: string, event: FinishedEvent, answer?: StoredAnswer): Promise<SagaRecord> {
+    return this.enqueue(sagaId, event, undefined, answer).then(recordOf);
+  }
+
+  /** Serialises the record (and answer) and queues it for the next group commit. */
+  private enqueue(
+    sagaId: string,
+    event: SagaEvent,
+    key?: KeyRequest,
+    answer?: StoredAnswer,
+  ): Promise<Written> {
     if (this.closed)
       return Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed'));
     let seq: number;
@@ -169,7 +209,16 @@ export class SqliteSagaLog implements SagaLog {
     }
     if (event.type === 'saga.finished') this.seqs.delete(sagaId);
     return new Promise((resolve, reject) => {
-      this.pending.push({ record, data, status: statusAfter(event), resolve, reject });
+      this.pending.push({
+        record,
+        data,
+        status: statusAfter(event),
+        key,
+        // An answer is strings and a number: it always serialises.
+        answer: answer && JSON.stringify(answer),
+        resolve,
+        reject,
+      });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -199,15 +248,17 @@ export class SqliteSagaLog implements SagaLog {
     this.pending = [];
     if (batch.length === 0) return;
     const failed = new Map<string, SagameshError>();
+    const held = new Map<string, KeyHolder>();
     try {
       this.db.transaction(() => {
         for (const [sagaId, appends] of bySaga(batch)) {
           try {
             this.writeSaga(appends);
           } catch (err) {
+            if (err instanceof KeyHeld) held.set(sagaId, err.holder);
             // SQLite ends the whole transaction on I/O errors, a full disk, …: then nothing commits.
-            if (!this.db.inTransaction) throw err;
-            failed.set(sagaId, storeError(err, 'saga log'));
+            else if (!this.db.inTransaction) throw err;
+            else failed.set(sagaId, storeError(err, 'saga log'));
           }
         }
       })();
@@ -219,15 +270,18 @@ export class SqliteSagaLog implements SagaLog {
     }
     for (const p of batch) {
       const e = failed.get(p.record.sagaId);
+      const holder = held.get(p.record.sagaId);
       if (e) p.reject(e);
-      else p.resolve(p.record);
+      else if (holder) p.resolve({ held: holder });
+      else p.resolve({ record: p.record });
     }
     // Their records were not written: the next append reads the saga's last seq again.
-    for (const sagaId of failed.keys()) this.seqs.delete(sagaId);
+    for (const sagaId of [...failed.keys(), ...held.keys()]) this.seqs.delete(sagaId);
   }
 
-  private writeRecord({ record, data, status }: PendingAppend): void {
+  private writeRecord({ record, data, status, key, answer }: PendingAppend): void {
     if (record.type === 'saga.started') {
+      if (key) this.reserveKey(record.sagaId, key, record.at);
       const inserted = this.stmt.insertSaga.run(
         record.sagaId,
         record.definition,
@@ -239,9 +293,24 @@ export class SqliteSagaLog implements SagaLog {
       if (inserted.changes === 0) throw duplicateStart(record.sagaId);
     }
     this.stmt.insertEvent.run(record.sagaId, record.seq, record.at, record.type, data);
+    if (answer !== undefined) this.stmt.saveAnswer.run(answer, record.sagaId);
     const finishedAt = status && isFinal(status) ? record.at : null;
     if (record.type !== 'saga.started')
       this.stmt.touchSaga.run(status ?? null, record.at, finishedAt, record.sagaId);
+  }
+
+  /** Within the start's savepoint: takes the key for the saga, or throws KeyHeld. */
+  private reserveKey(sagaId: string, k: KeyRequest, at: number): void {
+    const row = this.stmt.getKey.get(k.definition, k.key) as
+      { saga_id: string; request_hash: string; answer: string | null; created_at: number } | undefined;
+    if (row && row.created_at >= k.expiredBefore) {
+      throw new KeyHeld({
+        sagaId: row.saga_id,
+        requestHash: row.request_hash,
+        ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
+      });
+    }
+    this.stmt.reserveKey.run(k.definition, k.key, k.requestHash, sagaId, at);
   }
 
   history(sagaId: string): Promise<readonly SagaRecord[]> {
@@ -299,45 +368,19 @@ export class SqliteSagaLog implements SagaLog {
     return this.read(() => this.stmt.loadDefinition.get(version) as StoredDefinition | undefined);
   }
 
+  /**
+   * At boot: every unfinished saga. Alone on its file, this instance also releases the keys whose
+   * saga never started (only an older sagamesh could leave one): a retry runs afresh.
+   */
   claimUnfinished(): Promise<readonly string[]> {
-    return this.read(() => (this.stmt.unfinished.all() as { id: string }[]).map((r) => r.id));
+    return this.write(() => {
+      this.stmt.releaseOrphanKeys.run();
+      return (this.stmt.unfinished.all() as { id: string }[]).map((r) => r.id);
+    });
   }
 
   renewLeases(): Promise<readonly string[]> {
     return Promise.resolve([]);
-  }
-
-  reserveKey(k: {
-    definition: string;
-    key: string;
-    requestHash: string;
-    sagaId: string;
-    expiredBefore: number;
-  }): Promise<KeyReservation> {
-    return this.write(() => {
-      const result = this.stmt.reserveKey.run(
-        k.definition,
-        k.key,
-        k.requestHash,
-        k.sagaId,
-        this.clock.now(),
-        k.expiredBefore,
-      );
-      if (result.changes > 0) return { reserved: true } as const;
-      const row = this.stmt.getKey.get(k.definition, k.key) as
-        { saga_id: string; request_hash: string; answer: string | null } | undefined;
-      if (!row) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'idempotency key vanished while reserving');
-      return {
-        reserved: false,
-        sagaId: row.saga_id,
-        requestHash: row.request_hash,
-        ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
-      } as const;
-    });
-  }
-
-  releaseKey(definition: string, key: string, sagaId: string): Promise<void> {
-    return this.write(() => void this.stmt.releaseKey.run(definition, key, sagaId));
   }
 
   saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
@@ -347,9 +390,10 @@ export class SqliteSagaLog implements SagaLog {
   prune(cutoffs: PruneCutoffs): Promise<{ sagas: number; keys: number }> {
     return this.write(() =>
       this.db.transaction(() => {
+        const sagaKeys = this.stmt.pruneSagaKeys.run(cutoffs.sagasFinishedBefore).changes;
         this.stmt.pruneEvents.run(cutoffs.sagasFinishedBefore);
         const sagas = this.stmt.pruneSagas.run(cutoffs.sagasFinishedBefore).changes;
-        const keys = this.stmt.pruneKeys.run(cutoffs.keysCreatedBefore).changes;
+        const keys = sagaKeys + this.stmt.pruneKeys.run(cutoffs.keysCreatedBefore).changes;
         return { sagas, keys };
       })(),
     );
@@ -402,4 +446,9 @@ function migrate(db: Database.Database, clock: Clock): void {
       );
     })();
   });
+}
+
+function recordOf(written: Written): SagaRecord {
+  if ('held' in written) throw new SagameshError(ERRORS.INTERNAL, 'a record without a key was held');
+  return written.record;
 }

@@ -1,4 +1,5 @@
 import type { Actor } from 'xstate';
+import type { StoredAnswer } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
 import type { SagaMachine } from './machine';
 import type { ErrorInfo, FinalState, SagaContext, StepRun } from './saga-state';
@@ -32,6 +33,8 @@ export interface SagaResult {
   readonly steps: readonly StepSummary[];
   /** Responses of the steps that succeeded, for the success answer's templates. */
   readonly scope: TemplateScope;
+  /** The answer kept for the saga's Idempotency-Keys with its end: what its client must be told. */
+  readonly answer?: StoredAnswer;
 }
 
 export function summarize(context: SagaContext): StepSummary[] {

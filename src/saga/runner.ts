@@ -8,7 +8,7 @@ import type { Observer } from '../observer';
 import { NOOP_OBSERVER } from '../observer';
 import type { HttpCaller } from '../participants/step-caller';
 import { rebuild } from '../saga-log/recovery';
-import type { SagaEvent, SagaLog } from '../saga-log/saga-log';
+import type { KeyHolder, KeyRequest, SagaEvent, SagaLog, StoredAnswer } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
 import type { SagaActor, SagaResult } from './execution';
 import { SagaExecution, scopeOf, summarize } from './execution';
@@ -17,6 +17,7 @@ import type { CallInput, CallOutput, ErrorInfo, FinalState, SagaContext, SagaInp
 import { abortCalls, buildSagaMachine } from './machine';
 import { callStep } from './call-step';
 import { Redrives } from './redrive';
+import { answerFromLog } from './answer-from-log';
 
 /**
  * Runs sagas: one XState actor per saga, built from the definition's machine (built once per
@@ -41,7 +42,13 @@ export interface RunnerDeps {
   readonly observer?: Observer;
   /** The definition a saga started with, by version: recovery runs that exact version. */
   readonly resolveDefinition: (version: string, name: string) => Promise<SagaDefinition | undefined>;
-  /** Called when a resumed saga ends (to store answers for its Idempotency-Keys). */
+  /**
+   * The answer a settled saga's client gets (extproc/answers.ts), or undefined when sagamesh does
+   * not own it (a pivot saga's success is the upstream's). Kept with `saga.finished` for the
+   * saga's Idempotency-Keys, when the saga has any (or may have: a resumed one).
+   */
+  readonly answer?: (definition: SagaDefinition, result: SagaResult) => Promise<StoredAnswer | undefined>;
+  /** Called when a resumed saga ends. */
   readonly onRecovered?: (result: SagaResult, definition: SagaDefinition) => void;
   /** Recorded in `saga.recovered` records: which instance resumed a saga. */
   readonly instanceId?: string;
@@ -57,8 +64,11 @@ interface Running {
 export interface StartMeta {
   readonly traceparent?: string;
   readonly requestId?: string;
-  /** A saga id allocated beforehand (see allocateId). */
-  readonly sagaId?: string;
+}
+
+/** The client's Idempotency-Key is another saga's: nothing was started. */
+export interface KeyHeld {
+  readonly held: KeyHolder;
 }
 
 type SagaSnapshot = SnapshotFrom<SagaMachine>;
@@ -98,22 +108,28 @@ export class SagaRunner {
     return [...this.sagas.keys()];
   }
 
-  /** A fresh saga id, for callers that must record it before the saga starts (Idempotency-Key). */
-  allocateId(): string {
-    return this.newId();
-  }
-
   /**
    * Records the saga's start (and its definition's source, once per version), then starts its
    * actor. The start record is written before any step can be dispatched; if it cannot be
-   * written, nothing runs and the error propagates.
+   * written, nothing runs and the error propagates. With `key`, the client's Idempotency-Key is
+   * reserved in the same write; if another saga holds it, nothing starts and the holder comes back.
    */
   async start(
     definition: SagaDefinition,
     request: TemplateScope['request'],
-    meta: StartMeta = {},
-  ): Promise<SagaExecution> {
-    const sagaId = meta.sagaId ?? this.newId();
+    meta: StartMeta & { readonly key: KeyRequest },
+  ): Promise<SagaExecution | KeyHeld>;
+  async start(
+    definition: SagaDefinition,
+    request: TemplateScope['request'],
+    meta?: StartMeta,
+  ): Promise<SagaExecution>;
+  async start(
+    definition: SagaDefinition,
+    request: TemplateScope['request'],
+    meta: StartMeta & { readonly key?: KeyRequest } = {},
+  ): Promise<SagaExecution | KeyHeld> {
+    const sagaId = this.newId();
     if (!this.savedVersions.has(definition.version)) {
       await this.deps.log.saveDefinition({
         name: definition.name,
@@ -123,17 +139,22 @@ export class SagaRunner {
       });
       this.savedVersions.add(definition.version);
     }
-    await this.deps.log.append(sagaId, {
-      type: 'saga.started',
-      definition: definition.name,
-      version: definition.version,
-      request,
-      ...(meta.traceparent ? { traceparent: meta.traceparent } : {}),
-    });
+    const started = await this.deps.log.start(
+      sagaId,
+      {
+        type: 'saga.started',
+        definition: definition.name,
+        version: definition.version,
+        request,
+        ...(meta.traceparent ? { traceparent: meta.traceparent } : {}),
+      },
+      meta.key,
+    );
+    if ('held' in started) return started;
     return this.launch(
       definition,
       { sagaId, request, ...(meta.traceparent ? { traceparent: meta.traceparent } : {}) },
-      meta.requestId,
+      { requestId: meta.requestId, keepAnswer: meta.key !== undefined },
     );
   }
 
@@ -170,16 +191,26 @@ export class SagaRunner {
       by: this.deps.instanceId ?? 'local',
     });
     logger.warn({ reason, steps: Object.keys(rebuilt.steps) }, 'saga resumed from the log');
-    return this.launch(definition, {
-      sagaId,
-      request: started.request,
-      ...(started.traceparent ? { traceparent: started.traceparent } : {}),
-      recovered: {
-        steps: rebuilt.steps,
-        ...(rebuilt.failedStep ? { failedStep: rebuilt.failedStep } : {}),
-        ...(rebuilt.error ? { error: rebuilt.error } : {}),
+    // Whether its client used an Idempotency-Key is not in the journal: keep the answer anyway.
+    return this.launch(
+      definition,
+      {
+        sagaId,
+        request: started.request,
+        ...(started.traceparent ? { traceparent: started.traceparent } : {}),
+        recovered: {
+          steps: rebuilt.steps,
+          ...(rebuilt.failedStep ? { failedStep: rebuilt.failedStep } : {}),
+          ...(rebuilt.error ? { error: rebuilt.error } : {}),
+        },
       },
-    });
+      { keepAnswer: true },
+    );
+  }
+
+  /** The answer of a saga that finished without one kept for its keys (answer-from-log.ts). */
+  answerFromLog(sagaId: string): Promise<StoredAnswer | undefined> {
+    return answerFromLog(this.deps, sagaId);
   }
 
   /** Operator retry of a stuck saga's compensations. */
@@ -223,8 +254,13 @@ export class SagaRunner {
     for (const saga of [...this.sagas.values()]) saga.abandon('sagamesh stopped');
   }
 
-  private launch(definition: SagaDefinition, input: SagaInput, requestId?: string): SagaExecution {
+  private launch(
+    definition: SagaDefinition,
+    input: SagaInput,
+    opts: { readonly requestId?: string | undefined; readonly keepAnswer: boolean },
+  ): SagaExecution {
     const { sagaId } = input;
+    const { requestId } = opts;
     const traceId = traceIdOf(input.traceparent);
     const logger = this.deps.logger.child({
       saga_id: sagaId,
@@ -259,25 +295,31 @@ export class SagaRunner {
       subscription.unsubscribe();
       const outcome = result(snapshot.context, status, error);
       // Record the end before anyone answers the client with it; only then is the saga done here.
-      this.deps.log.append(sagaId, { type: 'saga.finished', status }).then(
-        () => {
-          logger.info({ status, failed_step: outcome.failedStep, error: outcome.error }, 'saga finished');
-          this.observer.sagaFinished(definition.name, status, this.deps.clock.now() - startedAt);
-          this.sagas.delete(sagaId);
-          resolveSteps('final');
-          resolveSettled(outcome);
-          if (input.recovered) this.deps.onRecovered?.(outcome, definition);
-        },
-        (err: unknown) => {
-          // Not recorded, so not told: the client hears "still running" and the log finishes it.
-          const e = toSagameshError(err);
-          logger.error({ err: e, code: e.code }, 'could not record the end of the saga');
-          this.sagas.delete(sagaId);
-          resolveSteps('final');
-          resolveSettled(result(snapshot.context, 'abandoned', { code: e.code, message: e.message }));
-          this.redriveUnlessLost(sagaId, e);
-        },
-      );
+      // The answer for its Idempotency-Keys is written with it: there is no moment between the two.
+      this.answerToKeep(definition, outcome, opts.keepAnswer, logger)
+        .then(async (answer) => {
+          await this.deps.log.finish(sagaId, { type: 'saga.finished', status }, answer);
+          return answer ? { ...outcome, answer } : outcome;
+        })
+        .then(
+          (settledWith) => {
+            logger.info({ status, failed_step: outcome.failedStep, error: outcome.error }, 'saga finished');
+            this.observer.sagaFinished(definition.name, status, this.deps.clock.now() - startedAt);
+            this.sagas.delete(sagaId);
+            resolveSteps('final');
+            resolveSettled(settledWith);
+            if (input.recovered) this.deps.onRecovered?.(settledWith, definition);
+          },
+          (err: unknown) => {
+            // Not recorded, so not told: the client hears "still running" and the log finishes it.
+            const e = toSagameshError(err);
+            logger.error({ err: e, code: e.code }, 'could not record the end of the saga');
+            this.sagas.delete(sagaId);
+            resolveSteps('final');
+            resolveSettled(result(snapshot.context, 'abandoned', { code: e.code, message: e.message }));
+            this.redriveUnlessLost(sagaId, e);
+          },
+        );
     };
     const subscription = actor.subscribe({
       next: (snapshot) => {
@@ -316,6 +358,22 @@ export class SagaRunner {
     this.sagas.set(sagaId, { actor, logger, execution, abandon });
     actor.start();
     return execution;
+  }
+
+  /** The answer kept for the saga's keys, if it may have any; one that cannot be built is not kept. */
+  private async answerToKeep(
+    definition: SagaDefinition,
+    outcome: SagaResult,
+    keep: boolean,
+    logger: Logger,
+  ): Promise<StoredAnswer | undefined> {
+    if (!keep || !this.deps.answer) return undefined;
+    try {
+      return await this.deps.answer(definition, outcome);
+    } catch (err) {
+      logger.error({ err }, 'could not build the answer to keep for the Idempotency-Key');
+      return undefined;
+    }
   }
 
   private recordCompensating(sagaId: string, context: SagaContext, logger: Logger): void {

@@ -4,14 +4,15 @@ import path from 'node:path';
 import { systemClock } from '../../src/clock';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import { PostgresSagaLog } from '../../src/saga-log/postgres';
-import type { SagaEvent, SagaLog, SagaRecord } from '../../src/saga-log/saga-log';
+import type { SagaEvent, SagaLog, SagaRecord, StartedEvent } from '../../src/saga-log/saga-log';
 import { SqliteSagaLog } from '../../src/saga-log/sqlite';
 import type { TestPostgres } from '../helpers/postgres';
 import { startPostgres } from '../helpers/postgres';
 
 /**
  * One contract, every store (memory, SQLite on a file, PostgreSQL on a real server): what one
- * saga appends can fail only that saga's append, however the store batches its writes.
+ * saga appends can fail only that saga's append, however the store batches its writes; a client's
+ * Idempotency-Key is written with its saga's start, and its answer with its saga's end.
  */
 jest.setTimeout(60_000);
 
@@ -45,9 +46,9 @@ const STORES: [string, () => Promise<SagaLog>][] = [
   ],
 ];
 
-const started = (body: unknown = { guest: 'Ada' }): SagaEvent => ({
+const started = (body: unknown = { guest: 'Ada' }, definition = 'book-trip'): StartedEvent => ({
   type: 'saga.started',
-  definition: 'book-trip',
+  definition,
   version: 'v1',
   request: { method: 'POST', path: '/trips', query: {}, headers: {}, body },
 });
@@ -133,5 +134,85 @@ describe.each(STORES)('saga log contract: %s', (_, open) => {
     const body = { guest: 'A\u0000da', s: '\ud800', t: '"]}\\[{,' };
     await log.append('x', started(body));
     expect((await log.history('x'))[0]).toMatchObject({ request: { body } });
+  });
+
+  describe('Idempotency-Keys', () => {
+    const key = (
+      k: string,
+      over: { requestHash?: string; expiredBefore?: number; definition?: string } = {},
+    ) => ({
+      definition: 'book-trip',
+      key: k,
+      requestHash: 'h1',
+      expiredBefore: 0,
+      ...over,
+    });
+    const answer = { status: 201, headers: { 'content-type': 'application/json' }, body: '{"ok":true}' };
+
+    it("reserves a key with its saga's start; a start whose key is held writes nothing", async () => {
+      expect(await log.start('a', started(), key('k1'))).toMatchObject({ started: { sagaId: 'a', seq: 1 } });
+      expect(await log.start('b', started(), key('k1', { requestHash: 'h2' }))).toEqual({
+        held: { sagaId: 'a', requestHash: 'h1' },
+      });
+      expect(await log.summary('b')).toBeUndefined();
+      expect(await log.history('b')).toEqual([]);
+      // Keys are per definition.
+      expect(await log.start('c', started({}, 'other'), key('k1', { definition: 'other' }))).toMatchObject({
+        started: { sagaId: 'c' },
+      });
+    });
+
+    it('starts one of two sagas given one key in one batch; the other finds it holding the key', async () => {
+      const outcomes = await Promise.all([
+        log.start('x', started(), key('k2')),
+        log.start('y', started(), key('k2')),
+      ]);
+      const winners = outcomes.flatMap((o) => ('started' in o ? [o.started.sagaId] : []));
+      const holders = outcomes.flatMap((o) => ('held' in o ? [o.held.sagaId] : []));
+      expect(winners).toHaveLength(1);
+      expect(holders).toEqual(winners);
+      expect((await log.list()).map((s) => s.sagaId)).toEqual(winners);
+    });
+
+    it("writes the answer with the saga's end, and keeps it for the key", async () => {
+      await log.start('a', started(), key('k3'));
+      await log.append('a', dispatched('hotel'));
+      await log.finish('a', { type: 'saga.finished', status: 'succeeded' }, answer);
+      expect(await log.summary('a')).toMatchObject({ status: 'succeeded' });
+      expect(await log.start('again', started(), key('k3'))).toEqual({
+        held: { sagaId: 'a', requestHash: 'h1', answer },
+      });
+    });
+
+    it('lets a start take over an expired key, its answer cleared', async () => {
+      await log.start('old', started(), key('k4'));
+      await log.finish('old', { type: 'saga.finished', status: 'succeeded' }, answer);
+      const later = Date.now() + 1000;
+      expect(
+        await log.start('new', started(), key('k4', { requestHash: 'h2', expiredBefore: later })),
+      ).toMatchObject({
+        started: { sagaId: 'new' },
+      });
+      expect(await log.start('third', started(), key('k4'))).toEqual({
+        held: { sagaId: 'new', requestHash: 'h2' },
+      });
+    });
+
+    it('reserves nothing for a start that fails', async () => {
+      await log.append('dup', started());
+      await expect(log.start('dup', started(), key('k5'))).rejects.toMatchObject({
+        code: 'SAGAMESH_ERR_INTERNAL',
+      });
+      await expect(log.start('big', started({ n: 10n }), key('k6'))).rejects.toMatchObject({
+        code: 'SAGAMESH_ERR_RECORD_UNSERIALIZABLE',
+      });
+      // Both keys are free: the retries start.
+      expect(await log.start('retry-5', started(), key('k5'))).toMatchObject({
+        started: { sagaId: 'retry-5' },
+      });
+      expect(await log.start('retry-6', started(), key('k6'))).toMatchObject({
+        started: { sagaId: 'retry-6' },
+      });
+    });
   });
 });

@@ -6,7 +6,7 @@ import type { StepResponse } from '../../src/saga/definition';
 import type { SagaResult } from '../../src/saga/runner';
 import { SagaRunner } from '../../src/saga/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
-import type { SagaEvent, SagaRecord } from '../../src/saga-log/saga-log';
+import type { FinishedEvent, SagaEvent, SagaRecord, StoredAnswer } from '../../src/saga-log/saga-log';
 import { definition, step } from '../helpers/fake-definition';
 
 /**
@@ -15,14 +15,17 @@ import { definition, step } from '../helpers/fake-definition';
  * recovery after a crash does, once the store writes again. No restart needed.
  */
 
-/** The memory log, with a switch that makes chosen appends fail as an unavailable store's do. */
+/** The memory log, with a switch that makes chosen records fail as an unavailable store's do. */
 class BrokenLog extends MemorySagaLog {
   failing: ((event: SagaEvent) => boolean) | undefined;
+  error = () => new SagameshError(ERRORS.STORE_UNAVAILABLE, 'saga log: disk I/O error');
   override append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
-    if (this.failing?.(event)) {
-      return Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'saga log: disk I/O error'));
-    }
+    if (this.failing?.(event)) return Promise.reject(this.error());
     return super.append(sagaId, event);
+  }
+  override finish(sagaId: string, event: FinishedEvent, answer?: StoredAnswer): Promise<SagaRecord> {
+    if (this.failing?.(event)) return Promise.reject(this.error());
+    return super.finish(sagaId, event, answer);
   }
 }
 
@@ -129,11 +132,7 @@ describe('SagaRunner when the saga log cannot write', () => {
   it('leaves a saga whose lease was lost to its new owner: no re-drive', async () => {
     const { clock, log, sent, def, runner } = setup();
     log.failing = (e) => e.type === 'call.dispatched' && e.step === 'car';
-    const append = log.append.bind(log);
-    log.append = (sagaId, event) =>
-      log.failing?.(event)
-        ? Promise.reject(new SagameshError(ERRORS.LEASE_LOST, 'saga saga-1'))
-        : append(sagaId, event);
+    log.error = () => new SagameshError(ERRORS.LEASE_LOST, 'saga saga-1');
     const execution = await runner.start(def, request);
     expect((await execution.settled).status).toBe('abandoned');
     log.failing = undefined;
