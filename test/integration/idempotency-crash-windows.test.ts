@@ -5,16 +5,19 @@ import type { Stack } from '../../demo/stack';
 import { startStack } from '../../demo/stack';
 import type { TestPostgres } from '../helpers/postgres';
 import { startPostgres } from '../helpers/postgres';
-import { postJson, trip } from '../helpers/trip-client';
+import type { Answer } from '../helpers/trip-client';
+import { logged, postJson, trip, until } from '../helpers/trip-client';
 
 /**
  * The client's Idempotency-Key across a crash, on both durable stores, through the real Envoy:
  * whatever state a crash leaves the log in, the key leads to a terminal answer or a fresh run.
  *
  * This sagamesh writes a key with its saga's start and its answer with its saga's end, so a crash
- * leaves either both or neither. An older one wrote each in a write of its own; the states it
- * could leave between them are built here exactly — sagamesh killed with -9, the store edited as
- * the crash would have left it, sagamesh started again on it — and must lead to the same.
+ * leaves either both or neither: killed with -9 while keyed sagas start, run and finish, every key
+ * must then lead to a terminal answer that agrees with the participants. An older sagamesh wrote
+ * each in a write of its own; the states it could leave between them are built here exactly —
+ * sagamesh killed with -9, the store edited as the crash would have left it, sagamesh started again
+ * on it — and must lead to the same.
  */
 jest.setTimeout(90_000);
 
@@ -149,4 +152,55 @@ describe.each(STORES)('Idempotency-Key after a crash (%s)', (_, store) => {
       expect(again.text).toBe(retry.text);
     },
   );
+
+  it('gives every key a terminal answer that agrees with the participants after a kill -9 among keyed sagas', async () => {
+    const { hotel, flight, car } = stack.participants;
+    const request = (i: number) => {
+      const key = newKey();
+      // Half the flights take 800 ms: in flight when sagamesh dies; the rest finish first.
+      const body = JSON.stringify(
+        trip({ guest: `guest-${i}`, flight: i % 2 ? { to: 'LIS', fault: 'slow:800' } : {} }),
+      );
+      const sent = postJson(stack, '/trips', body, { 'idempotency-key': key }).catch((err: unknown) => err);
+      return { key, body, sent };
+    };
+    const first = Array.from({ length: 10 }, (_, i) => request(i));
+    await until('some sagas finished, slow flights in flight', () => {
+      return logged(stack, 'saga finished').length >= 3 && flight.inFlight() >= 3;
+    });
+    // A second wave, killed as its first saga has started: the others are starting, or not yet.
+    const startedBefore = logged(stack, 'saga started').length;
+    const second = Array.from({ length: 10 }, (_, i) => request(10 + i));
+    await until(
+      'a saga of the second wave started',
+      () => logged(stack, 'saga started').length > startedBefore,
+    );
+    expect(await stack.killSagamesh('SIGKILL')).toBeNull();
+    await Promise.all([...first, ...second].map((r) => r.sent));
+    await stack.restartSagamesh();
+
+    for (const { key, body } of [...first, ...second]) {
+      let answer: Answer | undefined;
+      await until(
+        `a terminal answer for ${key}`,
+        async () => {
+          answer = await postJson(stack, '/trips', body, { 'idempotency-key': key });
+          return answer.status !== 202;
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+      const sagaId = answer?.headers.get('x-sagamesh-saga-id');
+      expect([201, 409]).toContain(answer?.status);
+      const guest = (JSON.parse(body) as { guest: string }).guest;
+      for (const p of [hotel, flight, car]) {
+        const mine = p.bookings().filter((b) => (b.request as { guest?: string }).guest === guest);
+        // One saga per key: no booking of this client's request belongs to another saga.
+        expect(mine.every((b) => b.sagaId === sagaId)).toBe(true);
+        expect(mine.length).toBeLessThanOrEqual(1);
+        // The answer agrees with what the participants hold.
+        if (answer?.status === 201) expect(mine.map((b) => b.status)).toEqual(['booked']);
+        else expect(mine.every((b) => b.status === 'cancelled')).toBe(true);
+      }
+    }
+  });
 });
