@@ -12,11 +12,12 @@ export type Fault =
   | { kind: 'slow'; ms: number }
   | { kind: 'flaky'; attempts: number }
   | { kind: 'cancel-fail' }
-  | { kind: 'cancel-slow'; ms: number };
+  | { kind: 'cancel-slow'; ms: number }
+  | { kind: 'garbled'; answers: number };
 
 /** Upper bound for `slow:<ms>` and `cancel-slow:<ms>`: a typo must not park a request (and its timer) for days. */
 export const MAX_SLOW_MS = 10 * 60 * 1000;
-/** Upper bound for `flaky:<n>`; anything larger is a mistake, not a test. */
+/** Upper bound for `flaky:<n>` and `garbled:<n>`; anything larger is a mistake, not a test. */
 export const MAX_FLAKY_ATTEMPTS = 1000;
 
 export type FaultParse = { ok: true; fault: Fault | undefined } | { ok: false; message: string };
@@ -35,19 +36,21 @@ export function parseFault(body: unknown): FaultParse {
   if (typeof raw !== 'string') return { ok: false, message: 'fault must be a string' };
   if (raw === 'fail') return { ok: true, fault: { kind: 'fail' } };
   if (raw === 'cancel-fail') return { ok: true, fault: { kind: 'cancel-fail' } };
-  const m = /^(slow|flaky|cancel-slow):(\d{1,9})$/.exec(raw);
+  const m = /^(slow|flaky|cancel-slow|garbled):(\d{1,9})$/.exec(raw);
   if (m) {
     const n = Number(m[2]);
     if (m[1] === 'slow' || m[1] === 'cancel-slow') {
       if (n > MAX_SLOW_MS) return { ok: false, message: `${m[1]} delay must be <= ${MAX_SLOW_MS} ms` };
       return { ok: true, fault: { kind: m[1], ms: n } };
     }
-    if (n > MAX_FLAKY_ATTEMPTS) return { ok: false, message: `flaky count must be <= ${MAX_FLAKY_ATTEMPTS}` };
+    if (n > MAX_FLAKY_ATTEMPTS)
+      return { ok: false, message: `${m[1]} count must be <= ${MAX_FLAKY_ATTEMPTS}` };
+    if (m[1] === 'garbled') return { ok: true, fault: { kind: 'garbled', answers: n } };
     return { ok: true, fault: { kind: 'flaky', attempts: n } };
   }
   return {
     ok: false,
-    message: `unknown fault ${JSON.stringify(raw)}; expected fail, slow:<ms>, flaky:<n>, cancel-fail or cancel-slow:<ms>`,
+    message: `unknown fault ${JSON.stringify(raw)}; expected fail, slow:<ms>, flaky:<n>, cancel-fail, cancel-slow:<ms> or garbled:<n>`,
   };
 }
 

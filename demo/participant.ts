@@ -168,6 +168,8 @@ export function createParticipant(name: string, opts: ParticipantOptions = {}): 
   let cancelSlow = new Map<string, number>();
   /** id → cancels in progress (cancel-slow), so a concurrent DELETE joins instead of cancelling twice */
   let cancelling = new Map<string, Promise<boolean>>();
+  /** idempotency-key → how many more answers to its creates are garbled (garbled:<n>) */
+  let garbled = new Map<string, number>();
   let callLog: CallRecord[] = [];
   let seq = 0;
   let inFlight = 0;
@@ -218,7 +220,7 @@ export function createParticipant(name: string, opts: ParticipantOptions = {}): 
     if (key !== undefined) {
       const existingId = byKey.get(key);
       const existing = existingId === undefined ? undefined : bookings.get(existingId);
-      if (existing) return reply(ex, 200, existing);
+      if (existing) return replyCreated(ex, 200, existing, key);
       const inProgress = pending.get(key);
       if (inProgress) {
         const b = await inProgress.promise;
@@ -268,13 +270,33 @@ export function createParticipant(name: string, opts: ParticipantOptions = {}): 
       }
       case 'cancel-fail':
       case 'cancel-slow':
+      case 'garbled':
       case undefined:
         break;
     }
     const b = book(body, req, key);
     if (fault?.kind === 'cancel-fail') cancelFail.add(b.id);
     if (fault?.kind === 'cancel-slow') cancelSlow.set(b.id, fault.ms);
-    reply(ex, 201, b);
+    if (fault?.kind === 'garbled' && key !== undefined) garbled.set(key, fault.answers);
+    replyCreated(ex, 201, b, key);
+  }
+
+  /**
+   * The answer to a create: the booking, or (garbled:<n>, while answers are left for the key) a
+   * body that claims to be JSON and is not — the booking was made all the same.
+   */
+  function replyCreated(ex: Exchange, status: number, b: Booking, key: string | undefined): void {
+    const left = key === undefined ? 0 : (garbled.get(key) ?? 0);
+    if (left === 0) return reply(ex, status, b);
+    garbled.set(key ?? '', left - 1);
+    ex.status = status;
+    if (ex.res.headersSent || ex.res.destroyed) return;
+    const text = JSON.stringify(b).slice(0, 20);
+    ex.res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+    });
+    ex.res.end(text);
   }
 
   function cancel(b: Booking): void {
@@ -439,6 +461,7 @@ export function createParticipant(name: string, opts: ParticipantOptions = {}): 
     cancelFail = new Set();
     cancelSlow = new Map();
     cancelling = new Map();
+    garbled = new Map();
     callLog = [];
     seq = 0;
   }

@@ -6,7 +6,7 @@ import type { Clock } from './clock';
 import { systemClock } from './clock';
 import type { Config } from './config/config';
 import { describeStore } from './config/store-url';
-import { sagaAnswer } from './extproc/answers';
+import { answerToKeep } from './extproc/answers';
 import { SagaProcessor } from './extproc/saga-processor';
 import { ExtProcServer } from './extproc/server';
 import type { Logger } from './logger';
@@ -94,8 +94,12 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
 
   const http =
     config.egressProtocol === 'h2c'
-      ? createH2cCaller({ egressUrl: config.egressUrl })
-      : createHttpCaller({ egressUrl: config.egressUrl, connections: config.egressConnections });
+      ? createH2cCaller({ egressUrl: config.egressUrl, maxBodyDepth: config.maxBodyDepth })
+      : createHttpCaller({
+          egressUrl: config.egressUrl,
+          connections: config.egressConnections,
+          maxBodyDepth: config.maxBodyDepth,
+        });
   const runner: SagaRunner = new SagaRunner({
     log: sagaLog,
     http,
@@ -104,14 +108,8 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     observer,
     instanceId: config.instanceId,
     resolveDefinition,
-    onRecovered: (result, definition) => {
-      // A client may come back with its Idempotency-Key: keep the answer it would have had.
-      sagaAnswer(definition, result)
-        .then((answer) => sagaLog.saveAnswer(result.sagaId, answer))
-        .catch((err: unknown) =>
-          logger.error({ err, saga_id: result.sagaId }, 'could not store the recovered answer'),
-        );
-    },
+    // A client may come back with its Idempotency-Key: the answer is kept with the saga's end.
+    answer: answerToKeep,
   });
   let draining = false;
   const redactFields = parseFieldPaths(config.logRedact);
@@ -134,6 +132,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
           maxInFlight: config.maxInFlight,
           maxBodyBytes: config.maxBodyBytes,
           redactFields,
+          bodyLimits: { maxDepth: config.maxBodyDepth, maxValues: config.maxBodyValues },
         },
         context,
       ),

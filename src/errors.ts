@@ -139,6 +139,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.RESOURCE_EXHAUSTED,
     false,
   ),
+  BODY_TOO_COMPLEX: spec(
+    'SAGAMESH_ERR_BODY_TOO_COMPLEX',
+    'request body nests too deep or holds too many values',
+    400,
+    GrpcStatus.INVALID_ARGUMENT,
+    false,
+  ),
   INPUT_INVALID: spec(
     'SAGAMESH_ERR_INPUT_INVALID',
     'request body does not match the saga input',
@@ -166,6 +173,13 @@ export const ERRORS = Object.freeze({
     'SAGAMESH_ERR_STEP_UNAVAILABLE',
     'a participant failed or was unreachable on every attempt',
     503,
+    GrpcStatus.UNAVAILABLE,
+    true,
+  ),
+  STEP_BAD_RESPONSE: spec(
+    'SAGAMESH_ERR_STEP_BAD_RESPONSE',
+    "a participant's success answer is not the JSON it declares, and the saga reads it",
+    502,
     GrpcStatus.UNAVAILABLE,
     true,
   ),
@@ -225,6 +239,13 @@ export const ERRORS = Object.freeze({
     'the saga log is corrupt or is not a sagamesh store',
     500,
     GrpcStatus.DATA_LOSS,
+    false,
+  ),
+  RECORD_UNSERIALIZABLE: spec(
+    'SAGAMESH_ERR_RECORD_UNSERIALIZABLE',
+    'a saga log record cannot be serialised as JSON; only its own saga is affected',
+    500,
+    GrpcStatus.INTERNAL,
     false,
   ),
   LEASE_LOST: spec(

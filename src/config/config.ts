@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ERRORS, SagameshError } from '../errors';
 import { MAX_DURATION_MS } from '../saga/duration';
+import { DEFAULT_BODY_LIMITS } from '../json-limits';
 import type { StoreConfig } from './store-url';
 import { DEFAULT_STORE, parseStoreUrl } from './store-url';
 import { Secret } from './secret';
@@ -40,6 +41,10 @@ export interface Config {
   readonly maxInFlight: number;
   /** Largest saga request body sagamesh takes (Envoy's own limit may be lower); larger → 413. */
   readonly maxBodyBytes: number;
+  /** Deepest nesting of a JSON body sagamesh parses: a saga request's (400) or a participant's answer. */
+  readonly maxBodyDepth: number;
+  /** Most array items plus object members in a saga request's JSON body (400 beyond). */
+  readonly maxBodyValues: number;
   /** On SIGTERM: how long in-flight streams may take to finish. */
   readonly shutdownGraceMs: number;
   /** `host:port` of the admin HTTP server (health, metrics, sagas API, UI); port 0 picks a free one. */
@@ -72,6 +77,8 @@ export const DEFAULTS: Config = Object.freeze({
   answerBudgetMs: 63_000,
   maxInFlight: 20_000,
   maxBodyBytes: 65_536,
+  maxBodyDepth: DEFAULT_BODY_LIMITS.maxDepth,
+  maxBodyValues: DEFAULT_BODY_LIMITS.maxValues,
   shutdownGraceMs: 10_000,
   adminAddress: '127.0.0.1:9090',
   adminProtectContents: false,
@@ -98,6 +105,8 @@ export const ENV_VARS: Readonly<Record<keyof Config, string>> = Object.freeze({
   answerBudgetMs: 'SAGAMESH_ANSWER_BUDGET_MS',
   maxInFlight: 'SAGAMESH_MAX_IN_FLIGHT',
   maxBodyBytes: 'SAGAMESH_MAX_BODY_BYTES',
+  maxBodyDepth: 'SAGAMESH_MAX_BODY_DEPTH',
+  maxBodyValues: 'SAGAMESH_MAX_BODY_VALUES',
   shutdownGraceMs: 'SAGAMESH_SHUTDOWN_GRACE_MS',
   adminAddress: 'SAGAMESH_ADMIN_ADDR',
   adminToken: 'SAGAMESH_ADMIN_TOKEN',
@@ -188,6 +197,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
   const answerBudgetMs = int('answerBudgetMs', 100, 3_600_000);
   const maxInFlight = int('maxInFlight', 1, 10_000_000);
   const maxBodyBytes = int('maxBodyBytes', 1024, 16 * 1024 * 1024);
+  // Above 1,000 levels the recursive walkers (JSON.stringify, ~4,500 on a fresh stack) lose their margin.
+  const maxBodyDepth = int('maxBodyDepth', 1, 1000);
+  const maxBodyValues = int('maxBodyValues', 1, 10_000_000);
   const shutdownGraceMs = int('shutdownGraceMs', 0, 600_000);
   const reloadDebounceMs = int('reloadDebounceMs', 0, 60_000);
 
@@ -235,6 +247,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}, 
     answerBudgetMs,
     maxInFlight,
     maxBodyBytes,
+    maxBodyDepth,
+    maxBodyValues,
     shutdownGraceMs,
     adminAddress,
     ...(adminToken !== undefined ? { adminToken: new Secret(adminToken) } : {}),

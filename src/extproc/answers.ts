@@ -1,5 +1,5 @@
-import type { ErrorSpec } from '../errors';
-import { ERRORS, SagameshError, toSagameshError } from '../errors';
+import type { ErrorSpec, SagameshError } from '../errors';
+import { ERRORS, toSagameshError } from '../errors';
 import type { SagaDefinition } from '../saga/definition';
 import { renderResponse } from '../saga/render';
 import type { SagaResult } from '../saga/runner';
@@ -69,11 +69,14 @@ function detailsOf(spec: ErrorSpec): string {
 export async function sagaAnswer(definition: SagaDefinition, result: SagaResult): Promise<StoredAnswer> {
   const headers = { 'content-type': 'application/json', [SAGA_ID_HEADER]: result.sagaId };
   if (result.status === 'abandoned') {
-    const e = new SagameshError(ERRORS.LEASE_LOST, result.error?.message);
+    // Not over: another instance owns it now (LEASE_LOST), or this one resumes it from the log
+    // once its records can be written again (STORE_UNAVAILABLE, …). Either way, a retry may tell.
+    const spec = Object.values(ERRORS).find((s) => s.code === result.error?.code) ?? ERRORS.LEASE_LOST;
+    const error = { code: spec.code, message: result.error?.message ?? spec.message };
     return {
-      status: e.spec.httpStatus,
+      status: spec.httpStatus,
       headers,
-      body: JSON.stringify({ sagaId: result.sagaId, status: 'running', error: e.toJSON() }),
+      body: JSON.stringify({ sagaId: result.sagaId, status: 'running', error }),
     };
   }
   if (result.status !== 'succeeded') {
@@ -108,6 +111,19 @@ export async function sagaAnswer(definition: SagaDefinition, result: SagaResult)
       body: JSON.stringify({ sagaId: result.sagaId, status: 'succeeded', error: e.toJSON() }),
     };
   }
+}
+
+/**
+ * The answer kept for a settled saga's Idempotency-Keys (written with its `saga.finished`): the
+ * client's answer, except a pivot saga's success, which is the upstream's and not sagamesh's to
+ * keep (a retry then hears 202 with the saga's status).
+ */
+export async function answerToKeep(
+  definition: SagaDefinition,
+  result: SagaResult,
+): Promise<StoredAnswer | undefined> {
+  if (definition.respond === 'upstream' && result.status === 'succeeded') return undefined;
+  return sagaAnswer(definition, result);
 }
 
 /** An HTTP answer as an ext_proc ImmediateResponse, with the saga's dynamic metadata. */

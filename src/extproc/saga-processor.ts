@@ -8,7 +8,10 @@ import { renderHeaders } from '../saga/render';
 import type { SagaExecution, SagaRunner } from '../saga/runner';
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock';
-import type { SagaLog, StoredAnswer } from '../saga-log/saga-log';
+import type { JsonLimits } from '../json-limits';
+import { DEFAULT_BODY_LIMITS, jsonShapeProblem } from '../json-limits';
+import type { KeyHolder, KeyRequest, SagaLog, StoredAnswer } from '../saga-log/saga-log';
+import { isFinal } from '../saga-log/saga-log';
 import { dynamicMetadata, errorAnswer, immediate, jsonResponse, SAGA_ID_HEADER, sagaAnswer } from './answers';
 import { headersToRecord, ownedHeaderNames, setHeaders, splitPath } from './headers';
 import type { CommonResponse, HttpBody, HttpHeaders, ProcessingMode, ProcessingResponse } from './messages';
@@ -57,6 +60,8 @@ export interface SagaProcessorDeps {
   readonly maxBodyBytes: number;
   /** SAGAMESH_LOG_REDACT, split: what the saga log keeps of a request body redacted when it can. */
   readonly redactFields?: readonly FieldPath[];
+  /** A JSON body beyond these is refused with 400 BODY_TOO_COMPLEX before it is parsed. Default DEFAULT_BODY_LIMITS. */
+  readonly bodyLimits?: JsonLimits;
 }
 
 /** Envoy's router honours it as the route timeout of this one request. */
@@ -129,8 +134,6 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
   private matched?: Matched;
   private execution?: SagaExecution;
   private awaitingUpstream = false;
-  /** This stream's saga was started under a client Idempotency-Key: its answer is stored. */
-  private idempotent = false;
   private readonly logger: Logger;
 
   constructor(
@@ -260,29 +263,20 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     // The logger redacts credentials and SAGAMESH_LOG_REDACT fields wherever they are.
     this.logger.debug({ saga: definition.name, request }, 'saga request');
     const key = matched.headers['idempotency-key']?.trim();
-    let sagaId: string | undefined;
+    const meta = { ...(traceparent ? { traceparent } : {}), ...(requestId ? { requestId } : {}) };
     try {
-      if (key !== undefined) {
-        sagaId = this.deps.runner.allocateId();
-        const earlier = await this.reserveKey(definition, key, raw, sagaId);
-        if (earlier) return earlier;
-        this.idempotent = true;
-      }
-      this.execution = await this.deps.runner.start(definition, request, {
-        ...(traceparent ? { traceparent } : {}),
-        ...(requestId ? { requestId } : {}),
-        ...(sagaId ? { sagaId } : {}),
-      });
+      // The key is reserved in the same write as the saga's start: never one without the other.
+      const reservation = key === undefined ? undefined : this.keyRequest(definition, key, raw);
+      const started = reservation
+        ? await this.deps.runner.start(definition, request, { ...meta, key: reservation })
+        : await this.deps.runner.start(definition, request, meta);
+      if ('held' in started) return await this.replay(definition, started.held, reservation?.requestHash);
+      this.execution = started;
     } catch (err) {
       const e = toSagameshError(err);
       this.logger.error({ err: e, saga: definition.name }, 'saga could not start');
       this.deps.observer?.sagaRejected(definition.name, e.code);
-      if (this.idempotent && key !== undefined && sagaId !== undefined) {
-        // Nothing ran under this key: let a retry start afresh rather than wait on a saga that never was.
-        await this.deps.sagaLog.releaseKey(definition.name, key, sagaId).catch((release: unknown) => {
-          this.logger.error({ err: release }, 'could not release the Idempotency-Key');
-        });
-      }
+      // Nothing was written, the key neither: a retry starts afresh.
       return errorAnswer(e, definition.name);
     }
     const execution = this.execution;
@@ -296,6 +290,11 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
   /** Parses and validates the request body the definition needs. Throws coded 400s. */
   private parseBody(definition: SagaDefinition, raw: Buffer, contentType: string | undefined): unknown {
     const text = raw.toString('utf8');
+    if (definition.input.json || contentType?.includes('json')) {
+      // Before JSON.parse builds it, and before anything records or logs it (one pass, no recursion).
+      const problem = jsonShapeProblem(text, this.deps.bodyLimits ?? DEFAULT_BODY_LIMITS);
+      if (problem) throw new SagameshError(ERRORS.BODY_TOO_COMPLEX, problem);
+    }
     if (!definition.input.json) {
       if (text.length === 0) return null;
       if (contentType?.includes('json')) {
@@ -320,34 +319,33 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     return body;
   }
 
-  /**
-   * Client idempotency: the first request with a key reserves it for its saga; a later one with
-   * the same key and the same body gets that saga's recorded answer, or 202 while it still runs;
-   * the same key with a different body is a 422. Resolves undefined when this request may start.
-   */
-  private async reserveKey(
-    definition: SagaDefinition,
-    key: string,
-    raw: Buffer,
-    sagaId: string,
-  ): Promise<ProcessingResponse | undefined> {
+  /** A client's Idempotency-Key, to be reserved with the saga's start. Throws a coded 400. */
+  private keyRequest(definition: SagaDefinition, key: string, raw: Buffer): KeyRequest {
     if (key.length === 0 || key.length > MAX_KEY_LENGTH) {
       throw new SagameshError(
         ERRORS.INPUT_INVALID,
         `Idempotency-Key must be 1 to ${MAX_KEY_LENGTH} characters`,
       );
     }
-    const requestHash = createHash('sha256').update(raw).digest('hex');
-    const reservation = await this.deps.sagaLog.reserveKey({
+    return {
       definition: definition.name,
       key,
-      requestHash,
-      sagaId,
+      requestHash: createHash('sha256').update(raw).digest('hex'),
       expiredBefore: this.deps.clock.now() - this.deps.idempotencyRetentionMs,
-    });
-    if (reservation.reserved) return undefined;
-    const earlier = reservation.sagaId;
-    if (reservation.requestHash !== requestHash) {
+    };
+  }
+
+  /**
+   * Client idempotency: a request whose key another saga holds gets that saga's recorded answer
+   * (the same body), or 202 while it still runs; the same key with a different body is a 422.
+   */
+  private async replay(
+    definition: SagaDefinition,
+    holder: KeyHolder,
+    requestHash: string | undefined,
+  ): Promise<ProcessingResponse> {
+    const earlier = holder.sagaId;
+    if (holder.requestHash !== requestHash) {
       return errorAnswer(
         new SagameshError(ERRORS.IDEMPOTENCY_KEY_REUSED, `saga ${earlier}`),
         definition.name,
@@ -355,8 +353,13 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       );
     }
     const meta = { sagaId: earlier, saga: definition.name, outcome: 'replayed' };
-    if (reservation.answer) return immediate(reservation.answer, meta, { 'idempotent-replayed': 'true' });
+    const replayed = { 'idempotent-replayed': 'true' };
+    if (holder.answer) return immediate(holder.answer, meta, replayed);
     const summary = await this.deps.sagaLog.summary(earlier);
+    // Finished, yet no answer kept: only an older sagamesh left that; derive it from the log.
+    const derived =
+      summary && isFinal(summary.status) ? await this.deps.runner.answerFromLog(earlier) : undefined;
+    if (derived) return immediate(derived, meta, replayed);
     return {
       immediate_response: jsonResponse(
         202,
@@ -385,33 +388,12 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
           steps: execution.steps(),
         }),
       };
-      if (this.idempotent) this.saveAnswerWhenSettled(execution);
+      // The final answer is kept for its keys with the saga's end (runner), for retries.
       return immediate(answer, { sagaId, saga: definition.name, outcome: 'compensating' });
     }
-    const answer = await sagaAnswer(definition, result);
-    if (this.idempotent && result.status !== 'abandoned') {
-      // Kept before the client sees it, so a retry with the same key gets exactly this.
-      await this.deps.sagaLog.saveAnswer(sagaId, answer).catch((err: unknown) => {
-        this.logger.error({ err, saga_id: sagaId }, 'could not store the answer for the Idempotency-Key');
-      });
-    }
+    // A keyed saga's answer was written with its end: the client gets exactly what a retry will.
+    const answer = result.answer ?? (await sagaAnswer(definition, result));
     return immediate(answer, { sagaId, saga: definition.name, outcome: result.status });
-  }
-
-  /**
-   * The client got an interim answer (still compensating): once the saga settles, keep its final
-   * answer for retries with the same Idempotency-Key, as recovery does for resumed sagas.
-   */
-  private saveAnswerWhenSettled(execution: SagaExecution): void {
-    const { definition, sagaId } = execution;
-    execution.settled
-      .then(async (result) => {
-        if (result.status === 'abandoned') return;
-        await this.deps.sagaLog.saveAnswer(sagaId, await sagaAnswer(definition, result));
-      })
-      .catch((err: unknown) => {
-        this.logger.error({ err, saga_id: sagaId }, 'could not store the answer for the Idempotency-Key');
-      });
   }
 
   private async continueToUpstream(

@@ -1,8 +1,8 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
-import type { StepResponse } from '../saga/definition';
-import type { HttpCaller, StepHttpRequest } from './step-caller';
+import { DEFAULT_BODY_LIMITS } from '../json-limits';
+import type { CallResponse, HttpCaller, StepHttpRequest } from './step-caller';
 import { CallNetworkError, errnoOf, parseBody, responseTooLarge } from './step-caller';
 
 /**
@@ -29,6 +29,8 @@ export interface H2cCallerOptions {
   readonly sessions?: number;
   /** Largest participant response body read, in bytes. */
   readonly maxResponseBytes?: number;
+  /** Deepest JSON body read (SAGAMESH_MAX_BODY_DEPTH); a deeper one is unreadable. */
+  readonly maxBodyDepth?: number;
 }
 
 export const DEFAULT_H2C_SESSIONS = 4;
@@ -99,6 +101,7 @@ function abortReason(signal: AbortSignal): Error {
 
 export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
   const maxBytes = options.maxResponseBytes ?? 1024 * 1024;
+  const maxDepth = options.maxBodyDepth ?? DEFAULT_BODY_LIMITS.maxDepth;
   const slots: (Session | undefined)[] = new Array<Session | undefined>(
     options.sessions ?? DEFAULT_H2C_SESSIONS,
   ).fill(undefined);
@@ -126,8 +129,8 @@ export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
     return best;
   }
 
-  function call(request: StepHttpRequest): Promise<StepResponse> {
-    return new Promise<StepResponse>((resolve, reject) => {
+  function call(request: StepHttpRequest): Promise<CallResponse> {
+    return new Promise<CallResponse>((resolve, reject) => {
       const { signal } = request;
       if (signal.aborted) {
         reject(abortReason(signal));
@@ -205,7 +208,7 @@ export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
           resolve({
             status,
             headers: responseHeaders,
-            body: parseBody(text, responseHeaders['content-type']),
+            ...parseBody(text, responseHeaders['content-type'], maxDepth),
           }),
         );
       });

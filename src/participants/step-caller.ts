@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
+import { DEFAULT_BODY_LIMITS, jsonShapeProblem } from '../json-limits';
 import type { StepResponse } from '../saga/definition';
 
 /**
@@ -23,8 +24,18 @@ export interface StepHttpRequest {
   readonly signal: AbortSignal;
 }
 
+/** A participant's answer as the caller read it. */
+export interface CallResponse extends StepResponse {
+  /**
+   * Set when the body claims JSON (`content-type`) but is not JSON sagamesh can read — invalid, or
+   * nested deeper than the limit: why. `body` is then the raw text. Never stored: the outcome
+   * rules (saga/outcome.ts) decide what such an answer means.
+   */
+  readonly unreadable?: string;
+}
+
 export interface HttpCaller {
-  call(request: StepHttpRequest): Promise<StepResponse>;
+  call(request: StepHttpRequest): Promise<CallResponse>;
   close(): Promise<void>;
 }
 
@@ -81,6 +92,8 @@ export interface HttpCallerOptions {
   readonly connections?: number;
   /** Largest participant response body read, in bytes. */
   readonly maxResponseBytes?: number;
+  /** Deepest JSON body read (SAGAMESH_MAX_BODY_DEPTH); a deeper one is unreadable. */
+  readonly maxBodyDepth?: number;
 }
 
 function headerRecord(headers: Dispatcher.ResponseData['headers']): Record<string, string> {
@@ -90,16 +103,29 @@ function headerRecord(headers: Dispatcher.ResponseData['headers']): Record<strin
   return out;
 }
 
-export function parseBody(text: string, contentType: string | undefined): unknown {
-  if (text.length === 0) return null;
-  if (contentType?.includes('json')) {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      return text;
-    }
+/**
+ * A response body: parsed JSON when the participant declares JSON, else the text. A declared JSON
+ * body that does not parse, or nests deeper than `maxDepth` (measured before it is parsed: a deep
+ * one would overflow the stack of whatever walks it next, the saga log's serialiser first), is
+ * kept as text and marked unreadable.
+ */
+export function parseBody(
+  text: string,
+  contentType: string | undefined,
+  maxDepth: number = DEFAULT_BODY_LIMITS.maxDepth,
+): Pick<CallResponse, 'body' | 'unreadable'> {
+  if (text.length === 0) return { body: null };
+  if (!contentType?.includes('json')) return { body: text };
+  const tooDeep = jsonShapeProblem(text, { maxDepth, maxValues: Infinity });
+  if (tooDeep) return { body: text, unreadable: tooDeep };
+  try {
+    return { body: JSON.parse(text) as unknown };
+  } catch (err) {
+    return {
+      body: text,
+      unreadable: `the body is not JSON: ${err instanceof Error ? err.message : String(err)}`,
+    };
   }
-  return text;
 }
 
 export function errnoOf(err: unknown): string | undefined {
@@ -112,6 +138,7 @@ export function errnoOf(err: unknown): string | undefined {
 
 export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
   const maxBytes = options.maxResponseBytes ?? 1024 * 1024;
+  const maxDepth = options.maxBodyDepth ?? DEFAULT_BODY_LIMITS.maxDepth;
   const pool = new Pool(options.egressUrl, {
     connections: options.connections ?? 1024,
     // Step timeouts live in the saga machine; these only stop a stuck socket from living forever.
@@ -150,7 +177,7 @@ export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
       }
       const text = length === undefined ? await boundedText(res.body, maxBytes) : await res.body.text();
       const headers = headerRecord(res.headers);
-      return { status: res.statusCode, headers, body: parseBody(text, headers['content-type']) };
+      return { status: res.statusCode, headers, ...parseBody(text, headers['content-type'], maxDepth) };
     },
     close: () => pool.close(),
   };

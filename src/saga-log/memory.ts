@@ -1,6 +1,7 @@
 import type { Clock } from '../clock';
+import { toSagameshError } from '../errors';
 import type {
-  KeyReservation,
+  KeyRequest,
   ListOptions,
   PruneCutoffs,
   SagaEvent,
@@ -8,10 +9,13 @@ import type {
   SagaRecord,
   SagaStatus,
   SagaSummary,
+  FinishedEvent,
+  StartedEvent,
+  StartOutcome,
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { emptyCounts, isFinal, sagaRecord, statusAfter } from './saga-log';
+import { duplicateStart, emptyCounts, isFinal, sagaRecord, serialiseRecord, statusAfter } from './saga-log';
 
 interface Entry {
   summary: SagaSummary;
@@ -68,8 +72,55 @@ export class MemorySagaLog implements SagaLog {
   }
 
   append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
+    try {
+      return Promise.resolve(this.appendNow(sagaId, event));
+    } catch (err) {
+      return Promise.reject(toSagameshError(err));
+    }
+  }
+
+  /** Reserves the key and appends the start at once: nothing else runs in between. */
+  start(sagaId: string, event: StartedEvent, key?: KeyRequest): Promise<StartOutcome> {
+    const id = key && `${key.definition}\u0000${key.key}`;
+    const existing = id === undefined ? undefined : this.keys.get(id);
+    if (key && existing && existing.createdAt >= key.expiredBefore) {
+      const { sagaId: holder, requestHash, answer } = existing;
+      return Promise.resolve({ held: { sagaId: holder, requestHash, ...(answer ? { answer } : {}) } });
+    }
+    let started: SagaRecord;
+    try {
+      started = this.appendNow(sagaId, event);
+    } catch (err) {
+      return Promise.reject(toSagameshError(err));
+    }
+    if (key && id !== undefined) {
+      if (existing) this.unindexKey(existing.sagaId, id);
+      this.keys.set(id, { sagaId, requestHash: key.requestHash, createdAt: this.clock.now() });
+      let ids = this.keysBySaga.get(sagaId);
+      if (!ids) this.keysBySaga.set(sagaId, (ids = new Set()));
+      ids.add(id);
+    }
+    return Promise.resolve({ started });
+  }
+
+  finish(sagaId: string, event: FinishedEvent, answer?: StoredAnswer): Promise<SagaRecord> {
+    try {
+      const record = this.appendNow(sagaId, event);
+      if (answer) this.storeAnswer(sagaId, answer);
+      return Promise.resolve(record);
+    } catch (err) {
+      return Promise.reject(toSagameshError(err));
+    }
+  }
+
+  /** Appends at once; throws what append rejects with. */
+  private appendNow(sagaId: string, event: SagaEvent): SagaRecord {
     const at = this.clock.now();
     let entry = this.sagas.get(sagaId);
+    if (entry && event.type === 'saga.started') throw duplicateStart(sagaId);
+    const record = sagaRecord(sagaId, (entry?.seq ?? 0) + 1, at, event);
+    // Kept as an object, but serialised all the same: a record fails here as in the durable stores.
+    serialiseRecord(record);
     if (!entry) {
       const started = event.type === 'saga.started' ? event : undefined;
       entry = {
@@ -86,13 +137,12 @@ export class MemorySagaLog implements SagaLog {
       };
       this.sagas.set(sagaId, entry);
     }
-    entry.seq += 1;
-    const record = sagaRecord(sagaId, entry.seq, at, event);
+    entry.seq = record.seq;
     entry.records.push(record);
     const status = statusAfter(event);
     entry.summary = { ...entry.summary, updatedAt: at, ...(status ? { status } : {}) };
     if (status !== undefined) this.finishedOrNot(sagaId, status);
-    return Promise.resolve(record);
+    return record;
   }
 
   /**
@@ -158,46 +208,16 @@ export class MemorySagaLog implements SagaLog {
     return Promise.resolve([]);
   }
 
-  reserveKey(k: {
-    definition: string;
-    key: string;
-    requestHash: string;
-    sagaId: string;
-    expiredBefore: number;
-  }): Promise<KeyReservation> {
-    const id = `${k.definition}\u0000${k.key}`;
-    const existing = this.keys.get(id);
-    if (existing && existing.createdAt >= k.expiredBefore) {
-      return Promise.resolve({
-        reserved: false,
-        sagaId: existing.sagaId,
-        requestHash: existing.requestHash,
-        ...(existing.answer ? { answer: existing.answer } : {}),
-      });
-    }
-    if (existing) this.unindexKey(existing.sagaId, id);
-    this.keys.set(id, { sagaId: k.sagaId, requestHash: k.requestHash, createdAt: this.clock.now() });
-    let ids = this.keysBySaga.get(k.sagaId);
-    if (!ids) this.keysBySaga.set(k.sagaId, (ids = new Set()));
-    ids.add(id);
-    return Promise.resolve({ reserved: true });
-  }
-
-  releaseKey(definition: string, key: string, sagaId: string): Promise<void> {
-    const id = `${definition}\u0000${key}`;
-    if (this.keys.get(id)?.sagaId === sagaId) {
-      this.keys.delete(id);
-      this.unindexKey(sagaId, id);
-    }
+  saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
+    this.storeAnswer(sagaId, answer);
     return Promise.resolve();
   }
 
-  saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
+  private storeAnswer(sagaId: string, answer: StoredAnswer): void {
     for (const id of this.keysBySaga.get(sagaId) ?? []) {
       const entry = this.keys.get(id);
       if (entry?.sagaId === sagaId) entry.answer = answer;
     }
-    return Promise.resolve();
   }
 
   private unindexKey(sagaId: string, id: string): void {
@@ -219,6 +239,11 @@ export class MemorySagaLog implements SagaLog {
         this.sagas.delete(id);
         this.journaled.delete(id);
         sagas += 1;
+        // A key never outlives its saga.
+        for (const keyId of this.keysBySaga.get(id) ?? []) {
+          if (this.keys.get(keyId)?.sagaId === id && this.keys.delete(keyId)) keys += 1;
+        }
+        this.keysBySaga.delete(id);
       }
     }
     for (const [id, k] of this.keys) {

@@ -1,9 +1,13 @@
 import { Pool } from 'pg';
 import type { Clock } from '../clock';
 import { ERRORS, SagameshError } from '../errors';
+import { bySaga } from './batches';
+import type { PendingAppend, Written } from './postgres-batch';
+import { APPEND_BATCH, NOW_MS, oneStartPerKey, planBatch } from './postgres-batch';
 import { parseRecord, toSummary } from './rows';
 import type {
-  KeyReservation,
+  KeyHolder,
+  KeyRequest,
   ListOptions,
   PruneCutoffs,
   SagaEvent,
@@ -11,10 +15,20 @@ import type {
   SagaRecord,
   SagaStatus,
   SagaSummary,
+  FinishedEvent,
+  StartedEvent,
+  StartOutcome,
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { emptyCounts, isFinal, SAGA_STATUSES, sagaRecord, statusAfter } from './saga-log';
+import {
+  duplicateStart,
+  emptyCounts,
+  ORPHAN_KEY_AGE_MS,
+  SAGA_STATUSES,
+  sagaRecord,
+  serialiseRecord,
+} from './saga-log';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**
@@ -29,7 +43,10 @@ import { MIGRATIONS_TABLE, migrations } from './schema';
  * Appends are group-committed: the records appended while a batch is being written (or in the
  * same tick) form the next batch, written by one statement in one transaction, and each append
  * resolves only after that commit. Fencing stays per saga: a saga that lost its lease has its
- * appends rejected with LEASE_LOST, and the batch's other records are committed.
+ * appends rejected with LEASE_LOST, and the batch's other records are committed. What one saga
+ * appends fails only its own appends: records are serialised before they are queued, a second
+ * start is skipped by the statement itself, and a batch the server refuses for its data (a
+ * constraint) is written again saga by saga.
  */
 export interface PostgresOptions {
   readonly url: string;
@@ -38,107 +55,20 @@ export interface PostgresOptions {
   readonly poolSize?: number;
 }
 
-const NOW_MS = `(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT`;
 /** Serialises migrations of several instances starting at once. */
 const MIGRATION_LOCK = 0x5a6a_e5;
+
+/** PostgreSQL refused the data (SQLSTATE class 22 data exception, 23 constraint violation). */
+function isDataError(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
+  return /^2[23]/.test(code);
+}
 
 function storeError(err: unknown): SagameshError {
   if (err instanceof SagameshError) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new SagameshError(ERRORS.STORE_UNAVAILABLE, `postgres: ${message}`, [], { cause: err });
 }
-
-interface PendingAppend {
-  readonly record: SagaRecord;
-  readonly resolve: (record: SagaRecord) => void;
-  readonly reject: (err: unknown) => void;
-}
-
-/** A saga's row as one batch leaves it: its status, time and end after the batch's records. */
-interface SagaRow {
-  id: string;
-  definition: string | null;
-  version: string | null;
-  status: SagaStatus | null;
-  at: number;
-  finished_at: number | null;
-}
-
-interface EventRow {
-  readonly saga_id: string;
-  readonly seq: number;
-  readonly at: number;
-  readonly type: string;
-  readonly data: string;
-}
-
-/**
- * What one batch writes: each saga's row once — inserted for the sagas it starts, updated for the
- * others — and every record. Several records of one saga fold into one row change, in seq order.
- */
-function planBatch(records: readonly SagaRecord[]): {
-  readonly starts: readonly SagaRow[];
-  readonly touches: readonly SagaRow[];
-  readonly events: readonly EventRow[];
-} {
-  const starts = new Map<string, SagaRow>();
-  const touches = new Map<string, SagaRow>();
-  const events: EventRow[] = [];
-  for (const record of records) {
-    const id = record.sagaId;
-    let row = starts.get(id) ?? touches.get(id);
-    if (!row) {
-      row = { id, definition: null, version: null, status: null, at: record.at, finished_at: null };
-      if (record.type === 'saga.started') {
-        row.definition = record.definition;
-        row.version = record.version;
-        starts.set(id, row);
-      } else {
-        touches.set(id, row);
-      }
-    }
-    const status = statusAfter(record);
-    if (status) row.status = status;
-    if (status && isFinal(status)) row.finished_at = record.at;
-    row.at = record.at;
-    events.push({
-      saga_id: id,
-      seq: record.seq,
-      at: record.at,
-      type: record.type,
-      data: JSON.stringify(record),
-    });
-  }
-  return { starts: [...starts.values()], touches: [...touches.values()], events };
-}
-
-/**
- * One batch of appends as one statement, hence one transaction. $1 is this instance, $2 the lease
- * TTL, $3–$5 the batch's plan (planBatch) as JSON. Started sagas are inserted with this instance
- * as owner; the others are fenced: their row is updated, and their records written, only where
- * this instance still owns them — the row lock makes that check hold until the commit. Returns
- * the saga of every record written: a saga missing from it lost its lease (or, for a start,
- * already existed), and no record of it was written.
- */
-const APPEND_BATCH = `
-  WITH started AS (
-    INSERT INTO sagas (id, definition, version, status, started_at, updated_at, finished_at, owner, lease_expires_at)
-    SELECT s.id, s.definition, s.version, s.status, s.at, s.at, s.finished_at, $1, ${NOW_MS} + $2
-    FROM json_to_recordset($3::json)
-      AS s(id TEXT, definition TEXT, version TEXT, status TEXT, at BIGINT, finished_at BIGINT)
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id),
-  touched AS (
-    UPDATE sagas SET status = COALESCE(t.status, sagas.status), updated_at = t.at,
-      finished_at = COALESCE(t.finished_at, sagas.finished_at)
-    FROM json_to_recordset($4::json) AS t(id TEXT, status TEXT, at BIGINT, finished_at BIGINT)
-    WHERE sagas.id = t.id AND sagas.owner = $1
-    RETURNING sagas.id)
-  INSERT INTO saga_events (saga_id, seq, at, type, data)
-  SELECT e.saga_id, e.seq, e.at, e.type, e.data
-  FROM json_to_recordset($5::json) AS e(saga_id TEXT, seq INTEGER, at BIGINT, type TEXT, data TEXT)
-  WHERE e.saga_id IN (SELECT id FROM started UNION ALL SELECT id FROM touched)
-  RETURNING saga_id`;
 
 export class PostgresSagaLog implements SagaLog {
   private readonly seqs = new Map<string, number>();
@@ -187,14 +117,40 @@ export class PostgresSagaLog implements SagaLog {
    * The record's seq is taken as it is queued, so a saga's records enter the queue in seq order.
    */
   async append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
+    return recordOf(await this.enqueue(sagaId, event));
+  }
+
+  async start(sagaId: string, event: StartedEvent, key?: KeyRequest): Promise<StartOutcome> {
+    const written = await this.enqueue(sagaId, event, key);
+    return 'held' in written ? written : { started: written.record };
+  }
+
+  async finish(sagaId: string, event: FinishedEvent, answer?: StoredAnswer): Promise<SagaRecord> {
+    return recordOf(await this.enqueue(sagaId, event, undefined, answer));
+  }
+
+  private async enqueue(
+    sagaId: string,
+    event: SagaEvent,
+    key?: KeyRequest,
+    answer?: StoredAnswer,
+  ): Promise<Written> {
     if (event.type === 'saga.started') this.seqs.set(sagaId, 0);
     else if (!this.seqs.has(sagaId)) await this.seedSeq(sagaId);
     if (this.closed) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed');
     const seq = (this.seqs.get(sagaId) ?? 0) + 1;
     this.seqs.set(sagaId, seq);
     const record = sagaRecord(sagaId, seq, this.clock.now(), event);
+    let data: string;
+    try {
+      data = serialiseRecord(record);
+    } catch (err) {
+      this.seqs.set(sagaId, seq - 1);
+      throw err;
+    }
     return new Promise((resolve, reject) => {
-      this.pending.push({ record, resolve, reject });
+      // An answer is strings and a number: it always serialises.
+      this.pending.push({ record, data, key, answer: answer && JSON.stringify(answer), resolve, reject });
       this.writer ??= this.writeBatches();
     });
   }
@@ -209,45 +165,79 @@ export class PostgresSagaLog implements SagaLog {
       for (;;) {
         await new Promise((resolve) => setImmediate(resolve));
         if (this.pending.length === 0) return;
-        await this.writeBatch(this.pending.splice(0));
+        const { now, later } = oneStartPerKey(this.pending.splice(0));
+        this.pending.unshift(...later);
+        await this.writeBatch(now);
       }
     } finally {
       this.writer = undefined;
     }
   }
 
-  /** Writes one batch in one statement (one transaction) and settles each of its appends. */
+  /**
+   * Writes one batch in one statement (one transaction) and settles each of its appends. A batch
+   * refused for its data (SQLSTATE class 22 or 23: a saga's records clash with the journal, e.g.
+   * two instances given one SAGAMESH_INSTANCE_ID) is written again one saga at a time, so only
+   * the saga at fault fails; any other failure is the store's and fails the whole batch.
+   */
   private async writeBatch(batch: readonly PendingAppend[]): Promise<void> {
     let plan: ReturnType<typeof planBatch>;
     let written: Set<string>;
     try {
-      plan = planBatch(batch.map((p) => p.record));
+      plan = planBatch(batch);
       const r = await this.pool.query<{ saga_id: string }>(APPEND_BATCH, [
         this.options.instanceId,
         this.options.leaseTtlMs,
         JSON.stringify(plan.starts),
         JSON.stringify(plan.touches),
         JSON.stringify(plan.events),
+        JSON.stringify(plan.keys),
+        JSON.stringify(plan.answers),
+        this.clock.now() - ORPHAN_KEY_AGE_MS,
       ]);
       written = new Set(r.rows.map((row) => row.saga_id));
     } catch (err) {
+      const sagas = bySaga(batch);
+      if (sagas.size > 1 && isDataError(err)) {
+        for (const appends of sagas.values()) await this.writeBatch(appends);
+        return;
+      }
       const e = storeError(err);
       for (const p of batch) p.reject(e);
+      for (const id of sagas.keys()) this.seqs.delete(id);
       return;
     }
     const startedHere = new Set(plan.starts.map((s) => s.id));
-    for (const { record, resolve, reject } of batch) {
+    for (const { record, key, resolve, reject } of batch) {
       const id = record.sagaId;
       if (written.has(id)) {
         if (record.type === 'saga.finished') this.seqs.delete(id);
-        resolve(record);
+        resolve({ record });
       } else if (startedHere.has(id)) {
-        reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, `postgres: saga ${id} already exists`));
+        this.seqs.delete(id);
+        const holder = key && (await this.holderOf(key, id).catch(() => undefined));
+        if (holder) resolve({ held: holder });
+        else reject(duplicateStart(id));
       } else {
         this.seqs.delete(id);
         reject(new SagameshError(ERRORS.LEASE_LOST, `saga ${id}`));
       }
     }
+  }
+
+  /** Who holds a key a start could not reserve (committed by now; the batch read a snapshot). */
+  private async holderOf(k: KeyRequest, sagaId: string): Promise<KeyHolder | undefined> {
+    const r = await this.query<{ saga_id: string; request_hash: string; answer: string | null }>(
+      'SELECT saga_id, request_hash, answer FROM idempotency_keys WHERE definition = $1 AND key = $2',
+      [k.definition, k.key],
+    );
+    const row = r.rows[0];
+    if (!row || row.saga_id === sagaId) return undefined;
+    return {
+      sagaId: row.saga_id,
+      requestHash: row.request_hash,
+      ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
+    };
   }
 
   /** Learns the last seq of a saga this instance has not written to yet (after a claim). */
@@ -348,43 +338,6 @@ export class PostgresSagaLog implements SagaLog {
     return running.filter((id) => !kept.has(id));
   }
 
-  async reserveKey(k: {
-    definition: string;
-    key: string;
-    requestHash: string;
-    sagaId: string;
-    expiredBefore: number;
-  }): Promise<KeyReservation> {
-    const inserted = await this.query(
-      `INSERT INTO idempotency_keys (definition, key, request_hash, saga_id, created_at) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (definition, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, saga_id = EXCLUDED.saga_id,
-         answer = NULL, created_at = EXCLUDED.created_at
-       WHERE idempotency_keys.created_at < $6`,
-      [k.definition, k.key, k.requestHash, k.sagaId, this.clock.now(), k.expiredBefore],
-    );
-    if ((inserted.rowCount ?? 0) > 0) return { reserved: true };
-    const r = await this.query<{ saga_id: string; request_hash: string; answer: string | null }>(
-      'SELECT saga_id, request_hash, answer FROM idempotency_keys WHERE definition = $1 AND key = $2',
-      [k.definition, k.key],
-    );
-    const row = r.rows[0];
-    if (!row) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'idempotency key vanished while reserving');
-    return {
-      reserved: false,
-      sagaId: row.saga_id,
-      requestHash: row.request_hash,
-      ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
-    };
-  }
-
-  async releaseKey(definition: string, key: string, sagaId: string): Promise<void> {
-    await this.query('DELETE FROM idempotency_keys WHERE definition = $1 AND key = $2 AND saga_id = $3', [
-      definition,
-      key,
-      sagaId,
-    ]);
-  }
-
   async saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
     await this.query('UPDATE idempotency_keys SET answer = $1 WHERE saga_id = $2', [
       JSON.stringify(answer),
@@ -398,6 +351,11 @@ export class PostgresSagaLog implements SagaLog {
     });
     try {
       await client.query('BEGIN');
+      // A key never outlives its saga.
+      const sagaKeys = await client.query(
+        'DELETE FROM idempotency_keys WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < $1)',
+        [cutoffs.sagasFinishedBefore],
+      );
       await client.query(
         'DELETE FROM saga_events WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < $1)',
         [cutoffs.sagasFinishedBefore],
@@ -410,7 +368,7 @@ export class PostgresSagaLog implements SagaLog {
         cutoffs.keysCreatedBefore,
       ]);
       await client.query('COMMIT');
-      return { sagas: sagas.rowCount ?? 0, keys: keys.rowCount ?? 0 };
+      return { sagas: sagas.rowCount ?? 0, keys: (sagaKeys.rowCount ?? 0) + (keys.rowCount ?? 0) };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw storeError(err);
@@ -461,4 +419,9 @@ async function migrate(pool: Pool, clock: Clock): Promise<void> {
     await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
     client.release();
   }
+}
+
+function recordOf(written: Written): SagaRecord {
+  if ('held' in written) throw new SagameshError(ERRORS.INTERNAL, 'a record without a key was held');
+  return written.record;
 }

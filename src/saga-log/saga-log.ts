@@ -1,4 +1,5 @@
 import type { ErrorSpec } from '../errors';
+import { ERRORS, SagameshError } from '../errors';
 import type { StepResponse, TemplateScope } from '../saga/definition';
 
 /**
@@ -58,7 +59,8 @@ export type SagaEvent =
   | { readonly type: 'saga.compensating'; readonly failedStep?: string; readonly error: ErrorRecord }
   | {
       readonly type: 'saga.recovered';
-      readonly reason: 'restart' | 'takeover' | 'retry';
+      /** restart, lease takeover, operator retry, or the saga's record could not be written (store-error). */
+      readonly reason: 'restart' | 'takeover' | 'retry' | 'store-error';
       readonly by: string;
     }
   | { readonly type: 'saga.finished'; readonly status: SagaStatus };
@@ -73,6 +75,30 @@ export type SagaRecord = SagaEvent & { readonly sagaId: string; readonly seq: nu
  */
 export function sagaRecord(sagaId: string, seq: number, at: number, event: SagaEvent): SagaRecord {
   return Object.assign({ sagaId, seq, at }, event);
+}
+
+/**
+ * A record as the journal stores it (JSON). Every store calls this in `append`, before the record
+ * joins anything shared: a record that cannot be serialised (nested past the stack, a BigInt, a
+ * cycle) fails its own append with RECORD_UNSERIALIZABLE, never the batch it would have joined.
+ */
+export function serialiseRecord(record: SagaRecord): string {
+  try {
+    return JSON.stringify(record);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new SagameshError(
+      ERRORS.RECORD_UNSERIALIZABLE,
+      `${record.type} #${record.seq} of saga ${record.sagaId}: ${message}`,
+      [],
+      { cause: err },
+    );
+  }
+}
+
+/** A saga.started for a saga the log already has: a caller's bug, refused alone in every store. */
+export function duplicateStart(sagaId: string): SagameshError {
+  return new SagameshError(ERRORS.INTERNAL, `saga ${sagaId} already exists`);
 }
 
 export interface SagaSummary {
@@ -107,14 +133,36 @@ export interface StoredAnswer {
   readonly body: string;
 }
 
-export type KeyReservation =
-  | { readonly reserved: true }
-  | {
-      readonly reserved: false;
-      readonly sagaId: string;
-      readonly requestHash: string;
-      readonly answer?: StoredAnswer;
-    };
+/** A client's Idempotency-Key, to be reserved for a saga as it starts. */
+export interface KeyRequest {
+  readonly definition: string;
+  readonly key: string;
+  /** sha256 of the request body: the same key with another body is not a retry. */
+  readonly requestHash: string;
+  /** Keys created before this (epoch ms) count as expired and are taken over. */
+  readonly expiredBefore: number;
+}
+
+/** The saga a key already belongs to, and the answer stored for it (once it finished). */
+export interface KeyHolder {
+  readonly sagaId: string;
+  readonly requestHash: string;
+  readonly answer?: StoredAnswer;
+}
+
+export type StartOutcome = { readonly started: SagaRecord } | { readonly held: KeyHolder };
+
+export type StartedEvent = Extract<SagaEvent, { type: 'saga.started' }>;
+export type FinishedEvent = Extract<SagaEvent, { type: 'saga.finished' }>;
+
+/**
+ * A reservation older than this whose saga never started, and that has no answer, is a leftover:
+ * only a sagamesh from before keys were reserved with `saga.started` could leave one (it reserved
+ * first, and died before the start). PostgreSQL takes such a key over for a fresh run; the age
+ * keeps a reservation of an older instance still between its two writes (a rolling upgrade) safe.
+ * SQLite, alone on its file, releases them all at boot.
+ */
+export const ORPHAN_KEY_AGE_MS = 60_000;
 
 export interface PruneCutoffs {
   readonly sagasFinishedBefore: number;
@@ -122,8 +170,25 @@ export interface PruneCutoffs {
 }
 
 export interface SagaLog {
-  /** Durably appends one record; resolves only once it is stored. Rejects with STORE_UNAVAILABLE, or LEASE_LOST when another instance owns the saga. */
+  /**
+   * Durably appends one record; resolves only once it is stored. Rejects with STORE_UNAVAILABLE,
+   * LEASE_LOST when another instance owns the saga, RECORD_UNSERIALIZABLE when the record cannot
+   * be serialised, INTERNAL for a second saga.started. Whatever one saga appends fails only that
+   * saga's appends, never those it shares a batch with; a rejected record takes no seq.
+   */
   append(sagaId: string, event: SagaEvent): Promise<SagaRecord>;
+  /**
+   * Starts a saga: appends its `saga.started` (as append does) and, with `key`, reserves the
+   * client's Idempotency-Key for it in the same transaction, so no key is ever left without its
+   * saga, nor a saga of a retried request without its key. When another saga holds the key (not
+   * expired), nothing at all is written and the holder comes back instead.
+   */
+  start(sagaId: string, event: StartedEvent, key?: KeyRequest): Promise<StartOutcome>;
+  /**
+   * Appends the saga's `saga.finished` and stores `answer` for every Idempotency-Key of the saga
+   * in the same transaction: a key's answer exists exactly when its saga's end does.
+   */
+  finish(sagaId: string, event: FinishedEvent, answer?: StoredAnswer): Promise<SagaRecord>;
   /** Every record of one saga in order; empty when unknown. */
   history(sagaId: string): Promise<readonly SagaRecord[]>;
   summary(sagaId: string): Promise<SagaSummary | undefined>;
@@ -138,27 +203,23 @@ export interface SagaLog {
 
   /**
    * The unfinished sagas this instance must now resume, claimed for it: every unfinished saga of
-   * an embedded store at boot; on PostgreSQL those whose owner's lease expired.
+   * an embedded store at boot (which also releases leftover keys, ORPHAN_KEY_AGE_MS); on
+   * PostgreSQL those whose owner's lease expired.
    */
   claimUnfinished(): Promise<readonly string[]>;
   /** Keeps this instance's claims alive; returns the ids it no longer owns. No-op without leases. */
   renewLeases(running: readonly string[]): Promise<readonly string[]>;
 
-  /** Reserves a client Idempotency-Key for a new saga, or says which saga has it. */
-  reserveKey(key: {
-    readonly definition: string;
-    readonly key: string;
-    readonly requestHash: string;
-    readonly sagaId: string;
-    /** Keys older than this (epoch ms) count as expired and are taken over. */
-    readonly expiredBefore: number;
-  }): Promise<KeyReservation>;
-  /** Forgets a key whose saga could not start, so a retry may start it afresh. */
-  releaseKey(definition: string, key: string, sagaId: string): Promise<void>;
-  /** Stores the answer for every key that started this saga. */
+  /**
+   * Stores the answer for every key of a saga that finished without one: a saga finished by a
+   * sagamesh from before answers were written with `saga.finished` (see finish).
+   */
   saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void>;
 
-  /** Deletes sagas finished before one cutoff and Idempotency-Keys created before the other (epoch ms). */
+  /**
+   * Deletes sagas finished before one cutoff, with their Idempotency-Keys (a key never outlives
+   * its saga), and Idempotency-Keys created before the other (epoch ms).
+   */
   prune(cutoffs: PruneCutoffs): Promise<{ readonly sagas: number; readonly keys: number }>;
   /** Rejects when the store is unreachable (readiness). */
   ping(): Promise<void>;

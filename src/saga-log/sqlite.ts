@@ -2,10 +2,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Clock } from '../clock';
-import { ERRORS, SagameshError } from '../errors';
+import { ERRORS, SagameshError, toSagameshError } from '../errors';
+import { bySaga } from './batches';
 import { parseRecord, toSummary } from './rows';
 import type {
-  KeyReservation,
+  KeyHolder,
+  KeyRequest,
   ListOptions,
   PruneCutoffs,
   SagaEvent,
@@ -13,17 +15,30 @@ import type {
   SagaRecord,
   SagaStatus,
   SagaSummary,
+  FinishedEvent,
+  StartedEvent,
+  StartOutcome,
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { emptyCounts, isFinal, SAGA_STATUSES, sagaRecord, statusAfter } from './saga-log';
+import {
+  duplicateStart,
+  emptyCounts,
+  isFinal,
+  SAGA_STATUSES,
+  sagaRecord,
+  serialiseRecord,
+  statusAfter,
+} from './saga-log';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**
  * The embedded saga log (`SAGAMESH_STORE=sqlite:<path>`, the default): better-sqlite3 in WAL mode.
  *
  * Appends are group-committed: every append made in the same tick joins one transaction, so one
- * fsync covers many sagas' records, and each append resolves only after that commit. The database
+ * fsync covers many sagas' records, and each append resolves only after that commit. Within it,
+ * each saga's records are written under a savepoint of their own, and records are serialised
+ * before they are queued: what one saga appends can fail only that saga's appends. The database
  * is opened in exclusive locking mode, so a second sagamesh on the same file fails at start
  * instead of both resuming the same sagas.
  */
@@ -35,9 +50,25 @@ export interface SqliteOptions {
 
 interface PendingAppend {
   readonly record: SagaRecord;
+  /** The record as JSON, serialised in append(). */
+  readonly data: string;
   readonly status: SagaStatus | undefined;
-  readonly resolve: (record: SagaRecord) => void;
+  /** saga.started: the Idempotency-Key to reserve with it. */
+  readonly key?: KeyRequest | undefined;
+  /** saga.finished: the answer for the saga's keys, as JSON. */
+  readonly answer?: string | undefined;
+  readonly resolve: (outcome: Written) => void;
   readonly reject: (err: unknown) => void;
+}
+
+/** What became of a queued record: written, or (a start) not, because its key is held. */
+type Written = { readonly record: SagaRecord } | { readonly held: KeyHolder };
+
+/** Thrown inside a saga's savepoint when its key is held: nothing of the start may be written. */
+class KeyHeld extends Error {
+  constructor(readonly holder: KeyHolder) {
+    super(`the Idempotency-Key is held by saga ${holder.sagaId}`);
+  }
 }
 
 function sqliteCode(err: unknown): string {
@@ -61,6 +92,8 @@ export class SqliteSagaLog implements SagaLog {
   private flushScheduled = false;
   private closed = false;
   private readonly stmt: ReturnType<SqliteSagaLog['prepare']>;
+  /** Writes one saga's records of a batch; nested in the batch's transaction, so under a savepoint. */
+  private readonly writeSaga: Database.Transaction<(appends: readonly PendingAppend[]) => void>;
 
   /** Opens (creating it and its directory if needed) and migrates; throws coded errors. */
   static open(options: SqliteOptions, clock: Clock): SqliteSagaLog {
@@ -90,6 +123,9 @@ export class SqliteSagaLog implements SagaLog {
   ) {
     this.db = db;
     this.stmt = this.prepare();
+    this.writeSaga = db.transaction((appends: readonly PendingAppend[]) => {
+      for (const p of appends) this.writeRecord(p);
+    });
   }
 
   private prepare() {
@@ -99,7 +135,7 @@ export class SqliteSagaLog implements SagaLog {
         'INSERT INTO saga_events (saga_id, seq, at, type, data) VALUES (?, ?, ?, ?, ?)',
       ),
       insertSaga: db.prepare(
-        'INSERT INTO sagas (id, definition, version, status, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO sagas (id, definition, version, status, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
       ),
       touchSaga: db.prepare(
         'UPDATE sagas SET status = COALESCE(?, status), updated_at = ?, finished_at = COALESCE(?, finished_at) WHERE id = ?',
@@ -113,17 +149,21 @@ export class SqliteSagaLog implements SagaLog {
       ),
       loadDefinition: db.prepare('SELECT version, name, file, source FROM definitions WHERE version = ?'),
       unfinished: db.prepare('SELECT id FROM sagas WHERE finished_at IS NULL ORDER BY started_at'),
+      releaseOrphanKeys: db.prepare(
+        'DELETE FROM idempotency_keys WHERE answer IS NULL AND NOT EXISTS (SELECT 1 FROM sagas WHERE sagas.id = idempotency_keys.saga_id)',
+      ),
       reserveKey: db.prepare(
         `INSERT INTO idempotency_keys (definition, key, request_hash, saga_id, created_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (definition, key) DO UPDATE SET request_hash = excluded.request_hash, saga_id = excluded.saga_id,
-           answer = NULL, created_at = excluded.created_at
-         WHERE idempotency_keys.created_at < ?`,
+           answer = NULL, created_at = excluded.created_at`,
       ),
       getKey: db.prepare(
-        'SELECT saga_id, request_hash, answer FROM idempotency_keys WHERE definition = ? AND key = ?',
+        'SELECT saga_id, request_hash, answer, created_at FROM idempotency_keys WHERE definition = ? AND key = ?',
       ),
-      releaseKey: db.prepare('DELETE FROM idempotency_keys WHERE definition = ? AND key = ? AND saga_id = ?'),
       saveAnswer: db.prepare('UPDATE idempotency_keys SET answer = ? WHERE saga_id = ?'),
+      pruneSagaKeys: db.prepare(
+        'DELETE FROM idempotency_keys WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < ?)',
+      ),
       pruneEvents: db.prepare(
         'DELETE FROM saga_events WHERE saga_id IN (SELECT id FROM sagas WHERE finished_at IS NOT NULL AND finished_at < ?)',
       ),
@@ -133,6 +173,24 @@ export class SqliteSagaLog implements SagaLog {
   }
 
   append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
+    return this.enqueue(sagaId, event).then(recordOf);
+  }
+
+  start(sagaId: string, event: StartedEvent, key?: KeyRequest): Promise<StartOutcome> {
+    return this.enqueue(sagaId, event, key).then((w) => ('held' in w ? w : { started: w.record }));
+  }
+
+  finish(sagaId: string, event: FinishedEvent, answer?: StoredAnswer): Promise<SagaRecord> {
+    return this.enqueue(sagaId, event, undefined, answer).then(recordOf);
+  }
+
+  /** Serialises the record (and answer) and queues it for the next group commit. */
+  private enqueue(
+    sagaId: string,
+    event: SagaEvent,
+    key?: KeyRequest,
+    answer?: StoredAnswer,
+  ): Promise<Written> {
     if (this.closed)
       return Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed'));
     let seq: number;
@@ -142,9 +200,25 @@ export class SqliteSagaLog implements SagaLog {
       return Promise.reject(storeError(err, 'saga log'));
     }
     const record = sagaRecord(sagaId, seq, this.clock.now(), event);
+    let data: string;
+    try {
+      data = serialiseRecord(record);
+    } catch (err) {
+      this.seqs.set(sagaId, seq - 1);
+      return Promise.reject(toSagameshError(err));
+    }
     if (event.type === 'saga.finished') this.seqs.delete(sagaId);
     return new Promise((resolve, reject) => {
-      this.pending.push({ record, status: statusAfter(event), resolve, reject });
+      this.pending.push({
+        record,
+        data,
+        status: statusAfter(event),
+        key,
+        // An answer is strings and a number: it always serialises.
+        answer: answer && JSON.stringify(answer),
+        resolve,
+        reject,
+      });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -163,42 +237,80 @@ export class SqliteSagaLog implements SagaLog {
     return seq;
   }
 
+  /**
+   * Commits the queued appends in one transaction. A saga whose records fail (a constraint, a
+   * second start) has them rolled back to its savepoint and rejected; the others commit. Only a
+   * failed transaction (the disk, the file) fails every append of the batch.
+   */
   private flush(): void {
     this.flushScheduled = false;
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
+    const failed = new Map<string, SagameshError>();
+    const held = new Map<string, KeyHolder>();
     try {
       this.db.transaction(() => {
-        for (const { record, status } of batch) {
-          if (record.type === 'saga.started') {
-            this.stmt.insertSaga.run(
-              record.sagaId,
-              record.definition,
-              record.version,
-              'running',
-              record.at,
-              record.at,
-            );
+        for (const [sagaId, appends] of bySaga(batch)) {
+          try {
+            this.writeSaga(appends);
+          } catch (err) {
+            if (err instanceof KeyHeld) held.set(sagaId, err.holder);
+            // SQLite ends the whole transaction on I/O errors, a full disk, …: then nothing commits.
+            else if (!this.db.inTransaction) throw err;
+            else failed.set(sagaId, storeError(err, 'saga log'));
           }
-          this.stmt.insertEvent.run(
-            record.sagaId,
-            record.seq,
-            record.at,
-            record.type,
-            JSON.stringify(record),
-          );
-          const finishedAt = status && isFinal(status) ? record.at : null;
-          if (record.type !== 'saga.started')
-            this.stmt.touchSaga.run(status ?? null, record.at, finishedAt, record.sagaId);
         }
       })();
     } catch (err) {
       const e = storeError(err, 'saga log');
       for (const p of batch) p.reject(e);
+      this.seqs.clear();
       return;
     }
-    for (const p of batch) p.resolve(p.record);
+    for (const p of batch) {
+      const e = failed.get(p.record.sagaId);
+      const holder = held.get(p.record.sagaId);
+      if (e) p.reject(e);
+      else if (holder) p.resolve({ held: holder });
+      else p.resolve({ record: p.record });
+    }
+    // Their records were not written: the next append reads the saga's last seq again.
+    for (const sagaId of [...failed.keys(), ...held.keys()]) this.seqs.delete(sagaId);
+  }
+
+  private writeRecord({ record, data, status, key, answer }: PendingAppend): void {
+    if (record.type === 'saga.started') {
+      if (key) this.reserveKey(record.sagaId, key, record.at);
+      const inserted = this.stmt.insertSaga.run(
+        record.sagaId,
+        record.definition,
+        record.version,
+        'running',
+        record.at,
+        record.at,
+      );
+      if (inserted.changes === 0) throw duplicateStart(record.sagaId);
+    }
+    this.stmt.insertEvent.run(record.sagaId, record.seq, record.at, record.type, data);
+    if (answer !== undefined) this.stmt.saveAnswer.run(answer, record.sagaId);
+    const finishedAt = status && isFinal(status) ? record.at : null;
+    if (record.type !== 'saga.started')
+      this.stmt.touchSaga.run(status ?? null, record.at, finishedAt, record.sagaId);
+  }
+
+  /** Within the start's savepoint: takes the key for the saga, or throws KeyHeld. */
+  private reserveKey(sagaId: string, k: KeyRequest, at: number): void {
+    const row = this.stmt.getKey.get(k.definition, k.key) as
+      { saga_id: string; request_hash: string; answer: string | null; created_at: number } | undefined;
+    if (row && row.created_at >= k.expiredBefore) {
+      throw new KeyHeld({
+        sagaId: row.saga_id,
+        requestHash: row.request_hash,
+        ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
+      });
+    }
+    this.stmt.reserveKey.run(k.definition, k.key, k.requestHash, sagaId, at);
   }
 
   history(sagaId: string): Promise<readonly SagaRecord[]> {
@@ -256,45 +368,19 @@ export class SqliteSagaLog implements SagaLog {
     return this.read(() => this.stmt.loadDefinition.get(version) as StoredDefinition | undefined);
   }
 
+  /**
+   * At boot: every unfinished saga. Alone on its file, this instance also releases the keys whose
+   * saga never started (only an older sagamesh could leave one): a retry runs afresh.
+   */
   claimUnfinished(): Promise<readonly string[]> {
-    return this.read(() => (this.stmt.unfinished.all() as { id: string }[]).map((r) => r.id));
+    return this.write(() => {
+      this.stmt.releaseOrphanKeys.run();
+      return (this.stmt.unfinished.all() as { id: string }[]).map((r) => r.id);
+    });
   }
 
   renewLeases(): Promise<readonly string[]> {
     return Promise.resolve([]);
-  }
-
-  reserveKey(k: {
-    definition: string;
-    key: string;
-    requestHash: string;
-    sagaId: string;
-    expiredBefore: number;
-  }): Promise<KeyReservation> {
-    return this.write(() => {
-      const result = this.stmt.reserveKey.run(
-        k.definition,
-        k.key,
-        k.requestHash,
-        k.sagaId,
-        this.clock.now(),
-        k.expiredBefore,
-      );
-      if (result.changes > 0) return { reserved: true } as const;
-      const row = this.stmt.getKey.get(k.definition, k.key) as
-        { saga_id: string; request_hash: string; answer: string | null } | undefined;
-      if (!row) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'idempotency key vanished while reserving');
-      return {
-        reserved: false,
-        sagaId: row.saga_id,
-        requestHash: row.request_hash,
-        ...(row.answer ? { answer: JSON.parse(row.answer) as StoredAnswer } : {}),
-      } as const;
-    });
-  }
-
-  releaseKey(definition: string, key: string, sagaId: string): Promise<void> {
-    return this.write(() => void this.stmt.releaseKey.run(definition, key, sagaId));
   }
 
   saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
@@ -304,9 +390,10 @@ export class SqliteSagaLog implements SagaLog {
   prune(cutoffs: PruneCutoffs): Promise<{ sagas: number; keys: number }> {
     return this.write(() =>
       this.db.transaction(() => {
+        const sagaKeys = this.stmt.pruneSagaKeys.run(cutoffs.sagasFinishedBefore).changes;
         this.stmt.pruneEvents.run(cutoffs.sagasFinishedBefore);
         const sagas = this.stmt.pruneSagas.run(cutoffs.sagasFinishedBefore).changes;
-        const keys = this.stmt.pruneKeys.run(cutoffs.keysCreatedBefore).changes;
+        const keys = sagaKeys + this.stmt.pruneKeys.run(cutoffs.keysCreatedBefore).changes;
         return { sagas, keys };
       })(),
     );
@@ -359,4 +446,9 @@ function migrate(db: Database.Database, clock: Clock): void {
       );
     })();
   });
+}
+
+function recordOf(written: Written): SagaRecord {
+  if ('held' in written) throw new SagameshError(ERRORS.INTERNAL, 'a record without a key was held');
+  return written.record;
 }

@@ -9,6 +9,7 @@ import type { SagaDefinition } from './definition';
 import type { CallInput, CallOutput } from './saga-state';
 import { classifyNetworkError, classifyResponse } from './outcome';
 import { renderRequest } from './render';
+import { readsResponseOf } from './response-reads';
 
 /**
  * The saga machine's one I/O function (its `call`): every step and compensation request goes
@@ -24,7 +25,7 @@ export interface CallStepDeps {
   readonly observer: Observer;
   /** The saga's logger (saga_id, request_id, trace_id). */
   readonly logger: Logger;
-  /** A failed log write: a lost lease stops the saga. */
+  /** A failed log write: the runner stops the saga (and, unless its lease was lost, resumes it from the log). */
   readonly onStoreError: (err: unknown) => void;
 }
 
@@ -49,7 +50,10 @@ export async function callStep(
       applied: 'no',
       error: { code: e.code, message: e.message },
     };
-    await recordOutcome(deps.log, input, output);
+    await recordOutcome(deps.log, input, output).catch((err: unknown) => {
+      deps.onStoreError(err);
+      throw err;
+    });
     return output;
   }
 
@@ -63,7 +67,7 @@ export async function callStep(
       replay,
     });
   } catch (err) {
-    // Not recorded, so not sent. A lost lease stops the saga here; anything else is retried.
+    // Not recorded, so not sent; the runner stops the saga here.
     deps.onStoreError(err);
     throw err;
   }
@@ -97,7 +101,8 @@ export async function callStep(
       ...(request.body !== undefined ? { body: request.body } : {}),
       signal,
     });
-    output = classifyResponse(kind, call, response, input.step);
+    const read = response.unreadable !== undefined && readsResponseOf(definition, input.step);
+    output = classifyResponse(kind, call, response, input.step, read);
   } catch (err) {
     if (signal.aborted) {
       // The machine timed the call out (or the saga moved on); it records that itself.

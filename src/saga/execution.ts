@@ -1,4 +1,5 @@
 import type { Actor } from 'xstate';
+import type { StoredAnswer } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
 import type { SagaMachine } from './machine';
 import type { ErrorInfo, FinalState, SagaContext, StepRun } from './saga-state';
@@ -21,13 +22,19 @@ export interface StepSummary {
 export interface SagaResult {
   readonly sagaId: string;
   readonly definition: string;
-  /** `abandoned`: this process stopped acting on the saga (lease lost, shutdown); another resumes it. */
+  /**
+   * `abandoned`: this process stopped acting on the saga — its lease was lost (another instance
+   * resumes it), one of its records could not be written (this one resumes it from the log), or
+   * sagamesh stopped (recovery resumes it).
+   */
   readonly status: FinalState | 'abandoned';
   readonly failedStep?: string;
   readonly error?: ErrorInfo;
   readonly steps: readonly StepSummary[];
   /** Responses of the steps that succeeded, for the success answer's templates. */
   readonly scope: TemplateScope;
+  /** The answer kept for the saga's Idempotency-Keys with its end: what its client must be told. */
+  readonly answer?: StoredAnswer;
 }
 
 export function summarize(context: SagaContext): StepSummary[] {

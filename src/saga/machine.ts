@@ -180,6 +180,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           ['done', 'skipped', 'stuck'].includes(context.steps[d]?.compensation.status ?? 'skipped'),
         ),
       callSucceeded: ({ event }) => outputOf(event).outcome === 'success',
+      callRejected: ({ event }) => outputOf(event).outcome === 'rejected',
       callRetryable: ({ context, event }, params: { step: string; kind: CallKind | 'resolve' }) =>
         outputOf(event).outcome === 'retryable' && attemptsLeft(context, params.step, params.kind),
       attemptsLeft: ({ context }, params: { step: string; kind: CallKind | 'resolve' }) =>
@@ -487,7 +488,9 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
               actions: { type: 'recordCompensationOutcome', params: p },
             },
             // A definitive refusal now means the action never took effect: nothing to undo.
-            { target: 'skipped', actions: { type: 'recordResolved', params: p } },
+            { guard: 'callRejected', target: 'skipped', actions: { type: 'recordResolved', params: p } },
+            // Still in doubt with the budget spent (5xx, unreadable, network): an operator must look.
+            { target: 'stuck', actions: { type: 'recordCompensationOutcome', params: p } },
           ],
           timeoutMs,
           retryOrStuck('resolve', 'resolveBackoff').map((t) => ({

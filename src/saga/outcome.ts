@@ -1,20 +1,41 @@
 import { ERRORS } from '../errors';
-import type { CallDefinition, StepResponse } from './definition';
+import type { CallResponse } from '../participants/step-caller';
+import type { CallDefinition } from './definition';
 import type { CallKind, CallOutput } from './saga-state';
 
 /**
  * How a participant's answer counts (ARCHITECTURE.md, "Saga semantics"): a listed success status
  * → success; for a compensation a 404 also means "nothing to undo"; 408, 429 and 5xx → retry;
  * any other 4xx → a definitive refusal that retrying will not change.
+ *
+ * An action's success whose body claims JSON and is not (`unreadable`), when the saga reads that
+ * step's response (`readByTheSaga`: its undo needs the booking id, say), is in doubt instead: the
+ * participant did the work, but the saga cannot know what it did. It counts as applied and
+ * retryable, keeps no response, and is asked again under the same idempotency key — retried
+ * within the action's budget, replayed within the compensation's once the saga compensates —
+ * until it answers readably; past the budget, as any retryable failure, the step fails or its
+ * undo is stuck. Nobody reading the body, the answer is a success and the text is kept.
  */
 export function classifyResponse(
   kind: CallKind,
   call: CallDefinition,
-  response: StepResponse,
+  answer: CallResponse,
   step: string,
+  readByTheSaga = false,
 ): CallOutput {
+  const { unreadable, ...response } = answer;
   const { status } = response;
   if (call.success.includes(status) || (kind === 'compensation' && status === 404)) {
+    if (unreadable !== undefined && kind === 'action' && readByTheSaga) {
+      return {
+        outcome: 'retryable',
+        applied: 'yes',
+        error: {
+          code: ERRORS.STEP_BAD_RESPONSE.code,
+          message: `${step}: participant answered ${status}, but ${unreadable}`,
+        },
+      };
+    }
     return { outcome: 'success', applied: 'yes', response };
   }
   if (status >= 400 && status < 500 && status !== 408 && status !== 429) {

@@ -8,7 +8,7 @@ import type { Observer } from '../observer';
 import { NOOP_OBSERVER } from '../observer';
 import type { HttpCaller } from '../participants/step-caller';
 import { rebuild } from '../saga-log/recovery';
-import type { SagaLog } from '../saga-log/saga-log';
+import type { KeyHolder, KeyRequest, SagaEvent, SagaLog, StoredAnswer } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
 import type { SagaActor, SagaResult } from './execution';
 import { SagaExecution, scopeOf, summarize } from './execution';
@@ -16,15 +16,21 @@ import type { SagaMachine } from './machine';
 import type { CallInput, CallOutput, ErrorInfo, FinalState, SagaContext, SagaInput } from './saga-state';
 import { abortCalls, buildSagaMachine } from './machine';
 import { callStep } from './call-step';
+import { Redrives } from './redrive';
+import { answerFromLog } from './answer-from-log';
 
 /**
  * Runs sagas: one XState actor per saga, built from the definition's machine (built once per
  * definition) with the one I/O function, `callStep`, passed in here. `callStep` records the
  * dispatch in the saga log before it sends anything, and the outcome before the machine may act on
- * it.
+ * it. A saga whose record cannot be written stops there: with its lease lost, another instance
+ * owns it; otherwise it is resumed from the log after a backoff (redrive.ts).
  */
 
 export type { SagaExecution, SagaResult, StepSummary } from './execution';
+
+/** Why a saga is resumed from its journal; recorded in its `saga.recovered` record. */
+export type SagaResumeReason = Extract<SagaEvent, { type: 'saga.recovered' }>['reason'];
 
 export interface RunnerDeps {
   readonly log: SagaLog;
@@ -36,7 +42,13 @@ export interface RunnerDeps {
   readonly observer?: Observer;
   /** The definition a saga started with, by version: recovery runs that exact version. */
   readonly resolveDefinition: (version: string, name: string) => Promise<SagaDefinition | undefined>;
-  /** Called when a resumed saga ends (to store answers for its Idempotency-Keys). */
+  /**
+   * The answer a settled saga's client gets (extproc/answers.ts), or undefined when sagamesh does
+   * not own it (a pivot saga's success is the upstream's). Kept with `saga.finished` for the
+   * saga's Idempotency-Keys, when the saga has any (or may have: a resumed one).
+   */
+  readonly answer?: (definition: SagaDefinition, result: SagaResult) => Promise<StoredAnswer | undefined>;
+  /** Called when a resumed saga ends. */
   readonly onRecovered?: (result: SagaResult, definition: SagaDefinition) => void;
   /** Recorded in `saga.recovered` records: which instance resumed a saga. */
   readonly instanceId?: string;
@@ -46,14 +58,17 @@ interface Running {
   readonly actor: SagaActor;
   readonly logger: Logger;
   readonly execution: SagaExecution;
-  readonly abandon: (reason: string) => void;
+  readonly abandon: (reason: string, error?: ErrorInfo) => void;
 }
 
 export interface StartMeta {
   readonly traceparent?: string;
   readonly requestId?: string;
-  /** A saga id allocated beforehand (see allocateId). */
-  readonly sagaId?: string;
+}
+
+/** The client's Idempotency-Key is another saga's: nothing was started. */
+export interface KeyHeld {
+  readonly held: KeyHolder;
 }
 
 type SagaSnapshot = SnapshotFrom<SagaMachine>;
@@ -70,10 +85,17 @@ export class SagaRunner {
   private readonly savedVersions = new Set<string>();
   private readonly newId: () => string;
   private readonly observer: Observer;
+  private readonly redrives: Redrives;
 
   constructor(private readonly deps: RunnerDeps) {
     this.newId = deps.newId ?? randomUUID;
     this.observer = deps.observer ?? NOOP_OBSERVER;
+    this.redrives = new Redrives({
+      clock: deps.clock,
+      random: deps.random ?? Math.random,
+      logger: deps.logger,
+      resume: (sagaId) => this.resume(sagaId, 'store-error'),
+    });
   }
 
   /** Sagas in flight in this process. */
@@ -86,22 +108,28 @@ export class SagaRunner {
     return [...this.sagas.keys()];
   }
 
-  /** A fresh saga id, for callers that must record it before the saga starts (Idempotency-Key). */
-  allocateId(): string {
-    return this.newId();
-  }
-
   /**
    * Records the saga's start (and its definition's source, once per version), then starts its
    * actor. The start record is written before any step can be dispatched; if it cannot be
-   * written, nothing runs and the error propagates.
+   * written, nothing runs and the error propagates. With `key`, the client's Idempotency-Key is
+   * reserved in the same write; if another saga holds it, nothing starts and the holder comes back.
    */
   async start(
     definition: SagaDefinition,
     request: TemplateScope['request'],
-    meta: StartMeta = {},
-  ): Promise<SagaExecution> {
-    const sagaId = meta.sagaId ?? this.newId();
+    meta: StartMeta & { readonly key: KeyRequest },
+  ): Promise<SagaExecution | KeyHeld>;
+  async start(
+    definition: SagaDefinition,
+    request: TemplateScope['request'],
+    meta?: StartMeta,
+  ): Promise<SagaExecution>;
+  async start(
+    definition: SagaDefinition,
+    request: TemplateScope['request'],
+    meta: StartMeta & { readonly key?: KeyRequest } = {},
+  ): Promise<SagaExecution | KeyHeld> {
+    const sagaId = this.newId();
     if (!this.savedVersions.has(definition.version)) {
       await this.deps.log.saveDefinition({
         name: definition.name,
@@ -111,27 +139,42 @@ export class SagaRunner {
       });
       this.savedVersions.add(definition.version);
     }
-    await this.deps.log.append(sagaId, {
-      type: 'saga.started',
-      definition: definition.name,
-      version: definition.version,
-      request,
-      ...(meta.traceparent ? { traceparent: meta.traceparent } : {}),
-    });
+    const started = await this.deps.log.start(
+      sagaId,
+      {
+        type: 'saga.started',
+        definition: definition.name,
+        version: definition.version,
+        request,
+        ...(meta.traceparent ? { traceparent: meta.traceparent } : {}),
+      },
+      meta.key,
+    );
+    if ('held' in started) return started;
     return this.launch(
       definition,
       { sagaId, request, ...(meta.traceparent ? { traceparent: meta.traceparent } : {}) },
-      meta.requestId,
+      { requestId: meta.requestId, keepAnswer: meta.key !== undefined },
     );
   }
 
   /**
-   * Resumes an unfinished saga from its journal (after a restart or a lease takeover) or, with
-   * reason `retry`, re-drives a stuck saga's compensations. Backward recovery: the saga never
-   * runs forward again. Resolves undefined when there is nothing to resume.
+   * Resumes an unfinished saga from its journal (after a restart, a lease takeover or a failed
+   * write) or, with reason `retry`, re-drives a stuck saga's compensations. Backward recovery: the
+   * saga never runs forward again. Resolves undefined when there is nothing to resume. When the
+   * store fails a restart's or takeover's resumption, it is tried again later (redrive.ts).
    */
-  async resume(sagaId: string, reason: 'restart' | 'takeover' | 'retry'): Promise<SagaExecution | undefined> {
+  async resume(sagaId: string, reason: SagaResumeReason): Promise<SagaExecution | undefined> {
     if (this.sagas.has(sagaId)) return this.sagas.get(sagaId)?.execution;
+    try {
+      return await this.resumeFromLog(sagaId, reason);
+    } catch (err) {
+      if (reason === 'restart' || reason === 'takeover') this.redriveUnlessLost(sagaId, err);
+      throw err;
+    }
+  }
+
+  private async resumeFromLog(sagaId: string, reason: SagaResumeReason): Promise<SagaExecution | undefined> {
     const rebuilt = rebuild(await this.deps.log.history(sagaId), { retryStuck: reason === 'retry' });
     if (!rebuilt) return undefined;
     if (rebuilt.finished && !(reason === 'retry' && rebuilt.finished === 'stuck')) return undefined;
@@ -148,16 +191,26 @@ export class SagaRunner {
       by: this.deps.instanceId ?? 'local',
     });
     logger.warn({ reason, steps: Object.keys(rebuilt.steps) }, 'saga resumed from the log');
-    return this.launch(definition, {
-      sagaId,
-      request: started.request,
-      ...(started.traceparent ? { traceparent: started.traceparent } : {}),
-      recovered: {
-        steps: rebuilt.steps,
-        ...(rebuilt.failedStep ? { failedStep: rebuilt.failedStep } : {}),
-        ...(rebuilt.error ? { error: rebuilt.error } : {}),
+    // Whether its client used an Idempotency-Key is not in the journal: keep the answer anyway.
+    return this.launch(
+      definition,
+      {
+        sagaId,
+        request: started.request,
+        ...(started.traceparent ? { traceparent: started.traceparent } : {}),
+        recovered: {
+          steps: rebuilt.steps,
+          ...(rebuilt.failedStep ? { failedStep: rebuilt.failedStep } : {}),
+          ...(rebuilt.error ? { error: rebuilt.error } : {}),
+        },
       },
-    });
+      { keepAnswer: true },
+    );
+  }
+
+  /** The answer of a saga that finished without one kept for its keys (answer-from-log.ts). */
+  answerFromLog(sagaId: string): Promise<StoredAnswer | undefined> {
+    return answerFromLog(this.deps, sagaId);
   }
 
   /** Operator retry of a stuck saga's compensations. */
@@ -197,11 +250,17 @@ export class SagaRunner {
 
   /** Stops every actor without recording anything: what was in flight is left for recovery. */
   stopAll(): void {
+    this.redrives.cancelAll();
     for (const saga of [...this.sagas.values()]) saga.abandon('sagamesh stopped');
   }
 
-  private launch(definition: SagaDefinition, input: SagaInput, requestId?: string): SagaExecution {
+  private launch(
+    definition: SagaDefinition,
+    input: SagaInput,
+    opts: { readonly requestId?: string | undefined; readonly keepAnswer: boolean },
+  ): SagaExecution {
     const { sagaId } = input;
+    const { requestId } = opts;
     const traceId = traceIdOf(input.traceparent);
     const logger = this.deps.logger.child({
       saga_id: sagaId,
@@ -236,22 +295,31 @@ export class SagaRunner {
       subscription.unsubscribe();
       const outcome = result(snapshot.context, status, error);
       // Record the end before anyone answers the client with it; only then is the saga done here.
-      this.deps.log
-        .append(sagaId, { type: 'saga.finished', status })
+      // The answer for its Idempotency-Keys is written with it: there is no moment between the two.
+      this.answerToKeep(definition, outcome, opts.keepAnswer, logger)
+        .then(async (answer) => {
+          await this.deps.log.finish(sagaId, { type: 'saga.finished', status }, answer);
+          return answer ? { ...outcome, answer } : outcome;
+        })
         .then(
-          () => {
+          (settledWith) => {
             logger.info({ status, failed_step: outcome.failedStep, error: outcome.error }, 'saga finished');
             this.observer.sagaFinished(definition.name, status, this.deps.clock.now() - startedAt);
+            this.sagas.delete(sagaId);
+            resolveSteps('final');
+            resolveSettled(settledWith);
+            if (input.recovered) this.deps.onRecovered?.(settledWith, definition);
           },
-          (err: unknown) =>
-            logger.error({ err }, 'could not record the end of the saga; recovery will finish it'),
-        )
-        .finally(() => {
-          this.sagas.delete(sagaId);
-          resolveSteps('final');
-          resolveSettled(outcome);
-          if (input.recovered) this.deps.onRecovered?.(outcome, definition);
-        });
+          (err: unknown) => {
+            // Not recorded, so not told: the client hears "still running" and the log finishes it.
+            const e = toSagameshError(err);
+            logger.error({ err: e, code: e.code }, 'could not record the end of the saga');
+            this.sagas.delete(sagaId);
+            resolveSteps('final');
+            resolveSettled(result(snapshot.context, 'abandoned', { code: e.code, message: e.message }));
+            this.redriveUnlessLost(sagaId, e);
+          },
+        );
     };
     const subscription = actor.subscribe({
       next: (snapshot) => {
@@ -292,6 +360,22 @@ export class SagaRunner {
     return execution;
   }
 
+  /** The answer kept for the saga's keys, if it may have any; one that cannot be built is not kept. */
+  private async answerToKeep(
+    definition: SagaDefinition,
+    outcome: SagaResult,
+    keep: boolean,
+    logger: Logger,
+  ): Promise<StoredAnswer | undefined> {
+    if (!keep || !this.deps.answer) return undefined;
+    try {
+      return await this.deps.answer(definition, outcome);
+    } catch (err) {
+      logger.error({ err }, 'could not build the answer to keep for the Idempotency-Key');
+      return undefined;
+    }
+  }
+
   private recordCompensating(sagaId: string, context: SagaContext, logger: Logger): void {
     const error = context.error ?? { code: ERRORS.INTERNAL.code, message: 'compensating' };
     logger.warn({ failed_step: context.failedStep, error }, 'saga compensating');
@@ -304,11 +388,27 @@ export class SagaRunner {
       .catch((err: unknown) => this.onStoreError(sagaId, err, logger));
   }
 
-  /** A lost lease means another instance owns the saga now: stop acting on it at once. */
+  /**
+   * A record of the saga could not be written: stop acting on it at once, since the log no longer
+   * says what it did. A lost lease leaves it to its new owner; any other failure resumes it from
+   * the log later.
+   */
   private onStoreError(sagaId: string, err: unknown, logger: Logger): void {
     const e = toSagameshError(err);
     logger.error({ err: e, code: e.code }, 'saga log write failed');
-    if (e.code === ERRORS.LEASE_LOST.code) this.abandon(sagaId, e.message);
+    if (e.code === ERRORS.LEASE_LOST.code) {
+      this.abandon(sagaId, e.message);
+      return;
+    }
+    const saga = this.sagas.get(sagaId);
+    if (!saga) return;
+    saga.logger.warn({ code: e.code }, 'saga stopped: resumed from the log once the store writes again');
+    saga.abandon(e.message, { code: e.code, message: e.message });
+    this.redrives.schedule(sagaId);
+  }
+
+  private redriveUnlessLost(sagaId: string, err: unknown): void {
+    if (toSagameshError(err).code !== ERRORS.LEASE_LOST.code) this.redrives.schedule(sagaId);
   }
 
   private machineFor(definition: SagaDefinition): SagaMachine {

@@ -97,7 +97,11 @@ export function compileTemplate(value: unknown, path: Path, known?: KnownExpress
 
 /**
  * A header value template: renders to a string (numbers, booleans and JSON are stringified) or
- * undefined, which leaves the header out. CR, LF and NUL are refused so data cannot add headers.
+ * undefined, which leaves the header out. The value must be printable US-ASCII, space or tab
+ * (RFC 9110's advice for field values). CR and LF would let data add headers; the HTTP client
+ * refuses other control characters, DEL and anything above U+00FF only once the call counts as sent
+ * (so it was in doubt and retried), and sends é as a Latin-1 byte nobody agreed on. Checked here,
+ * any of them is the saga's template error, and nothing is sent.
  */
 export function compileHeaderTemplate(
   value: string | number | boolean,
@@ -107,7 +111,7 @@ export function compileHeaderTemplate(
   const c = new Compilation(known);
   const node = compileNode(typeof value === 'string' ? value : String(value), path, c);
   if (node.kind === 'const' && typeof node.value === 'string' && UNSAFE_HEADER.test(node.value)) {
-    c.problems.push({ path, kind: 'value', message: 'a header value must not contain CR, LF or NUL' });
+    c.problems.push({ path, kind: 'value', message: UNSAFE_HEADER_MESSAGE });
   }
   const where = formatPath(path);
   return c.result(() =>
@@ -120,12 +124,13 @@ export function compileHeaderTemplate(
   );
 }
 
-const UNSAFE_HEADER = /[\r\n\0]/;
+const UNSAFE_HEADER = /[^\t\x20-\x7e]/;
+const UNSAFE_HEADER_MESSAGE = 'a header value must be printable US-ASCII, space or tab';
 
 function headerValue(value: unknown, where: string): string | undefined {
   if (value === undefined) return undefined;
   const text = typeof value === 'string' ? value : JSON.stringify(value);
-  if (UNSAFE_HEADER.test(text)) throw renderError(where, 'a header value must not contain CR, LF or NUL');
+  if (UNSAFE_HEADER.test(text)) throw renderError(where, UNSAFE_HEADER_MESSAGE);
   return text;
 }
 

@@ -128,9 +128,14 @@ it('a surviving instance finishes the sagas of one killed mid-saga, and no saga 
   const client = new Client({ connectionString: url });
   await client.connect();
   try {
-    const rows = await client.query<{ status: string; owner: string }>('SELECT status, owner FROM sagas');
-    expect(rows.rows).toHaveLength(SAGAS);
-    expect(rows.rows.every((r) => r.status === 'compensated' && r.owner === 'b')).toBe(true);
+    // The participants cancel before B records their answers and the sagas' ends: wait for those.
+    const rows = await until(
+      'every saga recorded as compensated',
+      async () =>
+        (await client.query<{ status: string; owner: string }>('SELECT status, owner FROM sagas')).rows,
+      (rs) => rs.length === SAGAS && rs.every((r) => r.status === 'compensated'),
+    );
+    expect(rows.every((r) => r.owner === 'b')).toBe(true);
     const recovered = await client.query<{ data: string }>(
       "SELECT data FROM saga_events WHERE type = 'saga.recovered'",
     );

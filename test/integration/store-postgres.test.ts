@@ -1,7 +1,7 @@
 import { Client, Pool } from 'pg';
 import { systemClock } from '../../src/clock';
 import { PostgresSagaLog } from '../../src/saga-log/postgres';
-import type { SagaEvent } from '../../src/saga-log/saga-log';
+import type { SagaEvent, StartedEvent } from '../../src/saga-log/saga-log';
 import type { TestPostgres } from '../helpers/postgres';
 import { startPostgres } from '../helpers/postgres';
 
@@ -16,7 +16,7 @@ afterAll(async () => {
   await pg?.stop();
 });
 
-const started: SagaEvent = {
+const started: StartedEvent = {
   type: 'saga.started',
   definition: 'book-trip',
   version: 'v1',
@@ -106,34 +106,38 @@ describe('PostgreSQL saga log', () => {
     }
   });
 
-  it('reserves Idempotency-Keys once, stores answers, expires keys and prunes finished sagas', async () => {
+  // What keys do in every store is the contract test's (saga-log-contract.test.ts).
+  it('takes over a key an older sagamesh left without its saga once it is a minute old, and prunes keys with their sagas', async () => {
     const url = await pg.createDatabase();
     const log = await open(url, 'a');
     try {
-      const key = { definition: 'book-trip', key: 'k1', requestHash: 'h1', sagaId: 's1', expiredBefore: 0 };
-      expect(await log.reserveKey(key)).toEqual({ reserved: true });
-      expect(await log.reserveKey({ ...key, sagaId: 's2' })).toEqual({
-        reserved: false,
-        sagaId: 's1',
-        requestHash: 'h1',
+      // Left by a sagamesh that reserved keys first and died before the start (no saga, no answer).
+      const leftover = (key: string, ageMs: number) =>
+        sql(
+          url,
+          "INSERT INTO idempotency_keys (definition, key, request_hash, saga_id, created_at) VALUES ('book-trip', $1, 'h1', 'never', $2)",
+          [key, Date.now() - ageMs],
+        );
+      await leftover('old', 61_000);
+      await leftover('young', 5_000);
+      const key = (k: string) => ({ definition: 'book-trip', key: k, requestHash: 'h1', expiredBefore: 0 });
+      expect(await log.start('s1', started, key('old'))).toMatchObject({ started: { sagaId: 's1' } });
+      // A younger one may be an older instance's, between its two writes: still held.
+      expect(await log.start('s2', started, key('young'))).toEqual({
+        held: { sagaId: 'never', requestHash: 'h1' },
       });
-      await log.saveAnswer('s1', { status: 201, headers: { a: 'b' }, body: '{}' });
-      expect(await log.reserveKey({ ...key, sagaId: 's3' })).toMatchObject({ answer: { status: 201 } });
-      // an expired key is taken over by the new saga
-      expect(await log.reserveKey({ ...key, sagaId: 's4', expiredBefore: Date.now() + 1 })).toEqual({
-        reserved: true,
-      });
+      expect(await log.summary('s2')).toBeUndefined();
 
-      await log.append('s1', started);
-      await log.append('s1', { type: 'saga.finished', status: 'compensated' });
-      await log.append('s2', started);
-      const pruned = await log.prune({
-        sagasFinishedBefore: Date.now() + 1,
-        keysCreatedBefore: Date.now() + 1,
+      await log.finish(
+        's1',
+        { type: 'saga.finished', status: 'succeeded' },
+        { status: 201, headers: {}, body: '{}' },
+      );
+      expect(await log.prune({ sagasFinishedBefore: Date.now() + 1, keysCreatedBefore: 0 })).toEqual({
+        sagas: 1,
+        keys: 1,
       });
-      expect(pruned).toEqual({ sagas: 1, keys: 1 });
-      expect(await log.history('s1')).toEqual([]);
-      expect(await log.summary('s2')).toMatchObject({ status: 'running' });
+      expect(await log.start('s3', started, key('old'))).toMatchObject({ started: { sagaId: 's3' } });
     } finally {
       await log.close();
     }
@@ -235,12 +239,46 @@ describe('PostgreSQL saga log', () => {
         const outcomes = await Promise.allSettled([log.append('s1', started), log.append('s2', started)]);
         expect(outcomes[0]).toMatchObject({
           status: 'rejected',
-          reason: { code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' },
+          reason: { code: 'SAGAMESH_ERR_INTERNAL', message: expect.stringContaining('already exists') },
         });
         expect(outcomes[1]).toMatchObject({ status: 'fulfilled', value: { sagaId: 's2', seq: 1 } });
         expect(await log.history('s1')).toHaveLength(1);
       } finally {
         await log.close();
+      }
+    });
+
+    it('writes a batch the server refuses for one saga again saga by saga, so only that saga fails', async () => {
+      const url = await pg.createDatabase();
+      // Two instances given one SAGAMESH_INSTANCE_ID: fencing cannot tell them apart, and both
+      // take seq 2 of s1. The second to commit breaks the journal's primary key.
+      const a = await open(url, 'same', 60_000);
+      const b = await open(url, 'same', 60_000);
+      const batches = countBatches();
+      try {
+        await a.append('s1', started);
+        await b.append('s1', dispatched('hotel'));
+        const before = batches.count();
+        const outcomes = await Promise.allSettled([
+          a.append('s2', started),
+          a.append('s1', dispatched('car')),
+          a.append('s3', started),
+        ]);
+        expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+        expect(outcomes[1]).toMatchObject({ reason: { code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' } });
+        // The batch, then each of its three sagas.
+        expect(batches.count()).toBe(before + 4);
+        expect((await a.history('s1')).map((r) => (r.type === 'call.dispatched' ? r.step : r.type))).toEqual([
+          'saga.started',
+          'hotel',
+        ]);
+        expect(await a.summary('s2')).toMatchObject({ status: 'running' });
+        expect(await a.summary('s3')).toMatchObject({ status: 'running' });
+        // s1's next record reads the journal's last seq again.
+        expect((await a.append('s1', dispatched('car'))).seq).toBe(3);
+      } finally {
+        batches.restore();
+        await Promise.all([a.close(), b.close()]);
       }
     });
 

@@ -188,6 +188,26 @@ describe('demo participant', () => {
     expect(r.body.error).toBe('unavailable');
   });
 
+  it('fault "garbled:<n>" books, but the first n answers for its idempotency-key are not the JSON they claim', async () => {
+    const h = { 'idempotency-key': 'k1' };
+    const answers: { status: number; type: string | null; text: string }[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${base}/bookings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...h },
+        body: JSON.stringify({ guest: 'ada', fault: 'garbled:2' }),
+      });
+      answers.push({ status: res.status, type: res.headers.get('content-type'), text: await res.text() });
+    }
+    expect(answers.map((a) => a.status)).toEqual([201, 200, 200]);
+    expect(answers.every((a) => a.type?.startsWith('application/json'))).toBe(true);
+    expect(() => JSON.parse(answers[0]?.text ?? '') as unknown).toThrow();
+    expect(() => JSON.parse(answers[1]?.text ?? '') as unknown).toThrow();
+    // Booked once, at the first create; the third answer is the booking.
+    expect(p.bookings()).toHaveLength(1);
+    expect(JSON.parse(answers[2]?.text ?? '')).toMatchObject({ id: p.bookings()[0]?.id, status: 'booked' });
+  });
+
   it('fault "cancel-fail" books, but every cancel answers 500', async () => {
     const { status, body: b } = await post({ fault: 'cancel-fail' });
     expect(status).toBe(201);
@@ -274,6 +294,8 @@ describe('demo participant', () => {
     ['slow:99999999'],
     ['cancel-slow:'],
     ['cancel-slow:99999999'],
+    ['garbled:'],
+    ['garbled:1001'],
   ])('fault %p answers 400 bad_fault', async (fault) => {
     const r = await post({ fault });
     expect(r.status).toBe(400);

@@ -1,6 +1,6 @@
 import type { Clock } from '../../src/clock';
 import { MemorySagaLog } from '../../src/saga-log/memory';
-import type { SagaEvent, SagaStatus } from '../../src/saga-log/saga-log';
+import type { FinishedEvent, SagaEvent, SagaStatus, StartedEvent } from '../../src/saga-log/saga-log';
 
 /**
  * The in-memory log: a finished saga's journal is kept only for the most recent finished sagas,
@@ -20,7 +20,7 @@ class FakeClock implements Clock {
   }
 }
 
-const started: SagaEvent = {
+const started: StartedEvent = {
   type: 'saga.started',
   definition: 'book-trip',
   version: 'v1',
@@ -38,7 +38,7 @@ const compensating: SagaEvent = {
   failedStep: 'hotel',
   error: { code: 'SAGAMESH_ERR_STEP_REJECTED', message: 'hotel' },
 };
-const finished = (status: SagaStatus): SagaEvent => ({ type: 'saga.finished', status });
+const finished = (status: SagaStatus): FinishedEvent => ({ type: 'saga.finished', status });
 
 async function sagaTo(log: MemorySagaLog, id: string, status: SagaStatus): Promise<void> {
   await log.append(id, started);
@@ -105,23 +105,15 @@ describe('MemorySagaLog', () => {
 
   it('keeps the stored answer of an Idempotency-Key after the journal is dropped', async () => {
     const log = new MemorySagaLog(clock, { finishedJournals: 0 });
-    const reserve = (sagaId: string, key = 'k1') =>
-      log.reserveKey({ definition: 'book-trip', key, requestHash: 'h', sagaId, expiredBefore: 0 });
-    expect(await reserve('a')).toEqual({ reserved: true });
-    await sagaTo(log, 'a', 'succeeded');
-    await log.saveAnswer('a', { status: 201, headers: {}, body: '{}' });
+    const key = { definition: 'book-trip', key: 'k1', requestHash: 'h', expiredBefore: 0 };
+    expect(await log.start('a', started, key)).toMatchObject({ started: { sagaId: 'a', seq: 1 } });
+    await log.append('a', dispatched);
+    await log.finish('a', finished('succeeded'), { status: 201, headers: {}, body: '{}' });
     expect(await log.history('a')).toEqual([]);
-    expect(await reserve('other')).toEqual({
-      reserved: false,
-      sagaId: 'a',
-      requestHash: 'h',
-      answer: { status: 201, headers: {}, body: '{}' },
+    expect(await log.start('other', started, key)).toEqual({
+      held: { sagaId: 'a', requestHash: 'h', answer: { status: 201, headers: {}, body: '{}' } },
     });
-    // A released key is forgotten; an answer saved later for its saga goes nowhere.
-    expect(await reserve('b', 'k2')).toEqual({ reserved: true });
-    await log.releaseKey('book-trip', 'k2', 'b');
-    await log.saveAnswer('b', { status: 409, headers: {}, body: '{}' });
-    expect(await reserve('c', 'k2')).toEqual({ reserved: true });
+    expect(await log.summary('other')).toBeUndefined();
   });
 
   it('numbers records on after the journal was dropped, and prunes finished sagas at retention', async () => {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Clock } from '../../src/clock';
-import type { SagaEvent, SagaStatus } from '../../src/saga-log/saga-log';
+import type { FinishedEvent, SagaEvent, SagaStatus, StartedEvent } from '../../src/saga-log/saga-log';
 import { SqliteSagaLog } from '../../src/saga-log/sqlite';
 
 /**
@@ -25,11 +25,15 @@ class FakeClock implements Clock {
   }
 }
 
-const started = (definition = 'book-trip', version = 'v1'): SagaEvent => ({
+const started = (
+  definition = 'book-trip',
+  version = 'v1',
+  body: unknown = { guest: 'Ada' },
+): StartedEvent => ({
   type: 'saga.started',
   definition,
   version,
-  request: { method: 'POST', path: '/trips', query: {}, headers: {}, body: { guest: 'Ada' } },
+  request: { method: 'POST', path: '/trips', query: {}, headers: {}, body },
 });
 const dispatched = (step: string, attempt = 1): SagaEvent => ({
   type: 'call.dispatched',
@@ -38,7 +42,7 @@ const dispatched = (step: string, attempt = 1): SagaEvent => ({
   attempt,
   replay: false,
 });
-const finished = (status: SagaStatus): SagaEvent => ({ type: 'saga.finished', status });
+const finished = (status: SagaStatus): FinishedEvent => ({ type: 'saga.finished', status });
 const compensating: SagaEvent = {
   type: 'saga.compensating',
   failedStep: 'car',
@@ -224,17 +228,32 @@ describe('SqliteSagaLog', () => {
     }
   });
 
-  it('rejects every append of a batch that cannot be committed, and commits nothing of it', async () => {
+  it('rejects the appends a full disk cannot take, commits nothing of them, and stays usable', async () => {
+    const log = openLog();
+    await log.append('before', started());
+    // The file may not grow (what a full disk does), and these records need new pages.
+    const db = (log as unknown as { db: Database.Database }).db;
+    db.pragma(`max_page_count = ${String(db.pragma('page_count', { simple: true }))}`);
+    const big = (id: string) => log.append(id, started('book-trip', 'v1', { blob: 'x'.repeat(100_000) }));
+    const outcomes = await Promise.allSettled([big('a'), big('b')]);
+    for (const o of outcomes)
+      expect(o).toMatchObject({ status: 'rejected', reason: { code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' } });
+    expect(await log.history('a')).toEqual([]);
+    expect(await log.history('b')).toEqual([]);
+    db.pragma('max_page_count = 1073741823');
+    await expect(big('a')).resolves.toMatchObject({ seq: 1 });
+    expect(await log.history('before')).toHaveLength(1);
+  });
+
+  it('rejects only a second start of a saga, and commits the rest of its batch', async () => {
     const log = openLog();
     await log.append('dup', started());
-    const again = log.append('dup', started()); // a second start of the same saga: a constraint
+    const again = log.append('dup', started()); // a constraint, under the saga's own savepoint
     const other = log.append('innocent', started());
-    await expect(again).rejects.toMatchObject({ code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' });
-    await expect(other).rejects.toMatchObject({ code: 'SAGAMESH_ERR_STORE_UNAVAILABLE' });
+    await expect(again).rejects.toMatchObject({ code: 'SAGAMESH_ERR_INTERNAL' });
+    await expect(other).resolves.toMatchObject({ seq: 1 });
     expect(await log.history('dup')).toHaveLength(1);
-    expect(await log.history('innocent')).toEqual([]);
-    // The log is still usable.
-    await expect(log.append('later', started())).resolves.toMatchObject({ seq: 1 });
+    await expect(log.append('dup', dispatched('hotel'))).resolves.toMatchObject({ seq: 2 });
   });
 
   it('saves each definition version once and loads it by version', async () => {
@@ -259,106 +278,64 @@ describe('SqliteSagaLog', () => {
     expect(await log.renewLeases()).toEqual([]);
   });
 
+  // What keys do in every store is the contract test's (test/integration/saga-log-contract.test.ts).
   describe('Idempotency-Keys', () => {
-    const key = (over: Partial<Parameters<SqliteSagaLog['reserveKey']>[0]> = {}) => ({
+    const key = (k: string, requestHash = 'h') => ({
       definition: 'book-trip',
-      key: 'k1',
-      requestHash: 'h1',
-      sagaId: 's1',
+      key: k,
+      requestHash,
       expiredBefore: 0,
-      ...over,
-    });
-    const answer = { status: 201, headers: { 'content-type': 'application/json' }, body: '{"ok":true}' };
-
-    it('reserves a key once, then names the saga that has it, then its answer', async () => {
-      const log = openLog();
-      expect(await log.reserveKey(key())).toEqual({ reserved: true });
-      expect(await log.reserveKey(key({ sagaId: 's2', requestHash: 'h2' }))).toEqual({
-        reserved: false,
-        sagaId: 's1',
-        requestHash: 'h1',
-      });
-      await log.saveAnswer('s1', answer);
-      expect(await log.reserveKey(key({ sagaId: 's3' }))).toEqual({
-        reserved: false,
-        sagaId: 's1',
-        requestHash: 'h1',
-        answer,
-      });
-      // Keys are per definition.
-      expect(await log.reserveKey(key({ definition: 'plan-itinerary', sagaId: 's4' }))).toEqual({
-        reserved: true,
-      });
-      // An answer for a saga without a key is nothing to keep, and no error.
-      await expect(log.saveAnswer('no-key', answer)).resolves.toBeUndefined();
     });
 
-    it('lets a new request take over an expired key, answer cleared', async () => {
+    it('releases at boot the keys an older sagamesh reserved for sagas it never started', async () => {
       const log = openLog();
-      await log.reserveKey(key());
-      await log.saveAnswer('s1', answer);
-      clock.t += 10_000;
-      // Not expired yet: created at 1_000_000, cutoff at it.
-      expect(await log.reserveKey(key({ sagaId: 's2', expiredBefore: 1_000_000 }))).toMatchObject({
-        reserved: false,
-        sagaId: 's1',
-      });
-      expect(
-        await log.reserveKey(key({ sagaId: 's2', requestHash: 'h2', expiredBefore: 1_000_001 })),
-      ).toEqual({
-        reserved: true,
-      });
-      expect(await log.reserveKey(key({ sagaId: 's3', expiredBefore: 1_000_001 }))).toEqual({
-        reserved: false,
-        sagaId: 's2',
-        requestHash: 'h2',
+      await log.start('kept', started(), key('k1'));
+      await log.close();
+      // What an older sagamesh left when it died between reserving a key and starting its saga.
+      const db = new Database(file);
+      db.prepare(
+        "INSERT INTO idempotency_keys (definition, key, request_hash, saga_id, created_at) VALUES ('book-trip', 'k2', 'h', 'never', ?)",
+      ).run(clock.t);
+      db.close();
+
+      const reopened = openLog();
+      expect(await reopened.claimUnfinished()).toEqual(['kept']);
+      expect(await reopened.start('again', started(), key('k1'))).toMatchObject({ held: { sagaId: 'kept' } });
+      // The leftover is gone: the retry runs afresh.
+      expect(await reopened.start('fresh', started(), key('k2'))).toMatchObject({
+        started: { sagaId: 'fresh' },
       });
     });
   });
 
-  it('prunes finished sagas (and their records) and old keys by their cutoffs, never unfinished sagas', async () => {
+  it('prunes finished sagas (with their records and keys) and old keys by their cutoffs, never unfinished sagas', async () => {
     const log = openLog();
-    await sagaTo(log, 'old-done', 'succeeded');
+    const key = (k: string) => ({ definition: 'd', key: k, requestHash: 'h', expiredBefore: 0 });
+    await log.start('old-done', started(), key('old'));
+    await log.finish('old-done', { type: 'saga.finished', status: 'succeeded' });
     await sagaTo(log, 'old-stuck', 'stuck');
-    await log.reserveKey({
-      definition: 'd',
-      key: 'old',
-      requestHash: 'h',
-      sagaId: 'old-done',
-      expiredBefore: 0,
-    });
     await sagaTo(log, 'old-running', 'running');
     await sagaTo(log, 'old-compensating', 'compensating');
     clock.t += 1000;
-    await sagaTo(log, 'new-done', 'compensated');
-    await log.reserveKey({
-      definition: 'd',
-      key: 'new',
-      requestHash: 'h',
-      sagaId: 'new-done',
-      expiredBefore: 0,
-    });
+    await log.start('new-done', started(), key('new'));
+    await log.finish('new-done', { type: 'saga.finished', status: 'compensated' });
+    clock.t += 1000;
+    await log.start('young-key', started(), key('young'));
+    await log.finish('young-key', { type: 'saga.finished', status: 'succeeded' });
 
-    expect(await log.prune({ sagasFinishedBefore: 1_000_500, keysCreatedBefore: 1_000_500 })).toEqual({
+    // old-done's key goes with it; new-done's by its age; young-key's stays with its saga.
+    expect(await log.prune({ sagasFinishedBefore: 1_000_500, keysCreatedBefore: 1_001_500 })).toEqual({
       sagas: 2,
-      keys: 1,
+      keys: 2,
     });
     const left = (await log.list()).map((s) => s.sagaId).sort();
-    expect(left).toEqual(['new-done', 'old-compensating', 'old-running']);
+    expect(left).toEqual(['new-done', 'old-compensating', 'old-running', 'young-key']);
     expect(await log.history('old-done')).toEqual([]);
     expect(await log.history('old-stuck')).toEqual([]);
     expect(await log.history('old-running')).toHaveLength(1);
-    expect(
-      await log.reserveKey({ definition: 'd', key: 'old', requestHash: 'x', sagaId: 'z', expiredBefore: 0 }),
-    ).toEqual({
-      reserved: true,
-    });
-    expect(
-      await log.reserveKey({ definition: 'd', key: 'new', requestHash: 'x', sagaId: 'z', expiredBefore: 0 }),
-    ).toMatchObject({
-      reserved: false,
-      sagaId: 'new-done',
-    });
+    expect(await log.start('z1', started(), key('old'))).toMatchObject({ started: { sagaId: 'z1' } });
+    expect(await log.start('z2', started(), key('new'))).toMatchObject({ started: { sagaId: 'z2' } });
+    expect(await log.start('z3', started(), key('young'))).toMatchObject({ held: { sagaId: 'young-key' } });
     expect(await log.prune({ sagasFinishedBefore: 1_000_500, keysCreatedBefore: 0 })).toEqual({
       sagas: 0,
       keys: 0,
@@ -387,14 +364,9 @@ describe('SqliteSagaLog', () => {
     await log.append('a', started());
     await log.append('a', dispatched('hotel'));
     await log.saveDefinition({ name: 'book-trip', version: 'v1', file: 'f', source: 's' });
-    await log.reserveKey({
-      definition: 'book-trip',
-      key: 'k',
-      requestHash: 'h',
-      sagaId: 'a',
-      expiredBefore: 0,
-    });
-    await log.saveAnswer('a', { status: 201, headers: {}, body: 'ok' });
+    const key = { definition: 'book-trip', key: 'k', requestHash: 'h', expiredBefore: 0 };
+    await log.start('keyed', started(), key);
+    await log.finish('keyed', finished('succeeded'), { status: 201, headers: {}, body: 'ok' });
     // An append not awaited before close is still flushed by close.
     const last = log.append('b', started());
     await log.close();
@@ -409,15 +381,9 @@ describe('SqliteSagaLog', () => {
     expect((await reopened.history('a')).map((r) => r.type)).toEqual(['saga.started', 'call.dispatched']);
     expect(await reopened.claimUnfinished()).toEqual(['a', 'b']);
     expect(await reopened.loadDefinition('v1')).toMatchObject({ source: 's' });
-    expect(
-      await reopened.reserveKey({
-        definition: 'book-trip',
-        key: 'k',
-        requestHash: 'h',
-        sagaId: 'x',
-        expiredBefore: 0,
-      }),
-    ).toMatchObject({ reserved: false, sagaId: 'a', answer: { status: 201, body: 'ok' } });
+    expect(await reopened.start('x', started(), key)).toMatchObject({
+      held: { sagaId: 'keyed', answer: { status: 201, body: 'ok' } },
+    });
     await expect(reopened.append('a', finished('succeeded'))).resolves.toMatchObject({ seq: 3 });
     expect((await reopened.summary('a'))?.status).toBe('succeeded');
   });

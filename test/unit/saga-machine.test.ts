@@ -130,6 +130,25 @@ describe('saga machine', () => {
     expect(undo?.scope.steps.flight?.response.body).toEqual({ id: 'flight-9' });
   });
 
+  it('leaves an in-doubt step stuck, not skipped, when its replays stay in doubt past the budget', async () => {
+    const def = definition([
+      step('flight', [], {
+        action: { ...step('flight').action, retry: { attempts: 1, backoffMs: 10, maxBackoffMs: 10 } },
+      }),
+    ]);
+    const { actor, calls, advance } = run(def, (i) => (i.replay ? unavailable : never()));
+    await advance(1000); // the action times out: in doubt
+    for (let i = 0; i < 10; i++) await advance(1000);
+    const snap = actor.getSnapshot();
+    // Only a refusal proves the booking was never made; three 503s prove nothing.
+    expect(snap.value).toBe('stuck');
+    expect(snap.context.steps.flight?.compensation).toMatchObject({
+      status: 'stuck',
+      error: { code: 'SAGAMESH_ERR_STEP_UNAVAILABLE' },
+    });
+    expect(order(calls)).toEqual(['action:flight', ...Array(3).fill('action(replay):flight')]);
+  });
+
   it('aborts a call that timed out and drops its late answer; the retry answers for the step', async () => {
     const def = definition([step('hotel')]);
     const answers: ((out: CallOutput) => void)[] = [];

@@ -8,6 +8,7 @@ import type { SagaRunner } from '../../src/saga/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import type { Observer } from '../../src/observer';
 import { NOOP_OBSERVER } from '../../src/observer';
+import type { JsonLimits } from '../../src/json-limits';
 import { constant, definition, step } from '../helpers/fake-definition';
 
 /** The saga processor's decisions before any saga runs, with the runner and store faked. */
@@ -21,15 +22,14 @@ function processor(
     maxInFlight?: number;
     observer?: Observer;
     definition?: SagaDefinition;
+    bodyLimits?: JsonLimits;
   } = {},
 ) {
   const log = new MemorySagaLog(new SimulatedClock());
-  let n = 0;
   const runner = {
     get inFlight() {
       return opts.inFlight?.() ?? 0;
     },
-    allocateId: () => `saga-${++n}`,
     start: opts.start ?? (() => Promise.reject(new Error('not expected'))),
   } as unknown as SagaRunner;
   const make = () =>
@@ -50,6 +50,7 @@ function processor(
         maxBodyBytes: 1024,
         ...(opts.maxInFlight !== undefined ? { maxInFlight: opts.maxInFlight } : {}),
         ...(opts.observer ? { observer: opts.observer } : {}),
+        ...(opts.bodyLimits ? { bodyLimits: opts.bodyLimits } : {}),
       },
       { logger: pino({ level: 'silent' }) },
     );
@@ -103,19 +104,16 @@ describe('SagaProcessor', () => {
   it('sheds load: past SAGAMESH_MAX_IN_FLIGHT a saga request gets 503 OVERLOADED with Retry-After', async () => {
     let inFlight = 3;
     const start = jest.fn();
-    const reserveKey = jest.fn();
     const rejected: string[] = [];
     const observer = { ...NOOP_OBSERVER, sagaRejected: (_d: string, code: string) => rejected.push(code) };
-    const { make, log } = processor({ start, inFlight: () => inFlight, maxInFlight: 3, observer });
-    log.reserveKey = reserveKey;
+    const { make } = processor({ start, inFlight: () => inFlight, maxInFlight: 3, observer });
     const r = await make().requestHeaders(headers('/test', { 'idempotency-key': 'k1' }));
     expect(r.immediate_response?.status.code).toBe(503);
     expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_OVERLOADED');
     expect(header(r, 'retry-after')).toBe('1');
     expect(rejected).toEqual(['SAGAMESH_ERR_OVERLOADED']);
-    // Nothing recorded, nothing started; even the Idempotency-Key stays free.
+    // Nothing recorded, nothing started; even the Idempotency-Key (reserved with the start) stays free.
     expect(start).not.toHaveBeenCalled();
-    expect(reserveKey).not.toHaveBeenCalled();
     // A request that matches no saga still passes, and below the bound sagas start again.
     expect((await make().requestHeaders(headers('/other'))).request_headers?.response.status).toBe(
       'CONTINUE',
@@ -163,17 +161,15 @@ describe('SagaProcessor', () => {
 
   it('answers 413 BODY_TOO_LARGE for a body over SAGAMESH_MAX_BODY_BYTES, before parsing or recording it', async () => {
     const start = jest.fn(() => Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'not here')));
-    const reserveKey = jest.fn();
-    const { make, log } = processor({ start: start as unknown as SagaRunner['start'] });
-    log.reserveKey = reserveKey;
+    const { make } = processor({ start: start as unknown as SagaRunner['start'] });
     const p = make();
     await p.requestHeaders(headers('/test', { 'idempotency-key': 'k1' }));
     const big = Buffer.from(JSON.stringify({ pad: 'x'.repeat(1024) }));
     const r = await p.requestBody({ body: big, end_of_stream: true });
     expect(r.immediate_response?.status.code).toBe(413);
     expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_BODY_TOO_LARGE');
+    // Nothing started, so the Idempotency-Key (reserved with the start) was not reserved either.
     expect(start).not.toHaveBeenCalled();
-    expect(reserveKey).not.toHaveBeenCalled();
     // A body at the limit is taken.
     const q = make();
     await q.requestHeaders(headers('/test'));
@@ -181,10 +177,28 @@ describe('SagaProcessor', () => {
     expect(bodyOf(atLimit).error?.code).toBe('SAGAMESH_ERR_STORE_UNAVAILABLE');
     expect(start).toHaveBeenCalledTimes(1);
   });
+  it.each([
+    ['nests too deep', `{"a":${'['.repeat(65)}${']'.repeat(65)}}`, 'nests more than 64 levels deep'],
+    ['holds too many values', JSON.stringify({ a: Array(100).fill(1) }), 'more than 100 values'],
+  ])(
+    'answers 400 BODY_TOO_COMPLEX for a body that %s, before anything is recorded',
+    async (_, body, detail) => {
+      const start = jest.fn();
+      const { make } = processor({ start, bodyLimits: { maxDepth: 64, maxValues: 100 } });
+      const p = make();
+      await p.requestHeaders(headers('/test', { 'idempotency-key': 'k1' }));
+      const r = await p.requestBody({ body: Buffer.from(body), end_of_stream: true });
+      expect(r.immediate_response?.status.code).toBe(400);
+      expect(bodyOf(r).error).toMatchObject({ code: 'SAGAMESH_ERR_BODY_TOO_COMPLEX' });
+      expect(JSON.stringify(bodyOf(r).error)).toContain(detail);
+      // Nothing started, so the Idempotency-Key was not reserved either.
+      expect(start).not.toHaveBeenCalled();
+    },
+  );
 
-  it('releases an Idempotency-Key whose saga could not start, so a retry starts afresh', async () => {
+  it('reserves the Idempotency-Key with the start, so a saga that could not start leaves it free', async () => {
     const start = jest.fn(() => Promise.reject(new SagameshError(ERRORS.STORE_UNAVAILABLE, 'disk full')));
-    const { make, log } = processor({ start: start as unknown as SagaRunner['start'] });
+    const { make } = processor({ start: start as unknown as SagaRunner['start'] });
     for (let attempt = 1; attempt <= 2; attempt++) {
       const p = make();
       await p.requestHeaders(headers('/test', { 'idempotency-key': 'k1' }));
@@ -192,17 +206,10 @@ describe('SagaProcessor', () => {
       expect(r.immediate_response?.status.code).toBe(503);
       expect(bodyOf(r).error?.code).toBe('SAGAMESH_ERR_STORE_UNAVAILABLE');
     }
-    // Both attempts tried to start a saga: the first one's failure did not leave the key taken.
+    // Both attempts asked to start, each with the key: the first one's failure left nothing behind.
     expect(start).toHaveBeenCalledTimes(2);
-    expect(
-      await log.reserveKey({
-        definition: def.name,
-        key: 'k1',
-        requestHash: 'h',
-        sagaId: 'x',
-        expiredBefore: 0,
-      }),
-    ).toEqual({ reserved: true });
+    for (const call of start.mock.calls as unknown as [unknown, unknown, { key?: { key: string } }][])
+      expect(call[2].key).toMatchObject({ definition: def.name, key: 'k1' });
   });
 });
 

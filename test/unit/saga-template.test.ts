@@ -242,6 +242,27 @@ describe('header templates', () => {
     expect((await renderError(t.render(evil))).code).toBe(ERRORS.STEP_TEMPLATE.code);
     expect(compileHeaderTemplate('a\nb', ['h']).problems).toHaveLength(1);
   });
+
+  it.each([
+    ['a control character', 'A\u0001da'],
+    ['DEL', 'Ada\u007f'],
+    ['an emoji', 'Ada \u{1f642}'],
+    ['a non-ASCII letter', 'Zoë'],
+  ])('refuses %s as a template error at render, before anything could be sent', async (_, guest) => {
+    const t = ok(compileHeaderTemplate('${request.body.guest}', ['h']));
+    const data: TemplateScope = { ...scope, request: { ...scope.request, body: { guest } } };
+    const err = await renderError(t.render(data));
+    expect(err.code).toBe(ERRORS.STEP_TEMPLATE.code);
+    expect(err.message).toContain('printable US-ASCII');
+    expect(compileHeaderTemplate(guest, ['h']).problems).toHaveLength(1);
+  });
+
+  it('accepts printable US-ASCII, space and tab', async () => {
+    const t = ok(compileHeaderTemplate('${request.body.guest}', ['h']));
+    const guest = ' !"~ tab\there ';
+    const data: TemplateScope = { ...scope, request: { ...scope.request, body: { guest } } };
+    await expect(t.render(data)).resolves.toBe(guest);
+  });
 });
 
 describe('URL templates', () => {

@@ -77,3 +77,23 @@ test('refuses a chunked body once it passes the limit', async () => {
   expect(err.message).toMatch(/^response body of (\d+) bytes exceeds 1000$/);
   expect(Number(/of (\d+) bytes/.exec(err.message)?.[1])).toBeGreaterThan(1000);
 });
+
+test('marks an answer that claims JSON and does not parse as unreadable, keeping its text', async () => {
+  answer = (res) => res.writeHead(201, { 'content-type': 'application/json' }).end('{"id":"b1');
+  const r = await caller.call(request());
+  expect(r).toMatchObject({ status: 201, body: '{"id":"b1' });
+  expect(r.unreadable).toMatch(/^the body is not JSON: /);
+});
+
+test('marks a JSON answer nested deeper than the limit as unreadable, without parsing it', async () => {
+  const deep = `{"id":${'['.repeat(65)}${']'.repeat(65)}}`;
+  answer = (res) => res.writeHead(201, { 'content-type': 'application/json' }).end(deep);
+  const r = await caller.call(request());
+  expect(r).toMatchObject({ status: 201, body: deep, unreadable: 'the body nests more than 64 levels deep' });
+  answer = (res) => res.writeHead(201, { 'content-type': 'application/json' }).end('{"id":[[["b1"]]]}');
+  expect(await caller.call(request())).toEqual({
+    status: 201,
+    headers: expect.any(Object) as unknown,
+    body: { id: [[['b1']]] },
+  });
+});
