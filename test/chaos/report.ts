@@ -71,7 +71,13 @@ export function describeViolation(v: Violation, round: RoundResult, seed: number
   if (events.length > 0)
     lines.push('  participants:', ...events.map((e) => `    ${participantLine(e, origin)}`));
   if (log) lines.push('  saga log:', ...log.history.map((r) => `    ${logLine(r, origin)}`));
-  const faults = round.faults.filter((f) => Math.abs(f.killedAt - (events[0]?.at ?? f.killedAt)) < 30_000);
+  const times = [
+    ...events.map((e) => e.at),
+    ...(client?.attempts.flatMap((a) => [a.startedAt, a.endedAt]) ?? []),
+  ];
+  const from = Math.min(...times) - 5000;
+  const to = Math.max(...times) + 5000;
+  const faults = round.faults.filter((f) => f.killedAt >= from && f.killedAt <= to);
   for (const f of faults)
     lines.push(
       `  fault: ${f.plan.kind} #${f.plan.instance} (${f.trigger}) at ${time(f.killedAt, origin)}, back at ${time(f.readyAt, origin)}`,
