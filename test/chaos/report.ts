@@ -1,3 +1,4 @@
+import { signatureOf, tallySignatures } from './diagnose';
 import type { ClientRecord, ParticipantEvent, ProcessFaultKind, Violation } from './model';
 import { PROCESS_FAULT_KINDS } from './model';
 import { quantile } from './recovery';
@@ -60,6 +61,7 @@ export function describeViolation(v: Violation, round: RoundResult, seed: number
     `VIOLATION of invariant ${v.invariant} (${v.kind}) — seed ${seed}, store ${round.plan.store}` +
       `${v.sagaId ? `, saga ${v.sagaId}` : ''}${v.ref ? `, request ${v.ref}` : ''}`,
     `  ${v.message}`,
+    `  signature: ${signatureOf(v, log)}`,
   ];
   if (client) {
     const plan = round.plan.requests.find((r) => r.ref === client.ref);
@@ -116,6 +118,8 @@ export interface RunFigures {
   readonly clientErrorsDuringFaults: number;
   readonly violations: number;
   readonly violationsByKind: Readonly<Record<string, number>>;
+  /** Violating sagas by the known cause their log shows (diagnose.ts). */
+  readonly violationsBySignature: Readonly<Record<string, number>>;
   readonly durationMs: number;
 }
 
@@ -133,7 +137,9 @@ export function figures(
   const verdicts: Record<string, number> = {};
   const participantFaults: Record<string, number> = {};
   const violationsByKind: Record<string, number> = {};
+  const violationsBySignature: Record<string, number> = {};
   for (const r of rounds) {
+    add(violationsBySignature, tallySignatures(r.check.violations, r.logs));
     add(outcomes, r.check.outcomes);
     add(verdicts, r.check.verdicts);
     add(participantFaults, r.participantFaults);
@@ -175,6 +181,7 @@ export function figures(
     clientErrorsDuringFaults: recovery.reduce((n, x) => n + x.clientErrors, 0),
     violations: rounds.reduce((n, r) => n + r.check.violations.length, 0),
     violationsByKind,
+    violationsBySignature,
     durationMs,
   };
 }
@@ -202,6 +209,12 @@ export function figureLines(f: RunFigures): string[] {
     ...faults,
     `recovery (kill → every saga in flight settled): p50 ${f.settledP50Ms} ms, p99 ${f.settledP99Ms} ms; client errors during faults ${f.clientErrorsDuringFaults}`,
     `violations: ${f.violations}${f.violations > 0 ? ` (${kv(f.violationsByKind)})` : ''}`,
+    ...(f.violations > 0
+      ? [
+          'violating sagas by signature:',
+          ...Object.entries(f.violationsBySignature).map(([s, n]) => `  ${n} × ${s}`),
+        ]
+      : []),
   ];
 }
 

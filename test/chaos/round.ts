@@ -173,7 +173,8 @@ export async function runRound(plan: RoundPlan, settings: RoundSettings): Promis
         logs.set(id, await anyAdmin(topology, (url) => sagaLog(url, id)).catch(() => undefined));
       return logs.get(id);
     };
-    for (const v of result.violations.slice(0, 50)) if (v.sagaId) await lookup(v.sagaId);
+    const violating = new Set(result.violations.flatMap((v) => (v.sagaId ? [v.sagaId] : [])));
+    for (const id of [...violating].slice(0, 2000)) await lookup(id);
     const recovery: RecoveryFigure[] = [];
     for (const f of faults) {
       const views = new Map<string, SagaLogView | undefined>();

@@ -1,6 +1,7 @@
 import type { CheckInput } from '../chaos/checker';
 import { check, sameAnswer } from '../chaos/checker';
 import { classify } from '../chaos/client';
+import { SIGNATURES, signatureOf, tallySignatures } from '../chaos/diagnose';
 import type {
   Attempt,
   ClientRecord,
@@ -299,5 +300,77 @@ describe('chaos client answers', () => {
     expect(sameAnswer(upstream, answer(202, { sagaId: 'P', status: 'succeeded' }, 'P'))).toBe(true);
     expect(sameAnswer(upstream, answer(202, { sagaId: 'P', status: 'compensated' }, 'P'))).toBe(false);
     expect(sameAnswer(upstream, answer(201, { committed: true, sagaId: 'Q' }, 'Q'))).toBe(false);
+  });
+});
+
+describe('chaos diagnosis', () => {
+  const view = (...history: Record<string, unknown>[]) => ({
+    saga: { status: 'stuck', startedAt: 0, endedAt: 1, finished: true },
+    history,
+  });
+  const stuck: Violation = { invariant: 1, kind: 'stuck', message: '', sagaId: 'A' };
+  const template = {
+    type: 'call.completed',
+    step: 's1',
+    kind: 'compensation',
+    outcome: 'rejected',
+    error: { code: 'SAGAMESH_ERR_STEP_TEMPLATE' },
+  };
+
+  it('names the known causes from the saga log, and says so when none fits', () => {
+    expect(
+      signatureOf(
+        stuck,
+        view(
+          { type: 'call.completed', step: 's1', kind: 'action', outcome: 'retryable', status: 503 },
+          template,
+        ),
+      ),
+    ).toBe(SIGNATURES.kept5xx);
+    expect(
+      signatureOf(
+        stuck,
+        view(
+          {
+            type: 'call.completed',
+            step: 's1',
+            kind: 'action',
+            outcome: 'success',
+            status: 201,
+            response: { body: '{"id":"' },
+          },
+          template,
+        ),
+      ),
+    ).toBe(SIGNATURES.garbage);
+    expect(
+      signatureOf(
+        { ...stuck, kind: 'half-applied' },
+        view(
+          { type: 'saga.compensating' },
+          { type: 'saga.recovered' },
+          { type: 'saga.finished', status: 'succeeded' },
+        ),
+      ),
+    ).toBe(SIGNATURES.recoveredAsSucceeded);
+    expect(signatureOf({ ...stuck, kind: 'pivot-committed-but-compensated' }, undefined)).toBe(
+      SIGNATURES.pivot,
+    );
+    expect(signatureOf(stuck, view({ type: 'saga.finished', status: 'stuck' }))).toBe(SIGNATURES.unexplained);
+  });
+
+  it('counts a saga once, under its known cause', () => {
+    const logs = new Map([
+      [
+        'A',
+        view(
+          { type: 'call.completed', step: 's1', kind: 'action', outcome: 'retryable', status: 503 },
+          template,
+        ),
+      ],
+    ]);
+    const half: Violation = { invariant: 1, kind: 'half-applied', message: '', sagaId: 'A' };
+    const answer: Violation = { invariant: 4, kind: 'failure-but-not-undone', message: '', sagaId: 'A' };
+    expect(tallySignatures([half, stuck, answer], logs)).toEqual({ [SIGNATURES.kept5xx]: 1 });
   });
 });
