@@ -245,11 +245,13 @@ export function check(input: CheckInput): CheckResult {
     if (c.unexpected !== undefined) v(4, 'unexpected-answer', `answered ${c.unexpected}`);
     const final = c.finalAttempt === undefined ? undefined : c.attempts[c.finalAttempt];
     if (!final) {
+      const told = [...c.attempts].reverse().find((a) => a.sagaId)?.sagaId;
       if (c.key !== undefined && c.unexpected === undefined)
         v(
           4,
           'no-final-answer',
           `no final answer for Idempotency-Key ${c.key}, even once the system was quiet`,
+          told,
         );
       continue;
     }

@@ -9,7 +9,10 @@ import type { Violation } from './model';
 export const SIGNATURES = {
   pivot: 'pivot answer lost: the upstream committed, the saga was compensated',
   recoveredAsSucceeded: 'recovered as succeeded although it had been compensating',
-  kept5xx: 'in-doubt step kept its 5xx answer as its response: no replay, the undo could not be built',
+  keptFailure:
+    'an in-doubt step kept a failure answer (a 5xx, or a refusal after one) as its response: no replay, the undo could not be built',
+  keyWithoutSaga:
+    'the Idempotency-Key was reserved but its saga never recorded: 202 "running" until the key expires',
   garbage: 'a success answer with a non-JSON body: the undo could not be built',
   unexplained: 'no known signature',
 } as const;
@@ -19,6 +22,8 @@ type Rec = Readonly<Record<string, unknown>>;
 
 export function signatureOf(v: Violation, log: SagaLogView | undefined): Signature {
   if (v.kind === 'pivot-committed-but-compensated') return SIGNATURES.pivot;
+  if (v.kind === 'no-final-answer' && v.sagaId !== undefined && log === undefined)
+    return SIGNATURES.keyWithoutSaga;
   const history: readonly Rec[] = log?.history ?? [];
   const finishedAt = history.findIndex((r) => r['type'] === 'saga.finished' && r['status'] === 'succeeded');
   if (finishedAt >= 0 && history.slice(0, finishedAt).some((r) => r['type'] === 'saga.compensating'))
@@ -38,7 +43,8 @@ export function signatureOf(v: Violation, log: SagaLogView | undefined): Signatu
       { body?: unknown } | undefined;
     if (typeof response?.body === 'string') return SIGNATURES.garbage;
     const last = actions.filter((a) => a['replay'] !== true).pop();
-    if (last?.['outcome'] === 'retryable' && typeof last['status'] === 'number') return SIGNATURES.kept5xx;
+    if (last && last['outcome'] !== 'success' && typeof last['status'] === 'number')
+      return SIGNATURES.keptFailure;
   }
   return SIGNATURES.unexplained;
 }

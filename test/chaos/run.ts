@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { signatureOf } from './diagnose';
 import type { ChaosOptions } from './options';
 import { planRound } from './plan';
 import { createRng } from './prng';
@@ -53,6 +54,17 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       `round ${store} done in ${Math.round(round.totalMs / 1000)} s (load ${Math.round(round.loadMs / 1000)} s, quiet ${Math.round(round.quietMs / 1000)} s)`,
     );
     for (const line of figureLines(f)) log(`  ${line}`);
+    fs.writeFileSync(
+      path.join(options.out, store, 'violations.jsonl'),
+      round.check.violations
+        .map((v) =>
+          JSON.stringify({
+            ...v,
+            signature: signatureOf(v, v.sagaId ? round.logs.get(v.sagaId) : undefined),
+          }),
+        )
+        .join('\n'),
+    );
     const described = describeViolations(round, options.seed);
     for (const d of described) log(d);
     report.push(...described);

@@ -326,7 +326,7 @@ describe('chaos diagnosis', () => {
           template,
         ),
       ),
-    ).toBe(SIGNATURES.kept5xx);
+    ).toBe(SIGNATURES.keptFailure);
     expect(
       signatureOf(
         stuck,
@@ -356,6 +356,17 @@ describe('chaos diagnosis', () => {
     expect(signatureOf({ ...stuck, kind: 'pivot-committed-but-compensated' }, undefined)).toBe(
       SIGNATURES.pivot,
     );
+    expect(signatureOf({ ...stuck, kind: 'no-final-answer' }, undefined)).toBe(SIGNATURES.keyWithoutSaga);
+    expect(
+      signatureOf(
+        stuck,
+        view(
+          { type: 'call.completed', step: 's1', kind: 'action', outcome: 'retryable', status: 503 },
+          { type: 'call.completed', step: 's1', kind: 'action', outcome: 'rejected', status: 409 },
+          template,
+        ),
+      ),
+    ).toBe(SIGNATURES.keptFailure);
     expect(signatureOf(stuck, view({ type: 'saga.finished', status: 'stuck' }))).toBe(SIGNATURES.unexplained);
   });
 
@@ -371,6 +382,6 @@ describe('chaos diagnosis', () => {
     ]);
     const half: Violation = { invariant: 1, kind: 'half-applied', message: '', sagaId: 'A' };
     const answer: Violation = { invariant: 4, kind: 'failure-but-not-undone', message: '', sagaId: 'A' };
-    expect(tallySignatures([half, stuck, answer], logs)).toEqual({ [SIGNATURES.kept5xx]: 1 });
+    expect(tallySignatures([half, stuck, answer], logs)).toEqual({ [SIGNATURES.keptFailure]: 1 });
   });
 });
