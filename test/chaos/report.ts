@@ -75,7 +75,7 @@ export function describeViolation(v: Violation, round: RoundResult, seed: number
   if (log) lines.push('  saga log:', ...log.history.map((r) => `    ${logLine(r, origin)}`));
   const times = [
     ...events.map((e) => e.at),
-    ...(client?.attempts.flatMap((a) => [a.startedAt, a.endedAt]) ?? []),
+    ...(client?.attempts.filter((a) => !a.afterFinal).flatMap((a) => [a.startedAt, a.endedAt]) ?? []),
   ];
   const from = Math.min(...times) - 5000;
   const to = Math.max(...times) + 5000;

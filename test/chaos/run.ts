@@ -65,6 +65,14 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
         )
         .join('\n'),
     );
+    // The logs of the violating sagas: a PostgreSQL round's database goes with its server.
+    fs.writeFileSync(
+      path.join(options.out, store, 'violating-sagas.jsonl'),
+      [...round.logs]
+        .filter(([id]) => round.check.violations.some((v) => v.sagaId === id))
+        .map(([sagaId, log]) => JSON.stringify({ sagaId, ...log }))
+        .join('\n'),
+    );
     const described = describeViolations(round, options.seed);
     for (const d of described) log(d);
     report.push(...described);

@@ -385,3 +385,27 @@ describe('chaos diagnosis', () => {
     expect(tallySignatures([half, stuck, answer], logs)).toEqual({ [SIGNATURES.keptFailure]: 1 });
   });
 });
+
+describe('chaos diagnosis of a pivot answered before it was recorded', () => {
+  it('ranks it above the lost pivot answer the same saga also shows', () => {
+    const logs = new Map([
+      [
+        'P',
+        {
+          saga: { status: 'compensated', startedAt: 0, endedAt: 1, finished: true },
+          history: [
+            { type: 'saga.started' },
+            { type: 'saga.recovered' },
+            { type: 'saga.finished', status: 'compensated' },
+          ],
+        },
+      ],
+    ]);
+    const violations: Violation[] = [
+      { invariant: 1, kind: 'pivot-committed-but-compensated', message: '', sagaId: 'P' },
+      { invariant: 4, kind: 'success-but-not-applied', message: '', sagaId: 'P' },
+    ];
+    expect(tallySignatures(violations, logs)).toEqual({ [SIGNATURES.answeredBeforeRecorded]: 1 });
+    expect(tallySignatures(violations.slice(0, 1), logs)).toEqual({ [SIGNATURES.pivot]: 1 });
+  });
+});
