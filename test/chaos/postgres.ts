@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { postgresBinDir, postgresUser } from '../../scripts/local-postgres';
@@ -9,7 +10,7 @@ import { postgresBinDir, postgresUser } from '../../scripts/local-postgres';
  * A throwaway PostgreSQL server for a chaos round that can crash and come back on the same data:
  * `crash()` is an immediate shutdown (SIGQUIT to the postmaster: every backend dies at once, no
  * checkpoint — the next start replays the WAL, as after a crash), `start()` brings it back on the
- * same port. Like test/helpers/postgres.ts (initdb into the run directory, trust auth, loopback,
+ * same port. Like test/helpers/postgres.ts (initdb into a temp directory, trust auth, loopback,
  * run as `postgres` when we are root), plus the restart and an exit the run did not ask for.
  */
 export interface ChaosPostgres {
@@ -24,14 +25,15 @@ export interface ChaosPostgres {
 }
 
 export function createPostgres(
-  dir: string,
   port: number,
   onUnexpectedExit: (code: number | null, tail: string) => void,
 ): ChaosPostgres {
   const bin = postgresBinDir('run scripts/ci/install-postgres.sh or set PG_BIN');
   const user = postgresUser();
-  const data = path.join(dir, 'pgdata');
-  fs.mkdirSync(data, { recursive: true });
+  // A directory of its own: the `postgres` user must reach it, whatever the run directory's modes.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-chaos-pg-'));
+  const data = path.join(dir, 'data');
+  fs.mkdirSync(data);
   if (user) {
     fs.chownSync(dir, user.uid, user.gid);
     fs.chownSync(data, user.uid, user.gid);
@@ -104,7 +106,7 @@ export function createPostgres(
     running: () => server !== undefined && server.exitCode === null && server.signalCode === null,
     async stop() {
       await signal('SIGINT');
-      fs.rmSync(data, { recursive: true, force: true });
+      fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -44,7 +44,7 @@ export interface TopologyOptions {
   readonly store: StoreKind;
   readonly instances: number;
   readonly definitions: readonly DefinitionModel[];
-  /** Logs, sagas, the SQLite file and the PostgreSQL data go here. */
+  /** Logs, generated sagas and the SQLite file go here (PostgreSQL keeps its data in a temp directory). */
   readonly dir: string;
 }
 
@@ -112,7 +112,7 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
 
     let postgres: ChaosPostgres | undefined;
     if (options.store === 'postgres') {
-      const pg = createPostgres(path.join(dir, 'postgres'), await freePort(), (code, out) =>
+      const pg = createPostgres(await freePort(), (code, out) =>
         exits.push({ process: 'postgres', at: Date.now(), code, tail: out.slice(-4000) }),
       );
       postgres = pg;
