@@ -214,6 +214,11 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const status = Number(headersToRecord(message)[':status'] ?? 0);
     execution.upstreamResponded(status);
     if (status > 0 && status < 400) {
+      // The upstream committed. Its 2xx goes on only once the saga's end is in the log: a crash
+      // before that must not leave a client holding a success that recovery then undoes; and an
+      // answer that came after the saga gave up on its upstream (its deadline) is not a success.
+      const result = await within(execution.settled, this.deps.answerBudgetMs);
+      if (result === 'timeout' || result.status !== 'succeeded') return this.settle(execution);
       return {
         response_headers: {
           response: { ...CONTINUE, header_mutation: setHeaders({ [SAGA_ID_HEADER]: execution.sagaId }) },

@@ -48,10 +48,12 @@ export function rebuild(
         if (r.kind === 'action') {
           const inFlight = r.replay ? s.inFlight : false;
           if (r.outcome === 'success') {
+            // A replay (during compensation) learns what the action did; the step did not succeed
+            // in the saga's run for it — as the machine's recordResolved leaves its status.
             steps[r.step] = {
               ...s,
               inFlight,
-              status: 'succeeded',
+              ...(r.replay ? {} : { status: 'succeeded' as const }),
               applied: 'yes',
               ...(r.response ? { response: r.response } : {}),
             };
@@ -66,6 +68,7 @@ export function rebuild(
             steps[r.step] = { ...s, inFlight, applied: mergeApplied(s.applied, 'maybe') };
           }
           if (r.error && r.outcome !== 'success') steps[r.step] = { ...step(r.step), error: r.error };
+          if (r.status !== undefined) steps[r.step] = { ...step(r.step), httpStatus: r.status };
         } else {
           const status =
             r.outcome === 'success' ? 'done' : r.outcome === 'rejected' ? 'stuck' : s.compensation.status;

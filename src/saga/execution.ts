@@ -42,7 +42,7 @@ export function summarize(context: SagaContext): StepSummary[] {
     name,
     status: run.status,
     attempts: run.attempts,
-    ...(run.response ? { httpStatus: run.response.status } : {}),
+    ...(run.httpStatus !== undefined ? { httpStatus: run.httpStatus } : {}),
     compensation: run.compensation.status,
     ...(run.error ? { error: run.error } : {}),
   }));

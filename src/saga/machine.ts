@@ -192,8 +192,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         return Boolean(byName.get(params.step)?.compensation && run && !settled && needsCompensation(run));
       },
       isRecovered: ({ context }) => context.recovered,
+      // Every step succeeded and the saga never began to compensate (a `saga.compensating` record
+      // leaves its error): it only lacked its end. One that was compensating goes on compensating.
       recoveredComplete: ({ context }) =>
         context.recovered &&
+        context.error === undefined &&
         definition.respond === 'aggregate' &&
         Object.values(context.steps).every((s) => s.status === 'succeeded'),
       mustResolveFirst: ({ context }, params: { step: string }) => {
@@ -254,7 +257,8 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         const patch: Partial<StepRun> = {
           inFlight: false,
           applied,
-          ...(out.response ? { response: out.response } : {}),
+          ...(out.outcome === 'success' && out.response ? { response: out.response } : {}),
+          ...(out.response ? { httpStatus: out.response.status } : {}),
           ...(out.error ? { error: out.error } : {}),
           ...(out.outcome === 'success' ? { status: 'succeeded' as const } : {}),
           nextDelayMs: call ? backoffDelayMs(call.retry, run?.attempts ?? 1, random) : 0,
@@ -338,7 +342,8 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         const out = outputOf(event);
         return {
           steps: patchStep(context, params.step, {
-            ...(out.response ? { response: out.response } : {}),
+            ...(out.outcome === 'success' && out.response ? { response: out.response } : {}),
+            ...(out.response ? { httpStatus: out.response.status } : {}),
             applied: out.outcome === 'success' ? 'yes' : out.outcome === 'rejected' ? 'no' : 'maybe',
             // The replay counts against the compensation's attempts: reset them for the undo itself.
             compensation: { status: 'running', attempts: 0 },

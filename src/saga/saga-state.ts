@@ -48,7 +48,14 @@ export interface StepRun {
   /** A request was sent and no answer has come back (yet). */
   readonly inFlight: boolean;
   readonly applied: Applied;
+  /**
+   * The action's successful answer (from an attempt or a replay): what templates read as
+   * `steps.<name>.response`. A failed attempt's answer is never kept here — an in-doubt step whose
+   * undo needs its response is replayed to learn it (machine.ts `mustResolveFirst`).
+   */
   readonly response?: StepResponse;
+  /** The HTTP status of the action's last answer, success or not: for the failure answer's steps. */
+  readonly httpStatus?: number;
   readonly error?: ErrorInfo;
   readonly nextDelayMs: number;
   readonly compensation: CompensationRun;

@@ -56,6 +56,27 @@ const stepOf = (records: SagaRecord[], name: string, opts?: { retryStuck?: boole
 };
 
 describe('rebuild (journal → recovered state)', () => {
+  it('does not count an in-doubt step replayed during compensation as having succeeded', () => {
+    // Chaos seed 3: the saga was compensating, the in-doubt hotel's replay answered with its
+    // booking, and the coordinator died before the undo: that step still needs its undo.
+    const records = journal(
+      started,
+      dispatched('hotel', 'action'),
+      completed('hotel', 'action', 'retryable', { status: 503 }),
+      {
+        type: 'saga.compensating',
+        failedStep: 'hotel',
+        error: { code: 'SAGAMESH_ERR_STEP_UNAVAILABLE', message: 'hotel: participant answered 503' },
+      },
+      dispatched('hotel', 'action', 1, true),
+      completed('hotel', 'action', 'success', { replay: true, status: 200, response: booking }),
+    );
+    const s = stepOf(records, 'hotel');
+    expect(s.status).not.toBe('succeeded');
+    expect(s).toMatchObject({ applied: 'yes', response: booking, httpStatus: 200 });
+    expect(needsCompensation(s)).toBe(true);
+    expect(rebuild(records)?.error?.code).toBe('SAGAMESH_ERR_STEP_UNAVAILABLE');
+  });
   it('is undefined without a saga.started record, and returns that record', () => {
     expect(rebuild([])).toBeUndefined();
     expect(rebuild(journal(dispatched('hotel', 'action')).slice(0))).toBeUndefined();
@@ -165,7 +186,9 @@ describe('rebuild (journal → recovered state)', () => {
         ),
         'flight',
       );
-      expect(s).toMatchObject({ status: 'succeeded', applied: 'yes', response: booking });
+      // Applied, with the response the undo needs — but not a step that succeeded in the saga's
+      // run (that made a saga killed while compensating recover as succeeded: chaos seed 3).
+      expect(s).toMatchObject({ status: 'running', applied: 'yes', response: booking });
       expect(needsCompensation(s)).toBe(true);
     });
 

@@ -130,6 +130,70 @@ describe('saga machine', () => {
     expect(undo?.scope.steps.flight?.response.body).toEqual({ id: 'flight-9' });
   });
 
+  it('replays an in-doubt step before its undo even when a failed attempt answered with a body', async () => {
+    // Chaos seed 11: flight answered 503 (may have booked), then 409. The 409's error body is not
+    // the booking: the undo must learn the booking id from a replay, not read it from that body.
+    const errorBody = (status: number): StepResponse => ({ status, headers: {}, body: { error: 'no' } });
+    const def = definition([step('hotel'), step('flight', [], { action: { ...step('flight').action } })]);
+    const { actor, calls, advance } = run(def, (i, n) => {
+      if (i.kind === 'action' && i.step === 'flight' && !i.replay) {
+        return n === 1
+          ? { ...unavailable, response: errorBody(503) }
+          : { ...rejected, response: errorBody(409) };
+      }
+      return ok(`${i.step}-9`);
+    });
+    for (let i = 0; i < 5; i++) await advance(200);
+    const snap = actor.getSnapshot();
+    expect(snap.value).toBe('compensated');
+    expect(order(calls)).toContain('action(replay):flight');
+    const undo = calls.find((c) => c.kind === 'compensation' && c.step === 'flight');
+    expect(undo?.scope.steps.flight?.response.body).toEqual({ id: 'flight-9' });
+    // The failure answer tells the last status the participant gave: the replay's.
+    expect(snap.context.steps.flight?.httpStatus).toBe(201);
+  });
+
+  it('compensates a recovered saga that was compensating, even when every step looks succeeded', async () => {
+    const def = definition([step('hotel'), step('flight')]);
+    const clock = new SimulatedClock();
+    const calls: CallInput[] = [];
+    const machine = buildSagaMachine(def, {
+      call: (input) => {
+        calls.push(input);
+        return Promise.resolve(ok(`${input.step}-1`, 200));
+      },
+    });
+    const succeeded = { status: 'succeeded' as const, attempts: 1, inFlight: false, applied: 'yes' as const };
+    const actor = createActor(machine, {
+      input: {
+        sagaId: 's1',
+        request: { method: 'POST', path: '/t', query: {}, headers: {}, body: {} },
+        recovered: {
+          steps: {
+            hotel: {
+              ...succeeded,
+              nextDelayMs: 0,
+              response: ok('hotel-1').response,
+              compensation: { status: 'pending', attempts: 0 },
+            },
+            flight: {
+              ...succeeded,
+              nextDelayMs: 0,
+              response: ok('flight-1').response,
+              compensation: { status: 'done', attempts: 0 },
+            },
+          },
+          error: { code: 'SAGAMESH_ERR_STEP_REJECTED', message: 'car said no' },
+        },
+      },
+      clock,
+    });
+    actor.start();
+    await flush();
+    expect(actor.getSnapshot().value).toBe('compensated');
+    expect(order(calls)).toEqual(['compensation:hotel']);
+  });
+
   it('leaves an in-doubt step stuck, not skipped, when its replays stay in doubt past the budget', async () => {
     const def = definition([
       step('flight', [], {

@@ -4,7 +4,7 @@ import { ERRORS, SagameshError } from '../../src/errors';
 import type { HttpHeaders, ProcessingResponse } from '../../src/extproc/messages';
 import { SagaProcessor } from '../../src/extproc/saga-processor';
 import type { SagaDefinition } from '../../src/saga/definition';
-import type { SagaRunner } from '../../src/saga/runner';
+import type { SagaResult, SagaRunner } from '../../src/saga/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import type { Observer } from '../../src/observer';
 import { NOOP_OBSERVER } from '../../src/observer';
@@ -258,5 +258,65 @@ describe('SagaProcessor: headers sagamesh owns', () => {
       // The upstream is awaited no longer than the saga's deadline (docs/envoy.md).
       ['x-envoy-upstream-rq-timeout-ms', String(def.deadlineMs)],
     ]);
+  });
+});
+
+describe('SagaProcessor: the pivot upstream`s answer', () => {
+  const pivot: SagaDefinition = definition([step('hotel')], { respond: 'upstream' });
+
+  /** A pivot saga at its pivot, whose end the test decides. */
+  function atPivot() {
+    let settle: (result: SagaResult) => void = () => undefined;
+    const responded: number[] = [];
+    const execution = {
+      sagaId: 'saga-1',
+      definition: pivot,
+      stepsDone: Promise.resolve('pivot'),
+      settled: new Promise<SagaResult>((resolve) => (settle = resolve)),
+      scope: () => ({
+        request: { method: 'POST', path: '/test', query: {}, headers: {}, body: null },
+        steps: {},
+        saga: { id: 'saga-1', name: pivot.name },
+      }),
+      steps: () => [],
+      upstreamResponded: (status: number) => responded.push(status),
+    };
+    const start = (() => Promise.resolve(execution)) as unknown as SagaRunner['start'];
+    const result = (status: SagaResult['status']): SagaResult => ({
+      sagaId: 'saga-1',
+      definition: pivot.name,
+      status,
+      steps: [],
+      scope: execution.scope(),
+    });
+    return { start, settle, result, responded: () => responded, settleWith: (r: SagaResult) => settle(r) };
+  }
+
+  it('passes a 2xx on only once the saga`s end is recorded (chaos: a kill in between gave a 201 for an undone saga)', async () => {
+    const saga = atPivot();
+    const p = processor({ start: saga.start, definition: pivot }).make();
+    await p.requestHeaders(headers('/test', {}, true));
+    let answered = false;
+    const answer = p.responseHeaders(headers('/test', { ':status': '201' }, false)).then((r) => {
+      answered = true;
+      return r;
+    });
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    expect(saga.responded()).toEqual([201]);
+    expect(answered).toBe(false);
+    saga.settleWith(saga.result('succeeded'));
+    const r = await answer;
+    expect(r.response_headers?.response.status).toBe('CONTINUE');
+    expect(r.immediate_response).toBeUndefined();
+  });
+
+  it('replaces a 2xx that came after the saga gave up on its upstream with the failure answer', async () => {
+    const saga = atPivot();
+    const p = processor({ start: saga.start, definition: pivot }).make();
+    await p.requestHeaders(headers('/test', {}, true));
+    saga.settleWith(saga.result('compensated'));
+    const r = await p.responseHeaders(headers('/test', { ':status': '200' }, false));
+    expect(r.immediate_response?.status.code).toBe(409);
+    expect(bodyOf(r)).toMatchObject({ status: 'compensated' });
   });
 });
