@@ -163,9 +163,10 @@ export interface SuppressedEvent extends EventBase {
   readonly key: string;
 }
 
-/** The pivot upstream committed the saga's request. */
+/** The pivot upstream committed the saga's request (`at`), received at `receivedAt`. */
 export interface CommittedEvent extends EventBase {
   readonly type: 'committed';
+  readonly receivedAt?: number;
 }
 
 export type ParticipantEvent =
@@ -217,6 +218,13 @@ export interface LogStatus {
   readonly sagaId: string;
   readonly definition: string;
   readonly status: string;
+}
+
+/** When a process fault struck and when the process was back (faults.ts FaultRecord, in short). */
+export interface StruckFault {
+  readonly kind: ProcessFaultKind;
+  readonly killedAt: number;
+  readonly readyAt: number;
 }
 
 export interface Violation {

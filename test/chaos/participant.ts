@@ -233,13 +233,14 @@ function createHost(host: Host, sink: Sink, track: <T>(p: Promise<T>) => Promise
 
   async function upstream(req: IncomingMessage, res: ServerResponse, fault: string): Promise<Answer> {
     const ctx = context(req);
+    const receivedAt = Date.now();
     if (fault === 'refuse') return { status: 409, body: { error: 'refused (planned)' } };
     if (fault === 'fail') return { status: 500, body: { error: 'failed (planned)' } };
     const ms = slowMs(fault);
     if (ms !== undefined) await track(sleep(ms));
     // A transaction whose connection is gone rolls back: no commit for a caller that left.
     if (res.destroyed || req.socket.destroyed) return { status: 503, body: { error: 'caller gone' } };
-    sink({ type: 'committed', ...ctx });
+    sink({ type: 'committed', receivedAt, ...ctx });
     return { status: 201, body: { committed: true, sagaId: ctx.sagaId ?? null, ref: ctx.ref ?? null } };
   }
 

@@ -117,6 +117,8 @@ export interface RunFigures {
   readonly settledP99Ms: number;
   readonly clientErrorsDuringFaults: number;
   readonly violations: number;
+  /** Pivot sagas a process fault left in doubt (the upstream committed, the saga compensated). */
+  readonly pivotInDoubt: number;
   readonly violationsByKind: Readonly<Record<string, number>>;
   /** Violating sagas by the known cause their log shows (diagnose.ts). */
   readonly violationsBySignature: Readonly<Record<string, number>>;
@@ -180,6 +182,7 @@ export function figures(
     settledP99Ms: quantile(settled, 0.99),
     clientErrorsDuringFaults: recovery.reduce((n, x) => n + x.clientErrors, 0),
     violations: rounds.reduce((n, r) => n + r.check.violations.length, 0),
+    pivotInDoubt: rounds.reduce((n, r) => n + new Set(r.check.pivotInDoubt.map((d) => d.sagaId)).size, 0),
     violationsByKind,
     violationsBySignature,
     durationMs,
@@ -209,6 +212,7 @@ export function figureLines(f: RunFigures): string[] {
     ...faults,
     `recovery (kill → every saga in flight settled): p50 ${f.settledP50Ms} ms, p99 ${f.settledP99Ms} ms; client errors during faults ${f.clientErrorsDuringFaults}`,
     `violations: ${f.violations}${f.violations > 0 ? ` (${kv(f.violationsByKind)})` : ''}`,
+    `pivot sagas in doubt (a process fault while the upstream's answer was on its way; docs/saga-log.md): ${f.pivotInDoubt}`,
     ...(f.violations > 0
       ? [
           'violating sagas by signature:',
@@ -223,6 +227,6 @@ export function summaryLine(f: RunFigures): string {
   const kills = PROCESS_FAULT_KINDS.map((k) => `${k} ${f.processFaults[k].count}`).join(', ');
   return (
     `chaos ${f.quick ? 'quick' : 'long'} seed=${f.seed}: ${f.sagas} sagas, process faults ${kills}, ` +
-    `${f.violations} violations in ${Math.round(f.durationMs / 1000)} s — ${f.violations === 0 ? 'PASS' : 'FAIL'}`
+    `${f.violations} violations, ${f.pivotInDoubt} pivot in doubt, in ${Math.round(f.durationMs / 1000)} s — ${f.violations === 0 ? 'PASS' : 'FAIL'}`
   );
 }

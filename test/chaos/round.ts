@@ -165,7 +165,8 @@ export async function runRound(plan: RoundPlan, settings: RoundSettings): Promis
       if (f.error)
         exits.push({ process: f.plan.kind, at: f.startedAt, code: null, tail: `restart failed: ${f.error}` });
     }
-    const result = check({ definitions: plan.definitions, events, clients, notDone, exits });
+    const struck = faults.map((f) => ({ kind: f.plan.kind, killedAt: f.killedAt, readyAt: f.readyAt }));
+    const result = check({ definitions: plan.definitions, events, clients, notDone, exits, faults: struck });
 
     const logs = new Map<string, SagaLogView | undefined>();
     const lookup = async (id: string): Promise<SagaLogView | undefined> => {

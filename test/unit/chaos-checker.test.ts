@@ -159,6 +159,27 @@ describe('chaos checker', () => {
     expect(kinds(result.violations)).toEqual(['1:pivot-committed-but-compensated']);
   });
 
+  it('counts that pivot saga in doubt, not as a violation, only when a process fault struck while its answer travelled', () => {
+    const events = [applied('P', 's1', { def: 'pivot' }), committed('P'), undone('P', 's1', 'pivot')];
+    const committedAt = events[1]?.at ?? 0;
+    const fault = (killedAt: number) => ({
+      kind: 'sagamesh-kill' as const,
+      killedAt,
+      readyAt: killedAt + 2000,
+    });
+    const clients = [client([failure('P')], { definition: 'pivot' })];
+    const near = check(input({ events, clients, faults: [fault(committedAt + 100)] }));
+    expect(near.violations).toEqual([]);
+    expect(kinds(near.pivotInDoubt)).toEqual([
+      '1:pivot-committed-but-compensated',
+      '4:failure-but-not-undone',
+    ]);
+    // A fault long after (or none at all) explains nothing: the same outcome is a violation.
+    const far = check(input({ events, clients, faults: [fault(committedAt + 60_000)] }));
+    expect(kinds(far.violations)).toEqual(['1:pivot-committed-but-compensated', '4:failure-but-not-undone']);
+    expect(far.pivotInDoubt).toEqual([]);
+  });
+
   it('1: a request that reached the pivot upstream without a saga', () => {
     const call: ParticipantEvent = {
       type: 'call',
