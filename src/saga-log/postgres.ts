@@ -55,6 +55,12 @@ export interface PostgresOptions {
   readonly poolSize?: number;
 }
 
+/**
+ * Longest wait for a connection (TCP, TLS and authentication): an unreachable or silent server
+ * fails the boot (or the query) with STORE_UNAVAILABLE after this, never hangs it (docs/saga-log.md).
+ */
+export const CONNECT_TIMEOUT_MS = 5000;
+
 /** Serialises migrations of several instances starting at once. */
 const MIGRATION_LOCK = 0x5a6a_e5;
 
@@ -84,7 +90,7 @@ export class PostgresSagaLog implements SagaLog {
     const pool = new Pool({
       connectionString: options.url,
       max: options.poolSize ?? 20,
-      connectionTimeoutMillis: 5000,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       application_name: `sagamesh ${options.instanceId}`,
     });
     // An idle client's error (server restart) must not crash the process; the next query reports it.

@@ -85,6 +85,21 @@ function storeError(err: unknown, file: string): SagameshError {
   return new SagameshError(spec, `${file}: ${message}`, [], { cause: err });
 }
 
+/**
+ * `mkdir -p`, one level at a time. Not `fs.mkdirSync(dir, { recursive: true })`: under /proc (and
+ * other pseudo file systems) that spins forever instead of failing (`sqlite:/proc/nope/x.db`).
+ */
+function makeDirectory(dir: string): void {
+  if (fs.existsSync(dir)) return;
+  const parent = path.dirname(dir);
+  if (parent !== dir) makeDirectory(parent);
+  try {
+    fs.mkdirSync(dir);
+  } catch (err) {
+    if (!(err instanceof Error && 'code' in err && err.code === 'EEXIST')) throw err;
+  }
+}
+
 export class SqliteSagaLog implements SagaLog {
   private readonly db: Database.Database;
   private readonly seqs = new Map<string, number>();
@@ -100,7 +115,7 @@ export class SqliteSagaLog implements SagaLog {
     const file = path.resolve(options.file);
     let db: Database.Database | undefined;
     try {
-      fs.mkdirSync(path.dirname(file), { recursive: true });
+      makeDirectory(path.dirname(file));
       db = new Database(file, { timeout: 2000 });
       db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('journal_mode = WAL');

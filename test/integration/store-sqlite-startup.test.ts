@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -43,6 +44,53 @@ function expectCodedFailure(output: string, code: string): void {
   expect(output).not.toMatch(/^\s+at /m);
 }
 
+describe('PostgreSQL store at startup', () => {
+  /** A port that accepts connections and never says a word: the worst a PostgreSQL URL can reach. */
+  async function silentServer(): Promise<{ port: number; close: () => Promise<void> }> {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    return {
+      port,
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const s of sockets) s.destroy();
+          server.close(() => resolve());
+        }),
+    };
+  }
+
+  it('exits 1 with SAGAMESH_ERR_STORE_UNAVAILABLE when the server never answers, within the connect timeout', async () => {
+    const silent = await silentServer();
+    try {
+      const began = Date.now();
+      const { code, output } = await failedStart(
+        `postgres://sagamesh:secret@127.0.0.1:${silent.port}/sagamesh`,
+      );
+      expect(code).toBe(1);
+      expectCodedFailure(output, 'SAGAMESH_ERR_STORE_UNAVAILABLE');
+      expect(output).not.toContain('secret');
+      // The documented connect timeout (docs/saga-log.md) is 5 s; the process exits soon after.
+      expect(Date.now() - began).toBeLessThan(15_000);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('exits 1 with SAGAMESH_ERR_STORE_UNAVAILABLE when nothing listens', async () => {
+    const silent = await silentServer();
+    const { port } = silent;
+    await silent.close();
+    const { code, output } = await failedStart(`postgres://sagamesh@127.0.0.1:${port}/sagamesh`);
+    expect(code).toBe(1);
+    expectCodedFailure(output, 'SAGAMESH_ERR_STORE_UNAVAILABLE');
+  });
+});
+
 describe('SQLite store at startup', () => {
   it('exits 1 with SAGAMESH_ERR_STORE_CORRUPT on a file of garbage, and leaves the file alone', async () => {
     const file = path.join(tempDir(), 'sagamesh.db');
@@ -70,10 +118,14 @@ describe('SQLite store at startup', () => {
   it.each([
     ['a path under a file (/dev/null/x.db)', () => '/dev/null/x.db'],
     ['a directory', () => tempDir()],
-  ])('exits 1 with SAGAMESH_ERR_STORE_UNAVAILABLE on %s', async (_what, file) => {
+    // Node's recursive mkdir spins forever on /proc (it never gets EEXIST or success there).
+    ['a directory that cannot be created (/proc/nope/x.db)', () => '/proc/nope/x.db'],
+  ])('exits 1 with SAGAMESH_ERR_STORE_UNAVAILABLE on %s, within seconds', async (_what, file) => {
+    const began = Date.now();
     const { code, output } = await failedStart(`sqlite:${file()}`);
     expect(code).toBe(1);
     expectCodedFailure(output, 'SAGAMESH_ERR_STORE_UNAVAILABLE');
+    expect(Date.now() - began).toBeLessThan(10_000);
   });
 
   it('refuses a second sagamesh on the same file; the first keeps running', async () => {
