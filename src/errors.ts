@@ -204,6 +204,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.DEADLINE_EXCEEDED,
     true,
   ),
+  SAGA_ABORTED: spec(
+    'SAGAMESH_ERR_SAGA_ABORTED',
+    'an operator aborted the saga; what it had done was compensated',
+    409,
+    GrpcStatus.ABORTED,
+    false,
+  ),
   SAGA_INTERRUPTED: spec(
     'SAGAMESH_ERR_SAGA_INTERRUPTED',
     'the coordinator stopped while the saga ran; it was compensated on recovery',

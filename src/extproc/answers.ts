@@ -3,6 +3,7 @@ import { ERRORS, toSagameshError } from '../errors';
 import type { SagaDefinition } from '../saga/definition';
 import { renderResponse } from '../saga/render';
 import type { SagaResult } from '../saga/runner';
+import { stuckSteps } from '../saga/execution';
 import type { StoredAnswer } from '../saga-log/saga-log';
 import { setHeaders } from './headers';
 import type { ImmediateResponse, ProcessingResponse } from './messages';
@@ -77,6 +78,27 @@ export async function sagaAnswer(definition: SagaDefinition, result: SagaResult)
       status: spec.httpStatus,
       headers,
       body: JSON.stringify({ sagaId: result.sagaId, status: 'running', error }),
+    };
+  }
+  if (result.status === 'stuck') {
+    // Not the definition's failure status: that says "failed, all undone", and this saga is not
+    // undone. The step's failure that started the undo stays, as the error's cause.
+    const spec = ERRORS.COMPENSATION_EXHAUSTED;
+    const stuck = stuckSteps(result);
+    return {
+      status: spec.httpStatus,
+      headers,
+      body: JSON.stringify({
+        sagaId: result.sagaId,
+        status: result.status,
+        failedStep: result.failedStep ?? null,
+        error: {
+          code: spec.code,
+          message: `${spec.message}: ${stuck.join(', ')}`,
+          ...(result.error ? { cause: result.error } : {}),
+        },
+        steps: result.steps,
+      }),
     };
   }
   if (result.status !== 'succeeded') {

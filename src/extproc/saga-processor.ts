@@ -382,14 +382,19 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const result = await within(execution.settled, this.deps.answerBudgetMs);
     if (result === 'timeout') {
       // Compensations outlast what Envoy will wait: say so; the saga goes on in the background.
+      // The answer budget is at least the longest deadline (config.ts), so by now the saga has
+      // failed and is compensating: the error is why it failed — the budget is not the saga's.
       this.logger.warn({ saga_id: sagaId }, 'answering before the saga settled');
+      const { failedStep, error } = execution.failure();
       const answer: StoredAnswer = {
         status: definition.response.failure.status,
         headers: { 'content-type': 'application/json', [SAGA_ID_HEADER]: sagaId },
         body: JSON.stringify({
           sagaId,
-          status: 'compensating',
-          error: { code: ERRORS.SAGA_DEADLINE.code, message: 'the saga is still compensating' },
+          // No failure yet: only a pivot saga whose end is not recorded yet can be here.
+          status: error ? 'compensating' : 'running',
+          failedStep: failedStep ?? null,
+          error: error ?? { code: ERRORS.INTERNAL.code, message: 'the saga had not settled' },
           steps: execution.steps(),
         }),
       };

@@ -48,6 +48,11 @@ export function summarize(context: SagaContext): StepSummary[] {
   }));
 }
 
+/** The steps whose compensation gave up: what an operator of a stuck saga must look at. */
+export function stuckSteps(result: Pick<SagaResult, 'steps'>): string[] {
+  return result.steps.filter((s) => s.compensation === 'stuck').map((s) => s.name);
+}
+
 /** One running saga, as the ext_proc processor sees it. */
 export class SagaExecution {
   readonly settled: Promise<SagaResult>;
@@ -73,6 +78,12 @@ export class SagaExecution {
   /** The steps as they are now. */
   steps(): StepSummary[] {
     return summarize(this.actor.getSnapshot().context);
+  }
+
+  /** Why the saga failed, and the step that failed it, once it has (it then compensates). */
+  failure(): { readonly failedStep?: string; readonly error?: ErrorInfo } {
+    const { failedStep, error } = this.actor.getSnapshot().context;
+    return { ...(failedStep ? { failedStep } : {}), ...(error ? { error } : {}) };
   }
 
   upstreamResponded(status: number): void {

@@ -307,7 +307,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           return { error: { code: ERRORS.UPSTREAM_FAILED.code, message: event.message } };
         }
         if (event.type === 'saga.abort') {
-          return { error: { code: ERRORS.SAGA_DEADLINE.code, message: `aborted: ${event.reason}` } };
+          return { error: { code: ERRORS.SAGA_ABORTED.code, message: `aborted: ${event.reason}` } };
         }
         return {
           error: {

@@ -11,7 +11,7 @@ import { rebuild } from '../saga-log/recovery';
 import type { KeyHolder, KeyRequest, SagaEvent, SagaLog, StoredAnswer } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
 import type { SagaActor, SagaResult } from './execution';
-import { SagaExecution, scopeOf, summarize } from './execution';
+import { SagaExecution, scopeOf, stuckSteps, summarize } from './execution';
 import type { SagaMachine } from './machine';
 import type { CallInput, CallOutput, ErrorInfo, FinalState, SagaContext, SagaInput } from './saga-state';
 import { abortCalls, buildSagaMachine } from './machine';
@@ -303,7 +303,21 @@ export class SagaRunner {
         })
         .then(
           (settledWith) => {
-            logger.info({ status, failed_step: outcome.failedStep, error: outcome.error }, 'saga finished');
+            if (status === 'stuck') {
+              // Something stays applied that the saga meant to undo: an operator must act (alert on it).
+              logger.error(
+                {
+                  status,
+                  code: ERRORS.COMPENSATION_EXHAUSTED.code,
+                  stuck_steps: stuckSteps(outcome),
+                  failed_step: outcome.failedStep,
+                  error: outcome.error,
+                },
+                'saga finished',
+              );
+            } else {
+              logger.info({ status, failed_step: outcome.failedStep, error: outcome.error }, 'saga finished');
+            }
             this.observer.sagaFinished(definition.name, status, this.deps.clock.now() - startedAt);
             this.sagas.delete(sagaId);
             resolveSteps('final');

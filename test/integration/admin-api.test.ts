@@ -192,9 +192,14 @@ describe('abort', () => {
     });
     expect(res).toMatchObject({ status: 202, body: { sagaId, status: 'aborting' } });
 
+    // Not a deadline, and not worth retrying: an operator decided (docs/errors.md).
     const client = await answer;
     expect(client.status).toBe(409);
-    expect(client.body).toMatchObject({ sagaId, status: 'compensated' });
+    expect(client.body).toMatchObject({
+      sagaId,
+      status: 'compensated',
+      error: { code: 'SAGAMESH_ERR_SAGA_ABORTED' },
+    });
     expect(client.body.error.message).toContain('customer called');
     expect(stack.participants.hotel.bookings().map((b) => b.status)).toEqual(['cancelled']);
 
@@ -210,9 +215,33 @@ describe('retry', () => {
       hotel: { city: 'Lisbon', nights: 2, fault: 'cancel-fail' },
       car: { class: 'compact', fault: 'fail' },
     });
-    expect(res.status).toBe(409);
+    // The client hears the documented code, not the car's: nothing is undone for sure.
+    expect(res.status).toBe(500);
+    expect(res.body).toMatchObject({
+      status: 'stuck',
+      failedStep: 'car',
+      error: {
+        code: 'SAGAMESH_ERR_COMPENSATION_EXHAUSTED',
+        message: expect.stringContaining('hotel'),
+        cause: { code: 'SAGAMESH_ERR_STEP_REJECTED' },
+      },
+    });
     const sagaId = res.body.sagaId as string;
     expect((await admin(`/sagas/${sagaId}`)).body.saga.status).toBe('stuck');
+    // … and the operator's alerting an error line that names it.
+    const line = await waitFor(
+      async () =>
+        Promise.resolve(
+          stack.sagamesh.lines().find((l) => l.includes(sagaId) && l.includes('"msg":"saga finished"')),
+        ),
+      'the stuck saga to be logged',
+    );
+    expect(JSON.parse(line)).toMatchObject({
+      level: 'error',
+      code: 'SAGAMESH_ERR_COMPENSATION_EXHAUSTED',
+      status: 'stuck',
+      stuck_steps: ['hotel'],
+    });
 
     // A compensated saga is not retried.
     const done = await book({ car: { class: 'compact', fault: 'fail' } });

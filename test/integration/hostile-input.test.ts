@@ -137,8 +137,11 @@ describe('a participant that answers success with a body that is not the JSON it
       '/trips',
       trip({ hotel: { nights: 1, fault: 'garbled:100' }, car: { class: 'suv', fault: 'fail' } }),
     );
-    expect(answer.status).toBe(409);
-    expect(answer.body.status).toBe('stuck');
+    expect(answer.status).toBe(500);
+    expect(answer.body).toMatchObject({
+      status: 'stuck',
+      error: { code: 'SAGAMESH_ERR_COMPENSATION_EXHAUSTED', cause: { code: 'SAGAMESH_ERR_STEP_REJECTED' } },
+    });
     const hotelStep = (answer.body.steps as { name: string }[]).find((s) => s.name === 'hotel');
     expect(hotelStep).toMatchObject({ compensation: 'stuck' });
     // The fixture's compensation budget: 3 attempts, each a replay of the create (same key), each

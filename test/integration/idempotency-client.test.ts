@@ -196,7 +196,12 @@ describe('Idempotency-Key of a saga that answered before it settled', () => {
     );
     const first = await postJson(short, '/trips', body, { 'idempotency-key': key });
     expect(first.status).toBe(409);
-    expect(first.body.status).toBe('compensating');
+    // Not settled yet: the error is why it compensates (the car's refusal), not a deadline.
+    expect(first.body).toMatchObject({
+      status: 'compensating',
+      failedStep: 'car',
+      error: { code: 'SAGAMESH_ERR_STEP_REJECTED' },
+    });
     const sagaId = first.headers.get('x-sagamesh-saga-id');
 
     let retry: Answer | undefined;

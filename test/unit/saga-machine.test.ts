@@ -246,6 +246,22 @@ describe('saga machine', () => {
     expect(actor.getSnapshot().context.steps.hotel).toMatchObject({ attempts: 2, applied: 'yes' });
   });
 
+  it('compensates on an operator abort with its own code, not a deadline', async () => {
+    const def = definition([step('hotel'), step('flight')]);
+    const { actor, advance } = run(def, (i) =>
+      i.kind === 'action' && i.step === 'flight' && !i.replay ? never() : ok(`${i.step}-1`),
+    );
+    await advance(10);
+    actor.send({ type: 'saga.abort', reason: 'customer called' });
+    await advance(10);
+    const snap = actor.getSnapshot();
+    expect(snap.value).toBe('compensated');
+    expect(snap.context.error).toEqual({
+      code: 'SAGAMESH_ERR_SAGA_ABORTED',
+      message: 'aborted: customer called',
+    });
+  });
+
   it('compensates every step in flight when the saga deadline passes', async () => {
     const def = definition([step('hotel'), step('flight')], { deadlineMs: 500 });
     const { actor, calls, signals, advance } = run(def, (i) =>
