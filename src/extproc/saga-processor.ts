@@ -134,7 +134,8 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
   private matched?: Matched;
   private execution?: SagaExecution;
   private awaitingUpstream = false;
-  private readonly logger: Logger;
+  /** The stream's logger; once known, with the request's id (Envoy's x-request-id), saga and saga id. */
+  private logger: Logger;
 
   constructor(
     private readonly deps: SagaProcessorDeps,
@@ -153,6 +154,8 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const definition = definitions.match(method, path);
     // Saga or not, a client's owned headers go no further (ARCHITECTURE §1, Isolation).
     const strip = ownedHeaderNames(message, definitions.ownedHeaders ?? NO_OWNED_HEADERS);
+    const requestId = headers['x-request-id'];
+    if (requestId) this.logger = this.logger.child({ request_id: requestId });
     this.logger.debug({ method, path, saga: definition?.name }, 'request headers');
     if (!definition) {
       const shadowed = definitions.ambiguous?.(method, path);
@@ -164,6 +167,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       };
     }
     this.matched = { definition, strip, headers, method, path, query };
+    this.logger = this.logger.child({ saga: definition.name });
     const e = this.refusal();
     if (e) {
       this.deps.observer?.sagaRejected(definition.name, e.code);
@@ -256,7 +260,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       body = this.parseBody(definition, raw, matched.headers['content-type']);
     } catch (err) {
       const e = toSagameshError(err);
-      this.logger.info({ saga: definition.name, code: e.code, details: e.details }, 'saga request rejected');
+      this.logger.info({ code: e.code, details: e.details }, 'saga request rejected');
       this.deps.observer?.sagaRejected(definition.name, e.code);
       return errorAnswer(e, definition.name);
     }
@@ -266,7 +270,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const traceparent = matched.headers['traceparent'];
     const requestId = matched.headers['x-request-id'];
     // The logger redacts credentials and SAGAMESH_LOG_REDACT fields wherever they are.
-    this.logger.debug({ saga: definition.name, request }, 'saga request');
+    this.logger.debug({ request }, 'saga request');
     const key = matched.headers['idempotency-key']?.trim();
     const meta = { ...(traceparent ? { traceparent } : {}), ...(requestId ? { requestId } : {}) };
     try {
@@ -277,9 +281,10 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
         : await this.deps.runner.start(definition, request, meta);
       if ('held' in started) return await this.replay(definition, started.held, reservation?.requestHash);
       this.execution = started;
+      this.logger = this.logger.child({ saga_id: started.sagaId });
     } catch (err) {
       const e = toSagameshError(err);
-      this.logger.error({ err: e, saga: definition.name }, 'saga could not start');
+      this.logger.error({ err: e, code: e.code }, 'saga could not start');
       this.deps.observer?.sagaRejected(definition.name, e.code);
       // Nothing was written, the key neither: a retry starts afresh.
       return errorAnswer(e, definition.name);
@@ -351,11 +356,11 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
   ): Promise<ProcessingResponse> {
     const earlier = holder.sagaId;
     if (holder.requestHash !== requestHash) {
-      return errorAnswer(
-        new SagameshError(ERRORS.IDEMPOTENCY_KEY_REUSED, `saga ${earlier}`),
-        definition.name,
-        earlier,
-      );
+      const e = new SagameshError(ERRORS.IDEMPOTENCY_KEY_REUSED, `saga ${earlier}`);
+      // saga_id: the saga that holds the key; this request started none.
+      this.logger.info({ saga_id: earlier, code: e.code }, 'saga request rejected');
+      this.deps.observer?.sagaRejected(definition.name, e.code);
+      return errorAnswer(e, definition.name, earlier);
     }
     const meta = { sagaId: earlier, saga: definition.name, outcome: 'replayed' };
     const replayed = { 'idempotent-replayed': 'true' };
@@ -384,7 +389,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       // Compensations outlast what Envoy will wait: say so; the saga goes on in the background.
       // The answer budget is at least the longest deadline (config.ts), so by now the saga has
       // failed and is compensating: the error is why it failed — the budget is not the saga's.
-      this.logger.warn({ saga_id: sagaId }, 'answering before the saga settled');
+      this.logger.warn('answering before the saga settled');
       const { failedStep, error } = execution.failure();
       const answer: StoredAnswer = {
         status: definition.response.failure.status,

@@ -42,6 +42,25 @@ async function scrape(): Promise<Scrape> {
 
 const book = (body: unknown) => request(`${stack.ingressUrl}/trips`, { method: 'POST', body });
 
+it('counts a request refused for a reused Idempotency-Key as rejected, by its code', async () => {
+  const key = `reuse-${Date.now()}`;
+  const keyed = (body: unknown) =>
+    request(`${stack.ingressUrl}/trips`, { method: 'POST', body, headers: { 'idempotency-key': key } });
+  expect((await keyed(trip())).status).toBe(201);
+  const before = await scrape();
+  expect((await keyed(trip({ guest: 'Grace' }))).status).toBe(422);
+  // A replay of the same request is an answer, not a refusal.
+  expect((await keyed(trip())).status).toBe(201);
+  const after = await scrape();
+  const delta = (name: string, labels?: Record<string, string>): number =>
+    after(name, labels) - before(name, labels);
+  const reused = { definition: 'book-trip', code: 'SAGAMESH_ERR_IDEMPOTENCY_KEY_REUSED' };
+  expect(delta('sagamesh_sagas_rejected_total', reused)).toBe(1);
+  expect(delta('sagamesh_sagas_rejected_total')).toBe(1);
+  expect(delta('sagamesh_sagas_finished_total', { definition: 'book-trip', status: 'failed' })).toBe(1);
+  expect(delta('sagamesh_sagas_started_total')).toBe(0);
+});
+
 it('counts sagas, steps, retries, compensations, streams and store operations as they happen', async () => {
   const before = await scrape();
   expect((await book(trip())).status).toBe(201);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -144,6 +145,42 @@ describe('book-trip through Envoy', () => {
     expect(res.body.error.code).toBe('SAGAMESH_ERR_INPUT_INVALID');
     expect(JSON.stringify(res.body.error)).toContain('car');
     expect(actions('hotel').length + actions('flight').length + actions('car').length).toBe(0);
+  });
+
+  it("logs a refused request with Envoy's request id and the saga it matched", async () => {
+    const requestId = randomUUID();
+    const res = await post('/trips', '{"guest": "Ada", ', { 'x-request-id': requestId });
+    expect(res.status).toBe(400);
+    const line = stack.sagamesh
+      .lines()
+      .find((l) => l.includes('"msg":"saga request rejected"') && l.includes(requestId));
+    expect(line).toBeDefined();
+    expect(JSON.parse(line ?? '{}')).toMatchObject({
+      request_id: requestId,
+      saga: 'book-trip',
+      code: 'SAGAMESH_ERR_BODY_NOT_JSON',
+    });
+  });
+
+  it('logs a request refused for a reused Idempotency-Key with the saga that holds the key', async () => {
+    const key = randomUUID();
+    const first = await post('/trips', trip(), { 'idempotency-key': key });
+    expect(first.status).toBe(201);
+    const holder = first.headers.get('x-sagamesh-saga-id');
+    const requestId = randomUUID();
+    const reused = await post('/trips', trip({ guest: 'Grace' }), {
+      'idempotency-key': key,
+      'x-request-id': requestId,
+    });
+    expect(reused.status).toBe(422);
+    const line = stack.sagamesh.lines().find((l) => l.includes(requestId));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({
+      msg: 'saga request rejected',
+      request_id: requestId,
+      saga: 'book-trip',
+      saga_id: holder,
+      code: 'SAGAMESH_ERR_IDEMPOTENCY_KEY_REUSED',
+    });
   });
 
   it('passes a request that matches no saga through to the upstream unchanged', async () => {
