@@ -1,10 +1,11 @@
 import { ERRORS, SagameshError } from '../errors';
-import type { ListOptions, SagaStatus } from '../saga-log/saga-log';
+import type { ListCursor, ListOptions, SagaStatus } from '../saga-log/saga-log';
 import { SAGA_STATUSES } from '../saga-log/saga-log';
 
 /**
- * `?status=&definition=&since=&limit=` of GET /sagas (and the UI's list), checked all at once.
- * `since` is epoch milliseconds or an ISO 8601 time; `limit` 1–1000, default 50.
+ * `?status=&definition=&since=&limit=&cursor=` of GET /sagas (and the UI's list), checked all at
+ * once. `since` is epoch milliseconds or an ISO 8601 time; `limit` 1–1000, default 50; `cursor`
+ * the `next` of the previous page.
  */
 export const DEFAULT_LIMIT = 50;
 export const MAX_LIMIT = 1000;
@@ -28,11 +29,37 @@ export function parseListQuery(query: URLSearchParams): ListOptions & { readonly
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
     problems.push(`limit=${limitRaw}: must be an integer from 1 to ${MAX_LIMIT}`);
   }
+  const cursorRaw = query.get('cursor') || undefined;
+  const after = cursorRaw === undefined ? undefined : decodeCursor(cursorRaw);
+  if (after === null) problems.push(`cursor=${cursorRaw}: not a cursor this API gave (its \`next\`)`);
   if (problems.length > 0) throw new SagameshError(ERRORS.ADMIN_BAD_REQUEST, problems.join('; '), problems);
   return {
+    ...(after ? { after } : {}),
     ...(status !== undefined ? { status: status as SagaStatus } : {}),
     ...(definition !== undefined ? { definition } : {}),
     ...(since !== undefined ? { since } : {}),
     limit,
   };
+}
+
+/**
+ * The cursor after a page: opaque to clients (base64url of `[startedAt, sagaId]` of the page's
+ * last saga), so its form may change without breaking one.
+ */
+export function encodeCursor(after: ListCursor): string {
+  return Buffer.from(JSON.stringify([after.startedAt, after.sagaId]), 'utf8').toString('base64url');
+}
+
+/** The position a cursor names, or null when it is not one `encodeCursor` made. */
+export function decodeCursor(cursor: string): ListCursor | null {
+  if (cursor.length > 1024 || !/^[\w-]+$/.test(cursor)) return null;
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (!Array.isArray(value) || value.length !== 2) return null;
+    const [startedAt, sagaId] = value as unknown[];
+    if (!Number.isSafeInteger(startedAt) || typeof sagaId !== 'string' || sagaId === '') return null;
+    return { startedAt: startedAt as number, sagaId };
+  } catch {
+    return null;
+  }
 }

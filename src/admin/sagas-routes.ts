@@ -1,7 +1,7 @@
 import { ERRORS, SagameshError } from '../errors';
 import type { ListOptions, SagaRecord, SagaSummary } from '../saga-log/saga-log';
 import type { Route } from './http';
-import { parseListQuery } from './list-query';
+import { encodeCursor, parseListQuery } from './list-query';
 import type { FieldPath } from '../redaction';
 import { servedHistory } from './saga-contents';
 import { sagaView } from './timeline';
@@ -46,7 +46,11 @@ export function sagasRoutes(deps: SagasRouteDeps): Route[] {
       path: '/sagas',
       handler: async (req) => {
         const opts = parseListQuery(req.query);
-        return { status: 200, json: { sagas: await deps.sagas.list(opts) } };
+        const sagas = await deps.sagas.list(opts);
+        // A full page may have more after it (the page after the last may be empty).
+        const last = sagas.length === opts.limit ? sagas[sagas.length - 1] : undefined;
+        const next = last ? encodeCursor({ startedAt: last.startedAt, sagaId: last.sagaId }) : undefined;
+        return { status: 200, json: { sagas, ...(next ? { next } : {}) } };
       },
     },
     {

@@ -178,9 +178,12 @@ export class MemorySagaLog implements SagaLog {
         (s) =>
           (!opts.status || s.status === opts.status) &&
           (!opts.definition || s.definition === opts.definition) &&
-          (opts.since === undefined || s.startedAt >= opts.since),
+          (opts.since === undefined || s.startedAt >= opts.since) &&
+          (opts.after === undefined ||
+            s.startedAt < opts.after.startedAt ||
+            (s.startedAt === opts.after.startedAt && s.sagaId < opts.after.sagaId)),
       )
-      .sort((a, b) => b.startedAt - a.startedAt);
+      .sort((a, b) => b.startedAt - a.startedAt || (a.sagaId < b.sagaId ? 1 : a.sagaId > b.sagaId ? -1 : 0));
     return Promise.resolve(out.slice(0, limit));
   }
 

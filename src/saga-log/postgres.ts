@@ -284,9 +284,15 @@ export class PostgresSagaLog implements SagaLog {
     filter('status', '=', opts.status);
     filter('definition', '=', opts.definition);
     filter('started_at', '>=', opts.since);
+    if (opts.after) {
+      args.push(opts.after.startedAt, opts.after.sagaId);
+      const [at, id] = [args.length - 1, args.length];
+      // One byte order for ids, whatever the database's collation: the cursor compares as it sorts.
+      where.push(`(started_at < $${at} OR (started_at = $${at} AND id COLLATE "C" < $${id}))`);
+    }
     args.push(Math.min(opts.limit ?? 100, 1000));
     const r = await this.query(
-      `SELECT * FROM sagas ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC LIMIT $${args.length}`,
+      `SELECT * FROM sagas ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id COLLATE "C" DESC LIMIT $${args.length}`,
       args,
     );
     return r.rows.map((row) => toSummary(row));

@@ -117,6 +117,18 @@ export interface ListOptions {
   readonly since?: number;
   /** Default 100, at most 1000. */
   readonly limit?: number;
+  /** Only sagas after this one in the list's order (the last of the previous page). */
+  readonly after?: ListCursor;
+}
+
+/**
+ * A position in a list: sagas are listed newest first by start time, and by id (descending)
+ * among sagas started in the same millisecond, so every saga has one place and a page that
+ * starts after the previous page's last saga neither repeats nor skips one.
+ */
+export interface ListCursor {
+  readonly startedAt: number;
+  readonly sagaId: string;
 }
 
 export interface StoredDefinition {

@@ -353,7 +353,11 @@ export class SqliteSagaLog implements SagaLog {
       filter('status = ?', opts.status);
       filter('definition = ?', opts.definition);
       filter('started_at >= ?', opts.since);
-      const sql = `SELECT * FROM sagas ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC LIMIT ?`;
+      if (opts.after) {
+        where.push('(started_at < ? OR (started_at = ? AND id < ?))');
+        args.push(opts.after.startedAt, opts.after.startedAt, opts.after.sagaId);
+      }
+      const sql = `SELECT * FROM sagas ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id DESC LIMIT ?`;
       args.push(Math.min(opts.limit ?? 100, 1000));
       return this.db
         .prepare(sql)

@@ -135,6 +135,26 @@ describe('list and inspect', () => {
     expect((await admin('/sagas?definition=no-such-saga')).body.sagas).toEqual([]);
   });
 
+  it('pages past a full page with the cursor in `next`, and refuses a cursor it did not give', async () => {
+    const before = Date.now();
+    const answers = [];
+    for (let i = 0; i < 3; i++) answers.push(await book());
+    const booked = answers.map((a) => a.headers.get('x-sagamesh-saga-id')).reverse();
+    const first = await admin(`/sagas?since=${before}&limit=2`);
+    expect((first.body.sagas as { sagaId: string }[]).map((s) => s.sagaId)).toEqual(booked.slice(0, 2));
+    expect(first.body.next).toEqual(expect.any(String));
+    const second = await admin(`/sagas?since=${before}&limit=2&cursor=${first.body.next as string}`);
+    expect((second.body.sagas as { sagaId: string }[]).map((s) => s.sagaId)).toEqual(booked.slice(2));
+    // Not a full page: nothing after it.
+    expect(second.body).not.toHaveProperty('next');
+    expect(await admin('/sagas?cursor=not-a-cursor')).toMatchObject({
+      status: 400,
+      body: {
+        error: { code: 'SAGAMESH_ERR_ADMIN_BAD_REQUEST', details: [expect.stringContaining('cursor=')] },
+      },
+    });
+  });
+
   it('inspects one saga: every transition with timestamps and every call with its status', async () => {
     const failed = await book({ car: { class: 'compact', fault: 'fail' } });
     const sagaId = failed.body.sagaId as string;

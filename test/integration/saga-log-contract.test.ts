@@ -4,7 +4,7 @@ import path from 'node:path';
 import { systemClock } from '../../src/clock';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import { PostgresSagaLog } from '../../src/saga-log/postgres';
-import type { SagaEvent, SagaLog, SagaRecord, StartedEvent } from '../../src/saga-log/saga-log';
+import type { ListCursor, SagaEvent, SagaLog, SagaRecord, StartedEvent } from '../../src/saga-log/saga-log';
 import { SqliteSagaLog } from '../../src/saga-log/sqlite';
 import type { TestPostgres } from '../helpers/postgres';
 import { startPostgres } from '../helpers/postgres';
@@ -134,6 +134,26 @@ describe.each(STORES)('saga log contract: %s', (_, open) => {
     const body = { guest: 'A\u0000da', s: '\ud800', t: '"]}\\[{,' };
     await log.append('x', started(body));
     expect((await log.history('x'))[0]).toMatchObject({ request: { body } });
+  });
+
+  it('pages through a list with a cursor: newest first, every saga once, ties in started time included', async () => {
+    // In one tick: most of them start in the same millisecond, so only the id orders them.
+    const ids = Array.from({ length: 11 }, (_, i) => `page-${String(i).padStart(2, '0')}`);
+    await Promise.all(ids.map((id) => log.append(id, started())));
+    await log.append('other', started({}, 'other-saga'));
+    const seen: string[] = [];
+    let after: ListCursor | undefined;
+    for (let page = 0; page < 10; page++) {
+      const sagas = await log.list({ definition: 'book-trip', limit: 3, ...(after ? { after } : {}) });
+      seen.push(...sagas.map((s) => s.sagaId));
+      const last = sagas[sagas.length - 1];
+      if (!last) break;
+      after = { startedAt: last.startedAt, sagaId: last.sagaId };
+    }
+    expect(seen).toHaveLength(ids.length);
+    expect(new Set(seen)).toEqual(new Set(ids));
+    // The same order as one page of them all.
+    expect((await log.list({ definition: 'book-trip' })).map((s) => s.sagaId)).toEqual(seen);
   });
 
   describe('Idempotency-Keys', () => {
