@@ -11,6 +11,8 @@ import path from 'node:path';
  *
  *   <!-- docs-test: skip (needs a cluster) -->   not an example that can run here; the reason is listed
  *   <!-- docs-test: demo-stack -->               run by the integration test against the demo stack
+ *   <!-- docs-test: demo-stack keys: a booking -->  a JSON answer whose keys the integration test
+ *                                                compares with the real one its producer `a booking` gets
  *   <!-- docs-test: paths -->                    a file list: every path in its first column exists
  *
  * Unmarked blocks are checked by what they are: a `yaml` block with `kind: Saga` must load, a `json`

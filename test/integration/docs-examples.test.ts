@@ -32,6 +32,7 @@ import { request, waitFor } from '../helpers/http';
  * - ```sh: the block runs as one bash script; a trailing comment with HTTP statuses (`# 201`,
  *   `# 503 503 201`) must be the statuses of the curl calls of that line, in order; every curl must
  *   get an answer, except one told to give up (`-m`).
+ * - ```json marked `demo-stack keys: <name>`: the keys of the answer PRODUCERS[name] gets.
  */
 jest.setTimeout(120_000);
 
@@ -128,7 +129,7 @@ async function runShell(block: DocBlock): Promise<void> {
   expect(claims).toEqual(claims.map((c) => ({ ...c, got: c.claimed })));
 }
 
-const stackBlocks = allBlocks().filter((b) => b.mark === 'demo-stack');
+const stackBlocks = allBlocks().filter((b) => /^demo-stack\b/.test(b.mark ?? ''));
 const cases = (lang: string): [string, DocBlock][] =>
   stackBlocks.filter((b) => b.lang === lang).map((b) => [where(b), b]);
 
@@ -152,7 +153,9 @@ afterAll(async () => {
 
 it('has examples to run', () => {
   expect(stackBlocks.map((b) => b.file)).toEqual(expect.arrayContaining(['docs/cli.md', 'docs/demo.md']));
-  expect(stackBlocks.filter((b) => b.lang !== 'console' && b.lang !== 'sh').map(where)).toEqual([]);
+  const runnable = (b: DocBlock): boolean =>
+    b.mark === 'demo-stack' ? b.lang === 'console' || b.lang === 'sh' : b.lang === 'json';
+  expect(stackBlocks.filter((b) => !runnable(b)).map(where)).toEqual([]);
 });
 
 describe('console sessions against the demo stack', () => {
@@ -211,6 +214,41 @@ describe('docs/admin.md sample answers', () => {
     }, 'a running saga');
     check('POST /sagas/{id}/abort', await admin(`/sagas/${running.sagaId}/abort`, 'POST'));
     expect((await slow).status).toBe(409);
+  });
+});
+
+/**
+ * The real answers that JSON blocks marked `demo-stack keys: <name>` show: the block must have
+ * exactly the keys of the answer (values there are examples or say where they come from).
+ */
+const PRODUCERS: Readonly<Record<string, () => Promise<unknown>>> = {
+  'a cancelled booking': async () => {
+    // through a saga, so it carries the saga's headers (traceparent only when the client sent one);
+    // the failing car step cancels it
+    const trip = { guest: 'Ada', hotel: { nights: 2 }, flight: { to: 'LIS' }, car: { fault: 'fail' } };
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const answer = await request(`${stack.ingressUrl}/trips`, {
+      method: 'POST',
+      headers: { traceparent },
+      body: trip,
+    });
+    expect(answer.status).toBe(409);
+    const { body } = await request(`http://127.0.0.1:${stack.ports.hotel}/bookings`);
+    return (body.bookings as { sagaId?: string }[]).find((b) => b.sagaId === answer.body.sagaId);
+  },
+  'the trips echo': async () =>
+    (await request(`http://127.0.0.1:${stack.ports.trips}/trips?x=1`, { method: 'POST', body: {} }))
+      .body as unknown,
+};
+
+describe('JSON answers against the demo stack: their keys', () => {
+  const keyed = stackBlocks.filter((b) => b.mark?.startsWith('demo-stack keys: '));
+  it.each(keyed.map((b): [string, DocBlock] => [where(b), b]))('%s', async (_where, block) => {
+    const name = block.mark?.slice('demo-stack keys: '.length) ?? '';
+    const produce = PRODUCERS[name];
+    if (!produce) throw new Error(`${where(block)}: no producer '${name}' in this test`);
+    const shown = Object.keys(JSON.parse(block.text) as object).sort();
+    expect(Object.keys((await produce()) as object).sort()).toEqual(shown);
   });
 });
 

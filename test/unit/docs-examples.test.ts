@@ -33,7 +33,8 @@ const CLI_COMMAND = /^sagamesh (validate|graph)\b/;
 
 function checkOf(block: DocBlock): Check | undefined {
   if (skipReason(block) !== undefined) return 'skip';
-  if (block.mark === 'demo-stack' || block.mark === 'paths') return block.mark;
+  if (block.mark === 'paths') return block.mark;
+  if (/^demo-stack(?: keys: .+)?$/.test(block.mark ?? '')) return 'demo-stack';
   if (block.mark !== undefined) return undefined; // a mark nobody understands is an error too
   if (block.lang === 'yaml') return /^kind: Saga$/m.test(block.text) ? 'saga' : 'yaml';
   if (block.lang === 'json') return 'json';
