@@ -336,6 +336,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.UNAVAILABLE,
     true,
   ),
+  CLI_USAGE: spec(
+    'SAGAMESH_ERR_CLI_USAGE',
+    'the command line is invalid',
+    400,
+    GrpcStatus.INVALID_ARGUMENT,
+    false,
+  ),
   SAGA_NOT_FOUND: spec('SAGAMESH_ERR_SAGA_NOT_FOUND', 'no such saga', 404, GrpcStatus.NOT_FOUND, false),
   SAGA_NOT_RUNNING: spec(
     'SAGAMESH_ERR_SAGA_NOT_RUNNING',

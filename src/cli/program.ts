@@ -1,5 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { ConfigOverrides } from '../config/config';
+import { ERRORS, SagameshError } from '../errors';
 import { DEFAULTS, ENV_VARS, MAX_DEADLINE_MS_RANGE } from '../config/config';
 import { AdminClient, defaultAdminUrl } from './admin-client';
 import type { GraphFormat } from './graph';
@@ -10,9 +11,11 @@ import { abort, inspect, list, retry } from './sagas';
 import { validate } from './validate';
 
 /**
- * The `sagamesh` command line. Every command resolves to an exit status: 0 done, 1 failed (a coded
- * error on stderr, or invalid definitions). `serve` is injected so tests can run the rest in-process
- * without starting a server.
+ * The `sagamesh` command line. Every command resolves to an exit status: 0 done, 1 failed. Every
+ * failure — commander's usage errors included — ends with one coded line on stderr
+ * (`sagamesh: SAGAMESH_ERR_…: message`, then one detail per line); stdout carries only what was
+ * asked for (a report, a chart, a table, JSON). `serve` is injected so tests can run the rest
+ * in-process without starting a server.
  */
 
 export type Serve = (flags: ConfigOverrides) => Promise<number>;
@@ -30,16 +33,17 @@ const SERVE_FLAGS: readonly [flag: string, key: keyof ConfigOverrides][] = [
 export function createProgram(io: CliIo, serve: Serve, exit: (code: number) => void): Command {
   const program = new Command('sagamesh')
     .description('Distributed sagas inside the service mesh: an Envoy ext_proc service')
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
-    .exitOverride()
-    .showHelpAfterError();
+    // Help asked for goes to stdout; commander's own error text (and the help it prints after an
+    // error) is dropped: runCli reports the CommanderError as SAGAMESH_ERR_CLI_USAGE instead.
+    .configureOutput({ writeOut: io.stdout, writeErr: () => undefined, outputError: () => undefined })
+    .exitOverride();
   const maxDeadline = (): Option =>
     new Option('--max-deadline-ms <ms>', 'longest deadline a saga may declare')
       .default(io.env[ENV_VARS.maxDeadlineMs] ?? String(DEFAULTS.maxDeadlineMs))
       .argParser((v) => {
         const n = Number(v);
         const { min, max } = MAX_DEADLINE_MS_RANGE;
-        // InvalidArgumentError, not CommanderError: commander prints it (with the usage) before exiting.
+        // InvalidArgumentError: commander adds the option and the value, and ends in a usage error.
         if (!Number.isInteger(n) || n < min || n > max)
           throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
         return v;
@@ -158,12 +162,24 @@ export async function runCli(argv: readonly string[], io: CliIo, serve: Serve): 
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // --help and --version end here with exit code 0; usage errors with 1.
-      return err.exitCode;
-    }
-    reportError(io, err);
+    if (err instanceof CommanderError && err.exitCode === 0) return 0; // --help
+    reportError(io, err instanceof CommanderError ? usageError(err, commandOf(program, argv)) : err);
     return 1;
   }
   return code;
+}
+
+/** A commander usage error as SAGAMESH_ERR_CLI_USAGE, with where to read the usage. */
+function usageError(err: CommanderError, command: string | undefined): SagameshError {
+  // 'commander.help' with exit code 1: no command was given (commander would print the help).
+  const message = err.code === 'commander.help' ? 'a command is needed' : err.message.replace(/^error: /, '');
+  return new SagameshError(ERRORS.CLI_USAGE, message, [
+    `see 'sagamesh${command ? ` ${command}` : ''} --help'`,
+  ]);
+}
+
+/** The subcommand named on the command line, if it is one. */
+function commandOf(program: Command, argv: readonly string[]): string | undefined {
+  const names = new Set(program.commands.map((c) => c.name()));
+  return argv.find((a) => names.has(a));
 }

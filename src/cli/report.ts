@@ -1,15 +1,15 @@
-import { isSagameshError } from '../errors';
+import { toSagameshError } from '../errors';
 import { formatProblem, isDefinitionProblem } from '../saga/loader';
 import type { CliIo } from './io';
 
-/** Prints an error the way `sagamesh` does at startup: code, message, then every detail on its own line. */
-export function reportError(io: CliIo, err: unknown): void {
-  if (isSagameshError(err)) {
-    io.stderr(`sagamesh: ${err.code}: ${err.message}\n`);
-    for (const detail of err.details) {
-      io.stderr(`  ${isDefinitionProblem(detail) ? formatProblem(detail) : String(detail)}\n`);
-    }
-  } else {
-    io.stderr(`sagamesh: ${err instanceof Error ? err.message : String(err)}\n`);
+/**
+ * Prints an error the way `sagamesh` does at startup: code, message, then every detail on its own
+ * line. An uncoded error is reported as SAGAMESH_ERR_INTERNAL: every failure has a code.
+ */
+export function reportError(io: CliIo, thrown: unknown): void {
+  const err = toSagameshError(thrown);
+  io.stderr(`sagamesh: ${err.code}: ${err.message}\n`);
+  for (const detail of err.details) {
+    io.stderr(`  ${isDefinitionProblem(detail) ? formatProblem(detail) : String(detail)}\n`);
   }
 }

@@ -39,11 +39,12 @@ export async function list(
   const query = new URLSearchParams();
   for (const [k, v] of Object.entries(filters)) if (typeof v === 'string' && v !== '') query.set(k, v);
   const qs = query.toString();
-  const { sagas } = await client.get<{ sagas: SagaSummary[] }>(`/sagas${qs ? `?${qs}` : ''}`);
+  const answer = await client.get<{ sagas: SagaSummary[] }>(`/sagas${qs ? `?${qs}` : ''}`);
   if (json) {
-    io.stdout(`${JSON.stringify(sagas, null, 2)}\n`);
+    io.stdout(`${JSON.stringify(answer, null, 2)}\n`); // the API's answer as it came, as `inspect --json`
     return 0;
   }
+  const { sagas } = answer;
   if (sagas.length === 0) {
     io.stdout('no sagas\n');
     return 0;
@@ -95,6 +96,7 @@ export async function inspect(
   const events = [
     ...v.bars.map((b) => ({
       at: b.start,
+      rank: b.kind === 'action' && !b.replay ? PHASE.action : PHASE.undo,
       cells: [
         b.step,
         b.replay ? 'replay' : b.kind,
@@ -105,8 +107,17 @@ export async function inspect(
         b.error ? `${b.error.code}: ${b.error.message}` : '',
       ],
     })),
-    ...v.marks.map((m) => ({ at: m.at, cells: [`— ${m.label}`, '', '', '', '', '', ''] })),
-  ].sort((a, b) => a.at - b.at);
+    ...v.marks.map((m) => ({
+      at: m.at,
+      rank:
+        m.label === 'compensating'
+          ? PHASE.compensating
+          : m.label === 'recovered'
+            ? PHASE.recovered
+            : PHASE.end,
+      cells: [`— ${m.label}`, '', '', '', '', '', ''],
+    })),
+  ].sort((a, b) => a.at - b.at || a.rank - b.rank);
   io.stdout(
     table([
       ['AT', 'STEP', 'KIND', 'ATTEMPT', 'OUTCOME', 'HTTP', 'TOOK', 'ERROR'],
@@ -115,6 +126,13 @@ export async function inspect(
   );
   return 0;
 }
+
+/**
+ * Calls and marks of one millisecond in the order they can only have happened: a restart's
+ * `recovered` before the calls it resumed, actions before `compensating`, which comes before the
+ * compensations and replays it led to, and the final status last.
+ */
+const PHASE = { recovered: 0, action: 1, compensating: 2, undo: 3, end: 4 } as const;
 
 export async function abort(
   client: AdminClient,

@@ -10,8 +10,10 @@ import { reportError } from './report';
 /**
  * `sagamesh validate <files|dirs…>`: the server's own loader, so what passes here loads there.
  * A directory is checked as the server loads it (cross-file duplicates included); a file on its
- * own. Prints one line per valid saga and one per problem (`file:line:column field CODE message`);
- * exit 0 when everything is valid, 1 otherwise.
+ * own. The report goes to stdout — one line per valid saga and one per problem
+ * (`file:line:column field CODE message`) — so it can be kept or grepped; a failure ends with the
+ * coded line on stderr (DEFINITIONS_INVALID with the count, or the path that cannot be read).
+ * Exit 0 when everything is valid, 1 otherwise.
  */
 export async function validate(
   paths: readonly string[],
@@ -41,7 +43,10 @@ export async function validate(
     for (const p of result.problems) io.stdout(`${formatProblem({ ...p, file: relative(io, p.file) })}\n`);
     problems += result.problems.length;
   }
-  if (problems > 0) io.stderr(`${problems} problem${problems === 1 ? '' : 's'}\n`);
+  if (problems > 0) {
+    const counted = `${problems} problem${problems === 1 ? '' : 's'} (listed on stdout)`;
+    reportError(io, new SagameshError(ERRORS.DEFINITIONS_INVALID, counted));
+  }
   return problems > 0 || failed ? 1 : 0;
 }
 

@@ -34,7 +34,9 @@ describe('validate and graph', () => {
     expect(bad.stdout).toMatch(
       /^test\/fixtures\/sagas\/many-problems\/broken\.yaml:\d+:\d+ \S+ SAGAMESH_ERR_DEF_\w+ /m,
     );
-    expect(bad.stderr).toMatch(/^\d+ problems\n$/);
+    expect(bad.stderr).toMatch(
+      /^sagamesh: SAGAMESH_ERR_DEFINITIONS_INVALID: saga definitions were rejected; nothing was loaded: \d+ problems \(listed on stdout\)\n$/,
+    );
   });
 
   it('prints the state chart', async () => {

@@ -42,7 +42,9 @@ describe('sagamesh validate', () => {
     expect(r.stdout).toMatch(
       /^test\/fixtures\/sagas\/two-bad-files\/b\.yml:5:\d+ spec\.match\.method SAGAMESH_ERR_DEF_SCHEMA /m,
     );
-    expect(r.stderr).toBe('3 problems\n');
+    expect(r.stderr).toBe(
+      'sagamesh: SAGAMESH_ERR_DEFINITIONS_INVALID: saga definitions were rejected; nothing was loaded: 3 problems (listed on stdout)\n',
+    );
   });
 
   it('checks a directory the way the server loads it: duplicates across files', async () => {
@@ -73,7 +75,10 @@ describe('sagamesh validate', () => {
   it('takes the maximum deadline in the range the server accepts, so both agree', async () => {
     const r = await cli(['validate', 'sagas/book-trip.yaml', '--max-deadline-ms', '6000000000']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("'6000000000' is invalid. must be an integer from 100 to 3600000");
+    expect(r.stderr).toBe(
+      "sagamesh: SAGAMESH_ERR_CLI_USAGE: the command line is invalid: option '--max-deadline-ms <ms>' argument '6000000000' is invalid. must be an integer from 100 to 3600000\n" +
+        "  see 'sagamesh validate --help'\n",
+    );
     expect((await cli(['validate', 'sagas/book-trip.yaml', '--max-deadline-ms', '3600000'])).code).toBe(0);
   });
 });
@@ -97,7 +102,11 @@ describe('sagamesh graph', () => {
     expect(bad.stderr).toMatch(/b\.yml:5:\d+ spec\.match\.method SAGAMESH_ERR_DEF_SCHEMA/);
     const format = await cli(['graph', 'sagas/book-trip.yaml', '--format', 'png']);
     expect(format.code).toBe(1);
-    expect(format.stderr).toContain("argument 'png' is invalid");
+    expect(format.stdout).toBe('');
+    expect(format.stderr).toBe(
+      "sagamesh: SAGAMESH_ERR_CLI_USAGE: the command line is invalid: option '--format <format>' argument 'png' is invalid. Allowed choices are mermaid, dot, json.\n" +
+        "  see 'sagamesh graph --help'\n",
+    );
   });
 });
 
@@ -113,13 +122,40 @@ describe('sagamesh serve and usage', () => {
     expect(serve).toHaveBeenCalledWith({ sagasDir: 'x', adminAddress: '127.0.0.1:0', logLevel: 'warn' });
   });
 
-  it('exits 1 on an unknown command and 0 for --help', async () => {
-    const unknown = await cli(['frobnicate']);
-    expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toContain("unknown command 'frobnicate'");
+  it('exits 1 with a coded usage error for an unknown command, option, missing argument or none at all', async () => {
+    const usage = (message: string, help = 'sagamesh --help'): string =>
+      `sagamesh: SAGAMESH_ERR_CLI_USAGE: the command line is invalid: ${message}\n  see '${help}'\n`;
+    expect(await cli(['frobnicate'])).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: usage("unknown command 'frobnicate'"),
+    });
+    expect(await cli(['lst'])).toMatchObject({
+      code: 1,
+      stderr: usage("unknown command 'lst'\n(Did you mean list?)"),
+    });
+    expect(await cli(['list', '--bogus'])).toMatchObject({
+      code: 1,
+      stderr: usage("unknown option '--bogus'", 'sagamesh list --help'),
+    });
+    expect(await cli(['validate'])).toMatchObject({
+      code: 1,
+      stderr: usage("missing required argument 'paths'", 'sagamesh validate --help'),
+    });
+    expect(await cli([])).toMatchObject({ code: 1, stdout: '', stderr: usage('a command is needed') });
+  });
+
+  it('reports an unexpected failure coded as SAGAMESH_ERR_INTERNAL', async () => {
+    const r = await cli(['serve'], {}, () => Promise.reject(new Error('boom')));
+    expect(r).toMatchObject({ code: 1, stderr: 'sagamesh: SAGAMESH_ERR_INTERNAL: internal error: boom\n' });
+  });
+
+  it('exits 0 for --help, on stdout', async () => {
     const help = await cli(['--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('validate [options] <paths...>');
+    expect(help.stderr).toBe('');
+    expect((await cli(['graph', '--help'])).stdout).toContain('Usage: sagamesh graph [options] <file>');
   });
 });
 
@@ -179,7 +215,8 @@ describe('sagamesh list, inspect, abort, retry', () => {
     expect(r.stdout.split('\n')[0]).toMatch(/^SAGA\s+DEFINITION\s+STATUS\s+STARTED \(UTC\)\s+TOOK$/);
     expect(r.stdout).toMatch(/^s-1\s+book-trip@abcdef123456\s+succeeded\s+2023-11-14 22:13:20Z\s+0 ms$/m);
     const json = await cli(['list', '--json'], { SAGAMESH_ADMIN_ADDR: url.replace('http://', '') });
-    expect(JSON.parse(json.stdout)).toEqual([expect.objectContaining({ sagaId: 's-1' })]);
+    // the API's answer as it came, so a script reads `.sagas` from the CLI and the API alike
+    expect(JSON.parse(json.stdout)).toEqual({ sagas: [expect.objectContaining({ sagaId: 's-1' })] });
   });
 
   it('inspects a saga: facts and every call', async () => {
@@ -188,6 +225,48 @@ describe('sagamesh list, inspect, abort, retry', () => {
     expect(r.stdout).toMatch(/^definition\s+book-trip@abcdef123456$/m);
     expect(r.stdout).toMatch(/^status\s+succeeded$/m);
     expect(r.stdout).toMatch(/^\+0 ms\s+hotel\s+action\s+#1\s+success\s+201/m);
+  });
+
+  it('orders calls and marks of one millisecond as they happened: compensating, the undo, the end', async () => {
+    const call = { step: 'hotel', attempt: 1, replay: false } as const;
+    await log.append('s-2', {
+      type: 'saga.started',
+      definition: 'book-trip',
+      version: 'abcdef123456',
+      request: { method: 'POST', path: '/trips', query: {}, headers: {}, body: {} },
+    });
+    await log.append('s-2', { type: 'call.dispatched', kind: 'action', ...call });
+    await log.append('s-2', {
+      type: 'call.completed',
+      kind: 'action',
+      ...call,
+      outcome: 'success',
+      status: 201,
+    });
+    await log.append('s-2', {
+      type: 'saga.compensating',
+      failedStep: 'car',
+      error: { code: 'SAGAMESH_ERR_STEP_REJECTED', message: 'car: participant answered 409' },
+    });
+    await log.append('s-2', { type: 'call.dispatched', kind: 'compensation', ...call });
+    await log.append('s-2', {
+      type: 'call.completed',
+      kind: 'compensation',
+      ...call,
+      outcome: 'success',
+      status: 200,
+    });
+    await log.append('s-2', { type: 'saga.finished', status: 'compensated' });
+    const r = await cli(['inspect', 's-2', '--admin', url]);
+    const rows = r.stdout.split('\n').filter((l) => l.startsWith('+'));
+    expect(
+      rows.map((l) =>
+        l
+          .split(/\s{2,}/)
+          .slice(1, 3)
+          .join(' '),
+      ),
+    ).toEqual(['hotel action', '— compensating', 'hotel compensation', '— compensated']);
   });
 
   it('says when the admin withholds saga contents (SAGAMESH_ADMIN_PROTECT_CONTENTS), and shows them with the token', async () => {
