@@ -194,13 +194,17 @@ export function substitute(text: string, bindings: Bindings): string {
 /**
  * An answer's shape as the docs write it: `{ sagaId, status: "aborting" }`,
  * `{ ready, checks: { definitions, draining, store }, reasons }`, `{ sagas: [{ sagaId, … }] }` or
- * plain JSON. A bare key is any value; `key: "literal"` (or a number, true, false, null) that
+ * plain JSON. A bare key is any value, and `key?` one the answer may leave out; `key: "literal"` (or a number, true, false, null) that
  * value; `key: { … }` an object, `key: [ … ]` an array whose every element has that shape.
  */
 export type Shape =
   | { readonly type: 'any' }
   | { readonly type: 'value'; readonly value: unknown }
-  | { readonly type: 'object'; readonly keys: ReadonlyMap<string, Shape> }
+  | {
+      readonly type: 'object';
+      readonly keys: ReadonlyMap<string, Shape>;
+      readonly optional: ReadonlySet<string>;
+    }
   | { readonly type: 'array'; readonly of: Shape | undefined };
 
 export function parseShape(text: string): Shape {
@@ -212,14 +216,17 @@ export function parseShape(text: string): Shape {
     const t = next();
     if (t === '{') {
       const keys = new Map<string, Shape>();
+      const optional = new Set<string>();
       while (peek() !== '}') {
-        const key = next().replace(/^"(.*)"$/, '$1');
+        const written = next().replace(/^"(.*)"$/, '$1');
+        const key = written.replace(/\?$/, '');
+        if (key !== written) optional.add(key);
         keys.set(key, peek() === ':' ? (next(), value()) : { type: 'any' });
         if (peek() === ',') next();
         else if (peek() !== '}') throw new Error(`shape: expected , or } at ${peek()} in ${text}`);
       }
       next();
-      return { type: 'object', keys };
+      return { type: 'object', keys, optional };
     }
     if (t === '[') {
       const of = peek() === ']' ? undefined : value();
@@ -252,7 +259,9 @@ export function shapeDrift(shape: Shape, actual: unknown, at = '$'): string[] {
       const keys = Object.keys(actual);
       return [
         ...keys.filter((k) => !shape.keys.has(k)).map((k) => `${at}.${k}: not shown`),
-        ...[...shape.keys.keys()].filter((k) => !(k in actual)).map((k) => `${at}.${k}: shown, absent`),
+        ...[...shape.keys.keys()]
+          .filter((k) => !(k in actual) && !shape.optional.has(k))
+          .map((k) => `${at}.${k}: shown, absent`),
         ...[...shape.keys].flatMap(([k, s]) =>
           k in actual ? shapeDrift(s, (actual as Record<string, unknown>)[k], `${at}.${k}`) : [],
         ),
