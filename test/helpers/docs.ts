@@ -13,6 +13,9 @@ import path from 'node:path';
  *   <!-- docs-test: demo-stack -->               run by the integration test against the demo stack
  *   <!-- docs-test: demo-stack keys: a booking -->  a JSON answer whose keys the integration test
  *                                                compares with the real one its producer `a booking` gets
+ *   <!-- docs-test: demo-stack answer: a stuck itinerary -->  a JSON answer the integration test compares,
+ *                                                value for value, with the one its producer gets
+ *                                                (`"…"` and `[ … ]` stand for any value)
  *   <!-- docs-test: paths -->                    a file list: every path in its first column exists
  *
  * Unmarked blocks are checked by what they are: a `yaml` block with `kind: Saga` must load, a `json`
@@ -268,4 +271,41 @@ export function shapeDrift(shape: Shape, actual: unknown, at = '$'): string[] {
       ];
     }
   }
+}
+
+/**
+ * Where a real JSON answer differs from one a doc shows in full (`demo-stack answer:` blocks): the
+ * same keys and the same values, except that `"…"` and `[ … ]` in the doc stand for any value.
+ */
+export function answerDrift(shownText: string, actual: unknown): string[] {
+  const ANY = '\u2026';
+  const shown = JSON.parse(shownText.replace(/\[\s*…\s*\]/g, '"…"')) as unknown;
+  const drift = (want: unknown, got: unknown, at: string): string[] => {
+    if (want === ANY) return [];
+    if (Array.isArray(want)) {
+      if (!Array.isArray(got) || got.length !== want.length)
+        return [`${at}: ${JSON.stringify(got)}, shown ${JSON.stringify(want)}`];
+      return want.flatMap((w, n) => drift(w, got[n], `${at}[${n}]`));
+    }
+    if (typeof want === 'object' && want !== null) {
+      if (typeof got !== 'object' || got === null || Array.isArray(got)) return [`${at}: not an object`];
+      const g = got as Record<string, unknown>;
+      const w = want as Record<string, unknown>;
+      return [
+        ...Object.keys(g)
+          .filter((k) => !(k in w))
+          .map((k) => `${at}.${k}: not shown`),
+        ...Object.keys(w)
+          .filter((k) => !(k in g))
+          .map((k) => `${at}.${k}: shown, absent`),
+        ...Object.keys(w)
+          .filter((k) => k in g)
+          .flatMap((k) => drift(w[k], g[k], `${at}.${k}`)),
+      ];
+    }
+    return JSON.stringify(want) === JSON.stringify(got)
+      ? []
+      : [`${at}: ${JSON.stringify(got)}, shown ${JSON.stringify(want)}`];
+  };
+  return drift(shown, actual, '$');
 }

@@ -11,6 +11,7 @@ import {
   consoleSteps,
   matchShown,
   parseShape,
+  answerDrift,
   shapeDrift,
   substitute,
   where,
@@ -133,7 +134,11 @@ const stackBlocks = allBlocks().filter((b) => /^demo-stack\b/.test(b.mark ?? '')
 const cases = (lang: string): [string, DocBlock][] =>
   stackBlocks.filter((b) => b.lang === lang).map((b) => [where(b), b]);
 
-/** A plan-itinerary saga that gets stuck (its hotel cannot be cancelled), for admin.md's retry. */
+/**
+ * A plan-itinerary saga that gets stuck (its flight is refused, its hotel cannot be cancelled): its
+ * answer is errors.md's stuck saga, and admin.md's retry is tried on it. (Not a book-trip saga: the
+ * cli.md session lists book-trip's stuck sagas and shows one.)
+ */
 const STUCK_ITINERARY = {
   guest: 'Ada',
   hotel: { nights: 2, fault: 'cancel-fail' },
@@ -198,7 +203,7 @@ describe('docs/admin.md sample answers', () => {
     const answer = await stuck;
     expect(answer.body).toMatchObject({ status: 'stuck' });
     const sagaId = answer.body.sagaId as string;
-    check('GET /sagas?', await admin('/sagas?definition=plan-itinerary'));
+    check('GET /sagas?', await admin('/sagas?status=stuck&definition=plan-itinerary'));
     check('GET /sagas/{id}', await admin(`/sagas/${sagaId}`));
     check('POST /sagas/{id}/retry', await admin(`/sagas/${sagaId}/retry`, 'POST'));
   });
@@ -249,6 +254,29 @@ describe('JSON answers against the demo stack: their keys', () => {
     if (!produce) throw new Error(`${where(block)}: no producer '${name}' in this test`);
     const shown = Object.keys(JSON.parse(block.text) as object).sort();
     expect(Object.keys((await produce()) as object).sort()).toEqual(shown);
+  });
+});
+
+/** The answers that JSON blocks marked `demo-stack answer: <name>` show in full, value for value. */
+const ANSWERS: Readonly<Record<string, () => Promise<JsonAnswer>>> = {
+  'a refused trip': () =>
+    request(`${stack.ingressUrl}/trips`, { method: 'POST', body: { guest: 'Ada', hotel: {}, flight: {} } }),
+  'a compensated trip': () =>
+    request(`${stack.ingressUrl}/trips`, {
+      method: 'POST',
+      body: { guest: 'Ada', hotel: { nights: 2 }, flight: { to: 'LIS' }, car: { fault: 'fail' } },
+    }),
+  'a stuck itinerary': () => stuck,
+};
+
+describe('JSON answers against the demo stack: in full', () => {
+  const full = stackBlocks.filter((b) => b.mark?.startsWith('demo-stack answer: '));
+  it.each(full.map((b): [string, DocBlock] => [where(b), b]))('%s', async (_where, block) => {
+    const name = block.mark?.slice('demo-stack answer: '.length) ?? '';
+    const produce = ANSWERS[name];
+    if (!produce) throw new Error(`${where(block)}: no answer '${name}' in this test`);
+    const { body } = await produce();
+    expect(answerDrift(block.text, body)).toEqual([]);
   });
 });
 

@@ -10,6 +10,7 @@ import type { DocBlock } from '../helpers/docs';
 import {
   REPO_ROOT,
   allBlocks,
+  answerDrift,
   blocksOf,
   consoleSteps,
   matchShown,
@@ -34,7 +35,7 @@ const CLI_COMMAND = /^sagamesh (validate|graph)\b/;
 function checkOf(block: DocBlock): Check | undefined {
   if (skipReason(block) !== undefined) return 'skip';
   if (block.mark === 'paths') return block.mark;
-  if (/^demo-stack(?: keys: .+)?$/.test(block.mark ?? '')) return 'demo-stack';
+  if (/^demo-stack(?: (?:keys|answer): .+)?$/.test(block.mark ?? '')) return 'demo-stack';
   if (block.mark !== undefined) return undefined; // a mark nobody understands is an error too
   if (block.lang === 'yaml') return /^kind: Saga$/m.test(block.text) ? 'saga' : 'yaml';
   if (block.lang === 'json') return 'json';
@@ -115,6 +116,21 @@ describe('docs examples: the compare rule', () => {
     expect(substitute(`sagamesh inspect ${id}`, bindings)).toBe(`sagamesh inspect ${other}`);
     expect(matchShown(`${id}: retrying\n`, `${id}: retrying\n`, bindings)).toBeUndefined();
   });
+
+  it('holds a full JSON answer to every key and value, but for `"…"` and `[ … ]`', () => {
+    const shown = '{ "sagaId": "…", "status": "stuck", "error": { "code": "X" }, "steps": [ … ] }';
+    const actual = { sagaId: id, status: 'stuck', error: { code: 'X' }, steps: [{ name: 'hotel' }] };
+    expect(answerDrift(shown, actual)).toEqual([]);
+    expect(answerDrift(shown, { ...actual, status: 'compensated' })).toEqual([
+      '$.status: "compensated", shown "stuck"',
+    ]);
+    expect(answerDrift(shown, { ...actual, error: { code: 'X', cause: {} } })).toEqual([
+      '$.error.cause: not shown',
+    ]);
+    expect(answerDrift(shown, { sagaId: id, status: 'stuck', error: { code: 'X' } })).toEqual([
+      '$.steps: shown, absent',
+    ]);
+  });
 });
 
 describe('docs examples: `sagamesh validate` and `graph` sessions, run on the real files', () => {
@@ -149,7 +165,10 @@ describe('docs examples: definitions, YAML and JSON', () => {
     expect(() => YAML.parse(block.text, { strict: true, prettyErrors: true }) as unknown).not.toThrow();
   });
 
-  it.each(byCheck('json'))('%s parses (`[ … ]` and `{ … }` stand for elided content)', (_where, block) => {
+  const jsonBlocks = blocks
+    .filter((b) => b.lang === 'json' && checkOf(b) !== 'skip')
+    .map((b): [string, DocBlock] => [where(b), b]);
+  it.each(jsonBlocks)('%s parses (`[ … ]` and `{ … }` stand for elided content)', (_where, block) => {
     const text = block.text.replace(/\[\s*…\s*\]/g, '[]').replace(/\{\s*…\s*\}/g, '{}');
     expect(() => JSON.parse(text) as unknown).not.toThrow();
   });
