@@ -153,6 +153,13 @@ export const ERRORS = Object.freeze({
     GrpcStatus.INVALID_ARGUMENT,
     false,
   ),
+  BUDGET_INVALID: spec(
+    'SAGAMESH_ERR_BUDGET_INVALID',
+    "x-sagamesh-budget-ms (a parent saga's budget) is not valid",
+    400,
+    GrpcStatus.INVALID_ARGUMENT,
+    false,
+  ),
 
   // --- saga outcomes
   STEP_REJECTED: spec(

@@ -1,4 +1,4 @@
-import type { CallKind, SagaRecord, SagaStatus } from '../saga-log/saga-log';
+import type { CallKind, SagaParent, SagaRecord, SagaStatus } from '../saga-log/saga-log';
 import { statusAfter } from '../saga-log/saga-log';
 
 /**
@@ -40,11 +40,20 @@ export interface SagaView {
   readonly endedAt: number;
   readonly finished: boolean;
   readonly request?: { readonly method: string; readonly path: string };
+  /** Nested sagas: the saga and step whose call started this one. */
+  readonly parent?: SagaParent;
+  /** Nested sagas: the deadline a parent's budget set, when shorter than the definition's. */
+  readonly deadlineMs?: number;
+  /** Nested sagas: steps whose participant answered as a saga (its `x-sagamesh-saga-id`). */
+  readonly children: readonly { readonly step: string; readonly sagaId: string }[];
   readonly failedStep?: string;
   readonly error?: { readonly code: string; readonly message: string };
   readonly bars: readonly TimelineBar[];
   readonly marks: readonly TimelineMark[];
 }
+
+/** The header a saga's answer carries its id in (extproc/answers.ts): a participant that is a saga. */
+const CHILD_SAGA_HEADER = 'x-sagamesh-saga-id';
 
 const key = (step: string, kind: string, attempt: number, replay: boolean): string =>
   `${step}\u0000${kind}\u0000${attempt}\u0000${replay}`;
@@ -58,6 +67,8 @@ export function sagaView(records: readonly SagaRecord[], now: number): SagaView 
   let definition = '';
   let version = '';
   let request: SagaView['request'];
+  let started: Extract<SagaRecord, { type: 'saga.started' }> | undefined;
+  const children: { step: string; sagaId: string }[] = [];
   let failedStep: string | undefined;
   let error: SagaView['error'];
   const marks: TimelineMark[] = [];
@@ -81,6 +92,7 @@ export function sagaView(records: readonly SagaRecord[], now: number): SagaView 
         definition = record.definition;
         version = record.version;
         request = { method: record.request.method, path: record.request.path };
+        started = record;
         break;
       case 'call.dispatched': {
         const lane = record.kind === 'compensation' || record.replay ? 'compensation' : 'action';
@@ -93,6 +105,9 @@ export function sagaView(records: readonly SagaRecord[], now: number): SagaView 
         break;
       }
       case 'call.completed': {
+        const child = record.kind === 'action' ? record.response?.headers[CHILD_SAGA_HEADER] : undefined;
+        if (child && !children.some((c) => c.step === record.step))
+          children.push({ step: record.step, sagaId: child });
         const k = key(record.step, record.kind, record.attempt, record.replay);
         const dispatched = open.get(k);
         const bar: TimelineBar = {
@@ -136,6 +151,9 @@ export function sagaView(records: readonly SagaRecord[], now: number): SagaView 
     endedAt,
     finished,
     ...(request ? { request } : {}),
+    ...(started?.parent ? { parent: started.parent } : {}),
+    ...(started?.deadlineMs !== undefined ? { deadlineMs: started.deadlineMs } : {}),
+    children,
     ...(failedStep ? { failedStep } : {}),
     ...(error ? { error } : {}),
     bars: bars.filter((b): b is TimelineBar => b !== undefined),

@@ -83,6 +83,11 @@ export async function inspect(
     `definition  ${v.definition}@${v.version}`,
     `status      ${v.status}`,
     ...(v.request ? [`request     ${v.request.method} ${v.request.path}`] : []),
+    ...(v.parent ? [`parent      ${v.parent.sagaId} (step ${v.parent.step})`] : []),
+    ...v.children.map((c) => `child       ${c.sagaId} (step ${c.step})`),
+    ...(v.deadlineMs !== undefined
+      ? [`deadline    ${formatDuration(v.deadlineMs)} (the parent's budget)`]
+      : []),
     `started     ${formatTime(v.startedAt)} (UTC)`,
     `${v.finished ? 'took' : 'running for'}${v.finished ? '        ' : ' '}${formatDuration(v.endedAt - v.startedAt)}`,
     ...(v.failedStep ? [`failed step ${v.failedStep}`] : []),

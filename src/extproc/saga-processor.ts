@@ -12,6 +12,8 @@ import type { JsonLimits } from '../json-limits';
 import { DEFAULT_BODY_LIMITS, jsonShapeProblem } from '../json-limits';
 import type { KeyHolder, KeyRequest, SagaLog, StoredAnswer } from '../saga-log/saga-log';
 import { isFinal } from '../saga-log/saga-log';
+import type { Nesting } from './nesting';
+import { nestingOf } from './nesting';
 import { dynamicMetadata, errorAnswer, immediate, jsonResponse, SAGA_ID_HEADER, sagaAnswer } from './answers';
 import { headersToRecord, ownedHeaderNames, setHeaders, splitPath } from './headers';
 import type { CommonResponse, HttpBody, HttpHeaders, ProcessingMode, ProcessingResponse } from './messages';
@@ -259,10 +261,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       }
       body = this.parseBody(definition, raw, matched.headers['content-type']);
     } catch (err) {
-      const e = toSagameshError(err);
-      this.logger.info({ code: e.code, details: e.details }, 'saga request rejected');
-      this.deps.observer?.sagaRejected(definition.name, e.code);
-      return errorAnswer(e, definition.name);
+      return this.reject(definition, toSagameshError(err));
     }
 
     // What the saga runs with is what the saga log keeps: only what its templates read.
@@ -272,7 +271,17 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     // The logger redacts credentials and SAGAMESH_LOG_REDACT fields wherever they are.
     this.logger.debug({ request }, 'saga request');
     const key = matched.headers['idempotency-key']?.trim();
-    const meta = { ...(traceparent ? { traceparent } : {}), ...(requestId ? { requestId } : {}) };
+    let nesting: Nesting;
+    try {
+      nesting = nestingOf(matched.headers);
+    } catch (err) {
+      return this.reject(definition, toSagameshError(err));
+    }
+    const meta = {
+      ...(traceparent ? { traceparent } : {}),
+      ...(requestId ? { requestId } : {}),
+      ...nesting,
+    };
     try {
       // The key is reserved in the same write as the saga's start: never one without the other.
       const reservation = key === undefined ? undefined : this.keyRequest(definition, key, raw);
@@ -295,6 +304,13 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     const reached = await within(execution.stepsDone, this.deps.answerBudgetMs);
     if (reached !== 'pivot') return this.settle(execution);
     return this.continueToUpstream(execution, phase);
+  }
+
+  /** A saga request refused before anything was recorded: a coded 4xx, counted and logged. */
+  private reject(definition: SagaDefinition, e: SagameshError): ProcessingResponse {
+    this.logger.info({ code: e.code, details: e.details }, 'saga request rejected');
+    this.deps.observer?.sagaRejected(definition.name, e.code);
+    return errorAnswer(e, definition.name);
   }
 
   /** Parses and validates the request body the definition needs. Throws coded 400s. */

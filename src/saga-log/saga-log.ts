@@ -24,6 +24,12 @@ export const SAGA_STATUSES: readonly SagaStatus[] = [
 export const FINAL_STATUSES: readonly SagaStatus[] = ['succeeded', 'compensated', 'stuck', 'failed'];
 export type CallKind = 'action' | 'compensation';
 
+/** The saga and step whose call started a saga (its `x-sagamesh-saga-id`, `x-sagamesh-step`). */
+export interface SagaParent {
+  readonly sagaId: string;
+  readonly step: string;
+}
+
 export interface ErrorRecord {
   readonly code: ErrorSpec['code'];
   readonly message: string;
@@ -36,6 +42,10 @@ export type SagaEvent =
       readonly version: string;
       readonly request: TemplateScope['request'];
       readonly traceparent?: string;
+      /** Set when a parent saga's budget capped the definition's deadline (nested sagas). */
+      readonly deadlineMs?: number;
+      /** Set when the request was a parent saga's step call: that saga and step (nested sagas). */
+      readonly parent?: SagaParent;
     }
   | {
       readonly type: 'call.dispatched';

@@ -33,6 +33,7 @@ export async function answerFromLog(
     sagaId,
     recovered: true,
     request: started.request,
+    deadlineMs: Math.min(definition.deadlineMs, started.deadlineMs ?? Infinity),
     steps: { ...Object.fromEntries(definition.steps.map((s) => [s.name, freshStep()])), ...rebuilt.steps },
     ...(failedStep ? { failedStep } : {}),
     ...(error ? { error } : {}),

@@ -95,6 +95,8 @@ export async function callStep(
         'x-sagamesh-saga-id': sagaId,
         'x-sagamesh-step': input.step,
         'x-sagamesh-kind': kind,
+        // A participant that is itself a saga takes this as its deadline (docs/nested-sagas.md).
+        'x-sagamesh-budget-ms': String(call.timeoutMs),
         'idempotency-key': `${sagaId}:${input.step}:${kind}`,
         ...(input.traceparent ? { traceparent: input.traceparent } : {}),
       },

@@ -45,13 +45,13 @@ interface MachineTransition {
 
 export function sagaChart(definition: SagaDefinition): ChartNode {
   const machine = buildSagaMachine(definition);
-  return chartOf(machine.root);
+  return chartOf(machine.root, definition.deadlineMs);
 }
 
-function chartOf(node: MachineNode): ChartNode {
+function chartOf(node: MachineNode, deadlineMs: number): ChartNode {
   const transitions: ChartTransition[] = [];
   for (const [eventType, list] of node.transitions) {
-    for (const t of list) transitions.push(transition(labelOf(eventType, node.id), t));
+    for (const t of list) transitions.push(transition(labelOf(eventType, node.id, deadlineMs), t));
   }
   for (const t of node.always ?? []) transitions.push(transition('always', t));
   const initial = node.type === 'compound' ? node.initial?.target[0]?.id : undefined;
@@ -62,7 +62,7 @@ function chartOf(node: MachineNode): ChartNode {
     ...(initial ? { initial } : {}),
     calls: node.entry.flatMap(callOf),
     transitions,
-    children: Object.values(node.states).map(chartOf),
+    children: Object.values(node.states).map((child) => chartOf(child, deadlineMs)),
   };
 }
 
@@ -80,10 +80,12 @@ function transition(label: string, t: MachineTransition): ChartTransition {
 }
 
 /** XState's internal event types, said the way the definition says them. */
-function labelOf(eventType: string, stateId: string): string {
+function labelOf(eventType: string, stateId: string, deadlineMs: number): string {
   const afterPrefix = 'xstate.after.';
   if (eventType.startsWith(afterPrefix) && eventType.endsWith(`.${stateId}`)) {
     const delay = eventType.slice(afterPrefix.length, -(stateId.length + 1));
+    // The deadline is per saga (a parent's budget may shorten it): the definition's is the most.
+    if (delay === 'saga.deadline') return `after ${deadlineMs}ms (deadline)`;
     return /^\d+$/.test(delay) ? `after ${delay}ms` : `after ${delay}`;
   }
   for (const [prefix, say] of [

@@ -72,6 +72,8 @@ const callId = (kind: CallKind | 'resolve', step: string): string => `${kind}.${
 const answerEvent = (kind: CallKind | 'resolve', step: string): `call.${string}` =>
   `call.${callId(kind, step)}`;
 const delayName = (kind: CallKind, step: string): string => `backoff.${kind}.${step}`;
+/** The saga's deadline, a named delay: per saga (context.deadlineMs), not per definition. */
+const SAGA_DEADLINE = 'saga.deadline';
 
 function isCallOutput(value: unknown): value is CallOutput {
   return typeof value === 'object' && value !== null && 'outcome' in value && 'applied' in value;
@@ -159,7 +161,9 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     };
   };
 
-  const delays: Record<string, (args: { context: SagaContext }) => number> = {};
+  const delays: Record<string, (args: { context: SagaContext }) => number> = {
+    [SAGA_DEADLINE]: ({ context }) => context.deadlineMs,
+  };
   for (const step of definition.steps) {
     delays[delayName('action', step.name)] = ({ context }) => context.steps[step.name]?.nextDelayMs ?? 0;
     delays[delayName('compensation', step.name)] = ({ context }) =>
@@ -312,7 +316,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         return {
           error: {
             code: ERRORS.SAGA_DEADLINE.code,
-            message: `saga deadline of ${definition.deadlineMs}ms passed`,
+            message: `saga deadline of ${context.deadlineMs}ms passed`,
           },
         };
       }),
@@ -553,6 +557,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       recovered: Boolean(input.recovered),
       request: input.request,
       ...(input.traceparent ? { traceparent: input.traceparent } : {}),
+      deadlineMs: Math.min(definition.deadlineMs, input.deadlineMs ?? Infinity),
       steps: { ...initialSteps(definition), ...input.recovered?.steps },
       ...(input.recovered?.failedStep ? { failedStep: input.recovered.failedStep } : {}),
       ...(input.recovered?.error ? { error: input.recovered.error } : {}),
@@ -571,7 +576,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         type: 'parallel',
         states: Object.fromEntries(definition.steps.map((s) => [s.name, actionRegion(s)])),
         on: { 'saga.step.failed': toCompensating, 'saga.abort': toCompensating },
-        after: { [definition.deadlineMs]: toCompensating },
+        after: { [SAGA_DEADLINE]: toCompensating },
         onDone: definition.respond === 'upstream' ? 'pivot' : 'succeeded',
       },
       // Pivot mode: the steps are done and the original request is on its way upstream.
@@ -584,7 +589,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           'saga.upstream.failed': toCompensating,
           'saga.abort': toCompensating,
         },
-        after: { [definition.deadlineMs]: toCompensating },
+        after: { [SAGA_DEADLINE]: toCompensating },
       },
       compensating: {
         type: 'parallel',

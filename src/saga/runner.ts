@@ -8,7 +8,14 @@ import type { Observer } from '../observer';
 import { NOOP_OBSERVER } from '../observer';
 import type { HttpCaller } from '../participants/step-caller';
 import { rebuild } from '../saga-log/recovery';
-import type { KeyHolder, KeyRequest, SagaEvent, SagaLog, StoredAnswer } from '../saga-log/saga-log';
+import type {
+  KeyHolder,
+  KeyRequest,
+  SagaEvent,
+  SagaLog,
+  SagaParent,
+  StoredAnswer,
+} from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
 import type { SagaActor, SagaResult } from './execution';
 import { SagaExecution, scopeOf, stuckSteps, summarize } from './execution';
@@ -64,6 +71,9 @@ interface Running {
 export interface StartMeta {
   readonly traceparent?: string;
   readonly requestId?: string;
+  /** A parent saga's budget for this one (ms): caps the definition's deadline. */
+  readonly budgetMs?: number;
+  readonly parent?: SagaParent;
 }
 
 /** The client's Idempotency-Key is another saga's: nothing was started. */
@@ -130,6 +140,8 @@ export class SagaRunner {
     meta: StartMeta & { readonly key?: KeyRequest } = {},
   ): Promise<SagaExecution | KeyHeld> {
     const sagaId = this.newId();
+    const deadlineMs =
+      meta.budgetMs !== undefined && meta.budgetMs < definition.deadlineMs ? meta.budgetMs : undefined;
     if (!this.savedVersions.has(definition.version)) {
       await this.deps.log.saveDefinition({
         name: definition.name,
@@ -147,13 +159,20 @@ export class SagaRunner {
         version: definition.version,
         request,
         ...(meta.traceparent ? { traceparent: meta.traceparent } : {}),
+        ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+        ...(meta.parent ? { parent: meta.parent } : {}),
       },
       meta.key,
     );
     if ('held' in started) return started;
     return this.launch(
       definition,
-      { sagaId, request, ...(meta.traceparent ? { traceparent: meta.traceparent } : {}) },
+      {
+        sagaId,
+        request,
+        ...(meta.traceparent ? { traceparent: meta.traceparent } : {}),
+        ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+      },
       { requestId: meta.requestId, keepAnswer: meta.key !== undefined },
     );
   }
@@ -198,6 +217,7 @@ export class SagaRunner {
         sagaId,
         request: started.request,
         ...(started.traceparent ? { traceparent: started.traceparent } : {}),
+        ...(started.deadlineMs !== undefined ? { deadlineMs: started.deadlineMs } : {}),
         recovered: {
           steps: rebuilt.steps,
           ...(rebuilt.failedStep ? { failedStep: rebuilt.failedStep } : {}),

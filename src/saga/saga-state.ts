@@ -67,6 +67,8 @@ export interface SagaContext {
   readonly recovered: boolean;
   readonly request: TemplateScope['request'];
   readonly traceparent?: string;
+  /** The saga's deadline: the definition's, or less when a parent saga's budget caps it. */
+  readonly deadlineMs: number;
   readonly steps: Readonly<Record<string, StepRun>>;
   readonly failedStep?: string;
   readonly error?: ErrorInfo;
@@ -77,6 +79,11 @@ export interface SagaInput {
   readonly sagaId: string;
   readonly request: TemplateScope['request'];
   readonly traceparent?: string;
+  /**
+   * Caps the definition's deadline: the budget a parent saga gave this one for its step call
+   * (`x-sagamesh-budget-ms`). Absent: the definition's deadline.
+   */
+  readonly deadlineMs?: number;
   /**
    * Set when a saga is resumed from the saga log after its coordinator stopped (crash, lease
    * takeover) or when an operator re-drives it: the step states rebuilt from the log. The saga

@@ -137,6 +137,42 @@ describe('sagaView', () => {
     expect(view).toMatchObject({ status: 'compensating', finished: false, endedAt: 3000 });
   });
 
+  it('links a nested saga to its parent step and a step to the child saga that answered it', () => {
+    const child = sagaView(
+      records([[1000, { ...started, parent: { sagaId: 'agency-1', step: 'trip' }, deadlineMs: 2000 }]]),
+      1500,
+    );
+    expect(child).toMatchObject({
+      parent: { sagaId: 'agency-1', step: 'trip' },
+      deadlineMs: 2000,
+      children: [],
+    });
+    const parent = sagaView(
+      records([
+        [1000, started],
+        [1001, dispatched('trip', 'action', 1)],
+        [
+          1050,
+          {
+            ...completed('trip', 'action', 1, 'success', 201),
+            response: { status: 201, headers: { 'x-sagamesh-saga-id': 'trip-7' }, body: {} },
+          } as SagaEvent,
+        ],
+        [1051, dispatched('pay', 'action', 1)],
+        [
+          1060,
+          {
+            ...completed('pay', 'action', 1, 'success', 201),
+            response: { status: 201, headers: {}, body: {} },
+          } as SagaEvent,
+        ],
+      ]),
+      1100,
+    );
+    expect(parent?.children).toEqual([{ step: 'trip', sagaId: 'trip-7' }]);
+    expect(parent).not.toHaveProperty('parent');
+  });
+
   it('shows a call in flight while the saga runs, and nothing for an unknown saga', () => {
     const view = sagaView(
       records([

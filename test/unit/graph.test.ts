@@ -58,7 +58,7 @@ describe('sagaChart', () => {
     expect(byId.get('saga.running')?.transitions).toEqual(
       expect.arrayContaining([
         { label: 'saga.abort', targets: ['saga.compensating'] },
-        { label: 'after 10000ms', targets: ['saga.compensating'] },
+        { label: 'after 10000ms (deadline)', targets: ['saga.compensating'] },
       ]),
     );
     expect(byId.get('saga.running.hotel.backoff')?.transitions[0]?.label).toBe('after backoff.action.hotel');

@@ -28,7 +28,7 @@ const flush = async (): Promise<void> => {
 };
 
 /** Runs a machine with a simulated clock; the script answers each call. */
-function run(def: ReturnType<typeof definition>, script: Script) {
+function run(def: ReturnType<typeof definition>, script: Script, opts: { deadlineMs?: number } = {}) {
   const calls: CallInput[] = [];
   const signals: AbortSignal[] = [];
   const counts = new Map<string, number>();
@@ -45,7 +45,11 @@ function run(def: ReturnType<typeof definition>, script: Script) {
     },
   });
   const actor = createActor(machine, {
-    input: { sagaId: 's1', request: { method: 'POST', path: '/t', query: {}, headers: {}, body: {} } },
+    input: {
+      sagaId: 's1',
+      request: { method: 'POST', path: '/t', query: {}, headers: {}, body: {} },
+      ...(opts.deadlineMs !== undefined ? { deadlineMs: opts.deadlineMs } : {}),
+    },
     clock,
   });
   actor.start();
@@ -275,6 +279,27 @@ describe('saga machine', () => {
     expect(snap.context.error?.code).toBe('SAGAMESH_ERR_SAGA_DEADLINE');
     expect(snap.context.steps.flight?.compensation.status).toBe('done');
     expect(snap.context.steps.hotel?.compensation.status).toBe('done');
+  });
+
+  it("keeps a parent's budget when it is shorter than the definition's deadline, never a longer one", async () => {
+    const def = definition([step('hotel'), step('flight')], { deadlineMs: 5000 });
+    const slowFlight: Script = (i) =>
+      i.kind === 'action' && i.step === 'flight' && !i.replay ? never() : ok(`${i.step}-1`);
+    const capped = run(def, slowFlight, { deadlineMs: 800 });
+    await capped.advance(799);
+    expect(capped.actor.getSnapshot().status).toBe('active');
+    expect(capped.actor.getSnapshot().context.error).toBeUndefined();
+    await capped.advance(1);
+    expect(capped.actor.getSnapshot().value).toBe('compensated');
+    expect(capped.actor.getSnapshot().context.error).toEqual({
+      code: 'SAGAMESH_ERR_SAGA_DEADLINE',
+      message: 'saga deadline of 800ms passed',
+    });
+    // A budget longer than the definition's deadline does not extend it.
+    const longer = run(def, slowFlight, { deadlineMs: 60_000 });
+    await longer.advance(5000);
+    expect(longer.actor.getSnapshot().value).toBe('compensated');
+    expect(longer.actor.getSnapshot().context.deadlineMs).toBe(5000);
   });
 
   it('ends stuck when a compensation exhausts its retries', async () => {

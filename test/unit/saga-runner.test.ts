@@ -80,6 +80,8 @@ describe('SagaRunner', () => {
       'x-sagamesh-saga-id': 'saga-1',
       'x-sagamesh-step': 'hotel',
       'x-sagamesh-kind': 'action',
+      // the step's timeout: what a participant that is itself a saga may take (nested sagas)
+      'x-sagamesh-budget-ms': '1000',
       'idempotency-key': 'saga-1:hotel:action',
       traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
     });
@@ -89,6 +91,21 @@ describe('SagaRunner', () => {
     );
     expect(completed?.response?.body).toEqual({ id: 'http://hotel-1' });
     expect(await log.loadDefinition(def.version)).toMatchObject({ name: def.name });
+  });
+
+  it("records a parent saga's link, and its budget when it caps the deadline", async () => {
+    const { log, def, runner } = setup(() => ({ status: 201, headers: {}, body: { id: 'x' } }));
+    const parent = { sagaId: 'parent-1', step: 'trip' };
+    const capped = await runner.start(def, request, { parent, budgetMs: 700 });
+    await capped.settled;
+    const [started] = await log.history(capped.sagaId);
+    expect(started).toMatchObject({ type: 'saga.started', parent, deadlineMs: 700 });
+    // A budget past the definition's deadline changes nothing, and is not recorded.
+    const loose = await runner.start(def, request, { parent, budgetMs: def.deadlineMs + 1 });
+    await loose.settled;
+    const [looseStart] = await log.history(loose.sagaId);
+    expect(looseStart).toMatchObject({ type: 'saga.started', parent });
+    expect(looseStart).not.toHaveProperty('deadlineMs');
   });
 
   it('does not send a request whose dispatch could not be recorded', async () => {

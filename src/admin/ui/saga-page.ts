@@ -45,6 +45,28 @@ export function sagaPage(input: SagaPageInput): string {
             <dd class="mono">${view.request.method} ${view.request.path}</dd>`
         : ''
     }
+    ${
+      view.parent
+        ? html`<dt>parent</dt>
+            <dd>
+              <a class="mono" href="/ui/sagas/${encodeURIComponent(view.parent.sagaId)}"
+                >${view.parent.sagaId}</a
+              >
+              step ${view.parent.step}
+            </dd>`
+        : ''
+    }
+    ${view.children.map(
+      (c) =>
+        html`<dt>child of ${c.step}</dt>
+          <dd><a class="mono" href="/ui/sagas/${encodeURIComponent(c.sagaId)}">${c.sagaId}</a></dd>`,
+    )}
+    ${
+      view.deadlineMs !== undefined
+        ? html`<dt>deadline</dt>
+            <dd>${formatDuration(view.deadlineMs)} (the parent's budget)</dd>`
+        : ''
+    }
     <dt>started (UTC)</dt>
     <dd>${formatTime(view.startedAt)}</dd>
     <dt>${view.finished ? 'took' : 'running for'}</dt>
