@@ -2,10 +2,15 @@ import jsonata from 'jsonata';
 import { ERRORS, SagameshError } from '../errors';
 import type { TemplateScope } from './definition';
 import { TO_MILLIS_PICTURE, evaluationBindings, installGuards } from './expression-guards';
-import { ExpressionLimitError, JSONATA_GUARDRAILS, JSONATA_LIMIT_CODES } from './expression-limits';
+import {
+  EXPRESSION_LIMITS,
+  ExpressionLimitError,
+  JSONATA_GUARDRAILS,
+  JSONATA_LIMIT_CODES,
+} from './expression-limits';
 import { analyseExpression, plainFieldPath } from './expression-analysis';
 import type { ExpressionReads } from './expression-analysis';
-import { LinearRegExp, compileLinearRegExp } from './linear-regexp';
+import { LinearRegExp, compileLinearRegExp, withRegexDeadline } from './linear-regexp';
 import { formatPath } from './problems';
 import type { Path } from './problems';
 import type { Compilation } from './template-compilation';
@@ -133,7 +138,10 @@ export async function evaluate(expr: Expression, scope: TemplateScope): Promise<
   }
   let value: unknown;
   try {
-    value = await expr.run.evaluate(scope, await evaluationBindings());
+    const bindings = await evaluationBindings();
+    // The same limit JSONata's guardrail counts from its start, for the matches of its regexes.
+    const deadline = Date.now() + EXPRESSION_LIMITS.timeoutMs;
+    value = await withRegexDeadline(deadline, () => expr.run.evaluate(scope, bindings));
   } catch (err) {
     const detail = `\${${expr.source}}: ${messageOf(err)}`;
     if (err instanceof ExpressionLimitError || (isRecord(err) && JSONATA_LIMIT_CODES.has(String(err.code)))) {
