@@ -67,7 +67,14 @@ export function precompileExpression(source: string): PrecompiledExpression {
     const at = isRecord(err) && typeof err.position === 'number' ? ` (at character ${err.position})` : '';
     return { problems: [`\${${source}}: ${messageOf(err)}${at}`] };
   }
-  const found = analyseExpression(run.ast());
+  let found: ExpressionReads;
+  try {
+    found = analyseExpression(run.ast());
+  } catch (err) {
+    // The analysis walks the syntax tree recursively: `${((((…1))))}` nested a few thousand deep
+    // overflows the stack (a RangeError that escaped the loader uncoded, found by fuzzing).
+    return { problems: [`\${${source}}: the expression cannot be analysed: ${messageOf(err)}`] };
+  }
   const problems: string[] = [];
   if (found.usesEval)
     problems.push(`\${${source}}: $eval is not allowed (it would run data as an expression)`);
