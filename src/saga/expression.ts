@@ -2,10 +2,15 @@ import jsonata from 'jsonata';
 import { ERRORS, SagameshError } from '../errors';
 import type { TemplateScope } from './definition';
 import { TO_MILLIS_PICTURE, evaluationBindings, installGuards } from './expression-guards';
-import { ExpressionLimitError, JSONATA_GUARDRAILS, JSONATA_LIMIT_CODES } from './expression-limits';
+import {
+  EXPRESSION_LIMITS,
+  ExpressionLimitError,
+  JSONATA_GUARDRAILS,
+  JSONATA_LIMIT_CODES,
+} from './expression-limits';
 import { analyseExpression, plainFieldPath } from './expression-analysis';
 import type { ExpressionReads } from './expression-analysis';
-import { LinearRegExp, compileLinearRegExp } from './linear-regexp';
+import { LinearRegExp, compileLinearRegExp, withRegexDeadline } from './linear-regexp';
 import { formatPath } from './problems';
 import type { Path } from './problems';
 import type { Compilation } from './template-compilation';
@@ -62,7 +67,14 @@ export function precompileExpression(source: string): PrecompiledExpression {
     const at = isRecord(err) && typeof err.position === 'number' ? ` (at character ${err.position})` : '';
     return { problems: [`\${${source}}: ${messageOf(err)}${at}`] };
   }
-  const found = analyseExpression(run.ast());
+  let found: ExpressionReads;
+  try {
+    found = analyseExpression(run.ast());
+  } catch (err) {
+    // The analysis walks the syntax tree recursively: `${((((…1))))}` nested a few thousand deep
+    // overflows the stack (a RangeError that escaped the loader uncoded, found by fuzzing).
+    return { problems: [`\${${source}}: the expression cannot be analysed: ${messageOf(err)}`] };
+  }
   const problems: string[] = [];
   if (found.usesEval)
     problems.push(`\${${source}}: $eval is not allowed (it would run data as an expression)`);
@@ -133,7 +145,10 @@ export async function evaluate(expr: Expression, scope: TemplateScope): Promise<
   }
   let value: unknown;
   try {
-    value = await expr.run.evaluate(scope, await evaluationBindings());
+    const bindings = await evaluationBindings();
+    // The same limit JSONata's guardrail counts from its start, for the matches of its regexes.
+    const deadline = Date.now() + EXPRESSION_LIMITS.timeoutMs;
+    value = await withRegexDeadline(deadline, () => expr.run.evaluate(scope, bindings));
   } catch (err) {
     const detail = `\${${expr.source}}: ${messageOf(err)}`;
     if (err instanceof ExpressionLimitError || (isRecord(err) && JSONATA_LIMIT_CODES.has(String(err.code)))) {

@@ -1,4 +1,6 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { RE2JS } from 're2js';
+import { EXPRESSION_LIMITS, ExpressionLimitError } from './expression-limits';
 
 /**
  * Regular expressions in saga expressions run on RE2 (re2js, pure JavaScript): time linear in the
@@ -26,6 +28,20 @@ export function compileLinearRegExp(literal: RegExp): RE2JS {
   return pattern;
 }
 
+/**
+ * When the evaluation that runs a regex must end (Date.now() milliseconds). One call of `$replace`,
+ * `$split` or `$match` walks every match of its input without returning to JSONata, whose timeout
+ * is checked only between evaluation steps: 1 MiB of matches held the event loop 6.2 s for one
+ * `$replace` against a 1 s limit. So each match checks the deadline of the evaluation it belongs to,
+ * carried by the async context of `withRegexDeadline` (evaluations of one expression interleave).
+ */
+const deadlines = new AsyncLocalStorage<number>();
+
+/** Runs `evaluation` so that every regex match in it fails with ExpressionLimitError past `deadline`. */
+export function withRegexDeadline<T>(deadline: number, evaluation: () => Promise<T>): Promise<T> {
+  return deadlines.run(deadline, evaluation);
+}
+
 /** A match as JSONata reads it from RegExp#exec: the groups by index, and `index`. */
 type ExecResult = (string | undefined)[] & { index: number };
 
@@ -37,12 +53,19 @@ type ExecResult = (string | undefined)[] & { index: number };
 export class LinearRegExp {
   lastIndex = 0;
   private readonly pattern: RE2JS;
+  private readonly deadline: number;
 
   constructor(literal: RegExp) {
     this.pattern = compileLinearRegExp(literal);
+    this.deadline = deadlines.getStore() ?? Infinity;
   }
 
   exec(input: string): ExecResult | null {
+    if (Date.now() > this.deadline) {
+      throw new ExpressionLimitError(
+        `regular expression matching ran past the ${EXPRESSION_LIMITS.timeoutMs} ms time limit`,
+      );
+    }
     const matcher = this.pattern.matcher(input);
     if (this.lastIndex > input.length || !matcher.find(this.lastIndex)) {
       this.lastIndex = 0;

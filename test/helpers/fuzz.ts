@@ -1,0 +1,82 @@
+import fc from 'fast-check';
+
+/**
+ * What the fuzz tests share: how many cases a property runs, how to replay a failure, and the
+ * arbitraries more than one file draws from.
+ *
+ * Run counts: every property names its CI count; `SAGAMESH_FUZZ_RUNS=<factor>` multiplies all of
+ * them (a long run: `SAGAMESH_FUZZ_RUNS=50`). A failure prints fast-check's seed and path;
+ * `SAGAMESH_FUZZ_SEED=<seed> SAGAMESH_FUZZ_PATH=<path>` replays exactly that case.
+ */
+export function fuzzRuns(ciRuns: number): number {
+  const factor = Number(process.env['SAGAMESH_FUZZ_RUNS'] ?? 1);
+  if (!Number.isFinite(factor) || factor <= 0) {
+    throw new Error(`SAGAMESH_FUZZ_RUNS must be a positive number, not ${process.env['SAGAMESH_FUZZ_RUNS']}`);
+  }
+  return Math.max(1, Math.round(ciRuns * factor));
+}
+
+/** fast-check parameters for a property that runs `ciRuns` cases in CI. */
+export function fuzzParams<T>(ciRuns: number): fc.Parameters<T> {
+  const seed = process.env['SAGAMESH_FUZZ_SEED'];
+  const path = process.env['SAGAMESH_FUZZ_PATH'];
+  return {
+    numRuns: fuzzRuns(ciRuns),
+    ...(seed !== undefined ? { seed: Number(seed) } : {}),
+    ...(path !== undefined ? { path } : {}),
+  };
+}
+
+/** Scales a test timeout with the run count (`base` ms for the CI count). */
+export function fuzzTimeout(baseMs: number): number {
+  return Math.round(baseMs * Math.max(1, Number(process.env['SAGAMESH_FUZZ_RUNS'] ?? 1)));
+}
+
+/** Strings a hostile client or a careless operator writes: control characters, quotes, escapes. */
+export const hostileString: fc.Arbitrary<string> = fc.oneof(
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.constantFrom(
+    '',
+    ' ',
+    '${',
+    '${}',
+    '}',
+    '$${x}',
+    '${request.body}',
+    '\u0000',
+    '\r\n',
+    '../../etc/passwd',
+    '%2e%2e%2f',
+    '__proto__',
+    'constructor',
+    '\u{1f642}',
+    '\ud800',
+    'NaN',
+    '1e999',
+    '-0',
+  ),
+);
+
+/** Any JSON value, up to `depth` levels, with hostile keys and strings. */
+export function jsonValue(depth = 4): fc.Arbitrary<unknown> {
+  return fc.letrec<{ value: unknown }>((tie) => ({
+    value: fc.oneof(
+      { depthSize: 'small', maxDepth: depth },
+      fc.constant(null),
+      fc.boolean(),
+      fc.integer(),
+      fc.double({ noNaN: true, noDefaultInfinity: true }),
+      hostileString,
+      fc.array(tie('value'), { maxLength: 5 }),
+      fc.dictionary(hostileString, tie('value'), { maxKeys: 5 }),
+    ),
+  })).value;
+}
+
+/** `n` levels of arrays (`[[[…]]]`) or objects (`{"a":{"a":…}}`) around `inner`, as JSON text. */
+export function nested(kind: 'array' | 'object', n: number, inner = '1'): string {
+  return kind === 'array'
+    ? `${'['.repeat(n)}${inner}${']'.repeat(n)}`
+    : `${'{"a":'.repeat(n)}${inner}${'}'.repeat(n)}`;
+}
