@@ -142,7 +142,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     runner,
     clock,
     logger,
-    leases: config.store.kind === 'postgres',
+    leases: config.store.kind === 'postgres' || config.store.kind === 'etcd',
     leaseTtlMs: config.leaseTtlMs,
     retentionMs: config.retentionMs,
     idempotencyRetentionMs: config.idempotencyRetentionMs,

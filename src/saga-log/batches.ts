@@ -1,8 +1,8 @@
-import type { SagaRecord } from './saga-log';
+import type { KeyHolder, KeyRequest, SagaRecord } from './saga-log';
 
 /**
- * What the group-committing stores (SQLite, PostgreSQL) share: a batch is written per saga where a
- * saga's records must stand or fall together, so one saga's failure stays that saga's.
+ * What the group-committing stores (SQLite, PostgreSQL, etcd) share: a batch is written per saga
+ * where a saga's records must stand or fall together, so one saga's failure stays that saga's.
  */
 
 /** A batch's appends by saga, each saga's in the order they were made. */
@@ -14,4 +14,40 @@ export function bySaga<T extends { readonly record: SagaRecord }>(batch: readonl
     else groups.set(p.record.sagaId, [p]);
   }
   return groups;
+}
+
+/** An append queued for the next batch of a shared store (PostgreSQL, etcd). */
+export interface PendingAppend {
+  readonly record: SagaRecord;
+  /** The record as JSON, serialised in append(). */
+  readonly data: string;
+  /** saga.started: the Idempotency-Key to reserve with it. */
+  readonly key?: KeyRequest | undefined;
+  /** saga.finished: the answer for the saga's keys, as JSON. */
+  readonly answer?: string | undefined;
+  readonly resolve: (outcome: Written) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** What became of a queued record: written, or (a start) not, because its key is held. */
+export type Written = { readonly record: SagaRecord } | { readonly held: KeyHolder };
+
+/**
+ * One Idempotency-Key per batch: a second start with the same key waits for the next batch, where
+ * it finds the first holding it (one statement cannot insert and then update the same key).
+ */
+export function oneStartPerKey(batch: readonly PendingAppend[]): {
+  readonly now: PendingAppend[];
+  readonly later: PendingAppend[];
+} {
+  const seen = new Set<string>();
+  const now: PendingAppend[] = [];
+  const later: PendingAppend[] = [];
+  for (const p of batch) {
+    const id = p.key && JSON.stringify([p.key.definition, p.key.key]);
+    if (id !== undefined && seen.has(id)) later.push(p);
+    else now.push(p);
+    if (id !== undefined) seen.add(id);
+  }
+  return { now, later };
 }

@@ -1,5 +1,6 @@
 import type { Clock } from '../clock';
 import type { StoreConfig } from '../config/store-url';
+import { EtcdSagaLog } from './etcd';
 import { MemorySagaLog } from './memory';
 import { PostgresSagaLog } from './postgres';
 import type { SagaLog } from './saga-log';
@@ -18,6 +19,11 @@ export async function openSagaLog(
     case 'postgres':
       return PostgresSagaLog.open(
         { url: store.url, instanceId: opts.instanceId, leaseTtlMs: opts.leaseTtlMs },
+        opts.clock,
+      );
+    case 'etcd':
+      return EtcdSagaLog.open(
+        { store, instanceId: opts.instanceId, leaseTtlMs: opts.leaseTtlMs },
         opts.clock,
       );
   }

@@ -1,4 +1,5 @@
-import type { KeyHolder, KeyRequest, SagaRecord, SagaStatus } from './saga-log';
+import type { PendingAppend } from './batches';
+import type { KeyRequest, SagaStatus } from './saga-log';
 import { isFinal, statusAfter } from './saga-log';
 
 /**
@@ -8,21 +9,6 @@ import { isFinal, statusAfter } from './saga-log';
 
 /** The database's clock, in epoch ms: lease times are on it, so instances' clocks may disagree. */
 export const NOW_MS = `(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT`;
-
-export interface PendingAppend {
-  readonly record: SagaRecord;
-  /** The record as JSON, serialised in append(). */
-  readonly data: string;
-  /** saga.started: the Idempotency-Key to reserve with it. */
-  readonly key?: KeyRequest | undefined;
-  /** saga.finished: the answer for the saga's keys, as JSON. */
-  readonly answer?: string | undefined;
-  readonly resolve: (outcome: Written) => void;
-  readonly reject: (err: unknown) => void;
-}
-
-/** What became of a queued record: written, or (a start) not, because its key is held. */
-export type Written = { readonly record: SagaRecord } | { readonly held: KeyHolder };
 
 /** A saga's row as one batch leaves it: its status, time and end after the batch's records. */
 interface SagaRow {
@@ -117,26 +103,6 @@ function keyRow(sagaId: string, k: KeyRequest, at: number): KeyRow {
     created_at: at,
     expired_before: expiredBefore,
   };
-}
-
-/**
- * One Idempotency-Key per batch: a second start with the same key waits for the next batch, where
- * it finds the first holding it (one statement cannot insert and then update the same key).
- */
-export function oneStartPerKey(batch: readonly PendingAppend[]): {
-  readonly now: PendingAppend[];
-  readonly later: PendingAppend[];
-} {
-  const seen = new Set<string>();
-  const now: PendingAppend[] = [];
-  const later: PendingAppend[] = [];
-  for (const p of batch) {
-    const id = p.key && JSON.stringify([p.key.definition, p.key.key]);
-    if (id !== undefined && seen.has(id)) later.push(p);
-    else now.push(p);
-    if (id !== undefined) seen.add(id);
-  }
-  return { now, later };
 }
 
 /**

@@ -1,9 +1,9 @@
 import { Pool } from 'pg';
 import type { Clock } from '../clock';
 import { ERRORS, SagameshError } from '../errors';
-import { bySaga } from './batches';
-import type { PendingAppend, Written } from './postgres-batch';
-import { APPEND_BATCH, NOW_MS, oneStartPerKey, planBatch } from './postgres-batch';
+import type { PendingAppend, Written } from './batches';
+import { bySaga, oneStartPerKey } from './batches';
+import { APPEND_BATCH, NOW_MS, planBatch } from './postgres-batch';
 import { parseRecord, toSummary } from './rows';
 import type {
   KeyHolder,

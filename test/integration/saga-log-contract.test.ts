@@ -2,27 +2,35 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { systemClock } from '../../src/clock';
+import { parseStoreUrl } from '../../src/config/store-url';
+import { EtcdSagaLog } from '../../src/saga-log/etcd';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import { PostgresSagaLog } from '../../src/saga-log/postgres';
 import type { ListCursor, SagaEvent, SagaLog, SagaRecord, StartedEvent } from '../../src/saga-log/saga-log';
 import { SqliteSagaLog } from '../../src/saga-log/sqlite';
+import type { TestEtcd } from '../helpers/etcd';
+import { startEtcd } from '../helpers/etcd';
 import type { TestPostgres } from '../helpers/postgres';
 import { startPostgres } from '../helpers/postgres';
 
 /**
- * One contract, every store (memory, SQLite on a file, PostgreSQL on a real server): what one
+ * One contract, every store (memory, SQLite on a file, PostgreSQL on a real server, etcd on a real
+ * 3-member cluster): what one
  * saga appends can fail only that saga's append, however the store batches its writes; a client's
  * Idempotency-Key is written with its saga's start, and its answer with its saga's end.
  */
 jest.setTimeout(60_000);
 
 let pg: TestPostgres;
+let etcd: TestEtcd;
+let etcdPrefixes = 0;
 const dirs: string[] = [];
 beforeAll(async () => {
-  pg = await startPostgres();
+  [pg, etcd] = await Promise.all([startPostgres(), startEtcd()]);
 });
 afterAll(async () => {
   await pg?.stop();
+  await etcd?.stop();
   for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -43,6 +51,15 @@ const STORES: [string, () => Promise<SagaLog>][] = [
         { url: await pg.createDatabase(), instanceId: 'a', leaseTtlMs: 10_000 },
         systemClock,
       ),
+  ],
+  [
+    'etcd',
+    async () => {
+      // A prefix of its own per test: one cluster, a fresh log each time.
+      const store = parseStoreUrl(etcd.storeUrl(`/contract-${++etcdPrefixes}/`), process.cwd());
+      if (!('kind' in store) || store.kind !== 'etcd') throw new Error('not an etcd store');
+      return EtcdSagaLog.open({ store, instanceId: 'a', leaseTtlMs: 10_000 }, systemClock);
+    },
   ],
 ];
 

@@ -1,0 +1,406 @@
+import fs from 'node:fs';
+import type { Clock } from '../clock';
+import type { EtcdStoreConfig } from '../config/store-url';
+import { ERRORS, SagameshError } from '../errors';
+import type { PendingAppend, Written } from './batches';
+import { bySaga, oneStartPerKey } from './batches';
+import { chunkSagas, MAX_RECORDS_PER_SAGA, sagaTxn } from './etcd-batch';
+import type { RequestOp, TxnResponse } from './etcd-client';
+import { EtcdClient, prefixEnd, storeError } from './etcd-client';
+import type { KeyValueJson, SagaValue } from './etcd-keys';
+import { EtcdKeys, parseJson, toSummary } from './etcd-keys';
+import {
+  claimSagas,
+  countSagas,
+  getMany,
+  getSaga,
+  listSagas,
+  pruneKeys,
+  pruneSagas,
+  unownedSagas,
+} from './etcd-queries';
+import { parseRecord } from './rows';
+import type {
+  FinishedEvent,
+  KeyHolder,
+  KeyRequest,
+  ListOptions,
+  PruneCutoffs,
+  SagaEvent,
+  SagaLog,
+  SagaRecord,
+  SagaStatus,
+  SagaSummary,
+  StartedEvent,
+  StartOutcome,
+  StoredAnswer,
+  StoredDefinition,
+} from './saga-log';
+import { duplicateStart, isFinal, ORPHAN_KEY_AGE_MS, sagaRecord, serialiseRecord } from './saga-log';
+
+/**
+ * The saga log on etcd v3 (`SAGAMESH_STORE=etcd://…`), shared by several sagamesh instances and
+ * replicated by etcd's Raft: it survives the loss of a pod, a node, and of a minority of members.
+ *
+ * Each instance holds one etcd lease, kept alive every third of its TTL (Maintenance). A saga is
+ * owned through its `owners/<id>` key, attached to the owner's lease: when an instance dies or
+ * stops renewing, the lease lapses, the key vanishes with it, and another instance claims the
+ * saga and recovers it (reason `takeover`). Every append is fenced: its Txn compares that the
+ * owner key is on this instance's lease, so an instance that lost a saga (paused, partitioned)
+ * cannot record — and therefore cannot send — anything more for it. A commit that comes back after
+ * this instance's lease may have lapsed (a pause between the commit and its answer) is refused
+ * too: the record stands, and the new owner treats its call as in doubt, as recovery does.
+ *
+ * Appends are group-committed as on PostgreSQL (postgres.ts): the records queued while a batch is
+ * written form the next, one Txn per MAX_SAGAS_PER_TXN sagas, each saga in a nested Txn of its own
+ * (etcd-batch.ts), so one saga's refusal is its own. Key layout: etcd-keys.ts.
+ */
+export interface EtcdOptions {
+  readonly store: EtcdStoreConfig;
+  readonly instanceId: string;
+  readonly leaseTtlMs: number;
+  /** Monotonic milliseconds (lease deadlines); default performance.now. */
+  readonly monotonicMs?: () => number;
+}
+
+/** Longest wait for one etcd call: an unreachable cluster fails the boot or the append, never hangs it. */
+export const ETCD_CALL_TIMEOUT_MS = 5000;
+
+export class EtcdSagaLog implements SagaLog {
+  private readonly keys: EtcdKeys;
+  private readonly seqs = new Map<string, number>();
+  /** Each saga's summary as this instance last committed or read it. */
+  private readonly values = new Map<string, SagaValue>();
+  private readonly seeds = new Map<string, Promise<void>>();
+  /** Finished sagas this instance claimed for an operator's retry. */
+  private readonly retrying = new Set<string>();
+  private pending: PendingAppend[] = [];
+  private writer: Promise<void> | undefined;
+  private closed = false;
+
+  static async open(options: EtcdOptions, clock: Clock): Promise<EtcdSagaLog> {
+    const s = options.store;
+    let client: EtcdClient | undefined;
+    try {
+      const read = (file: string | undefined): Buffer | undefined =>
+        file ? fs.readFileSync(file) : undefined;
+      const tls = s.ca || s.cert ? { ca: read(s.ca), cert: read(s.cert), key: read(s.key) } : undefined;
+      client = new EtcdClient({
+        endpoints: s.endpoints,
+        tls: tls && {
+          ...(tls.ca ? { ca: tls.ca } : {}),
+          ...(tls.cert ? { cert: tls.cert } : {}),
+          ...(tls.key ? { key: tls.key } : {}),
+        },
+        auth: s.user !== undefined ? { user: s.user, password: s.password ?? '' } : undefined,
+        callTimeoutMs: ETCD_CALL_TIMEOUT_MS,
+      });
+      const log = new EtcdSagaLog(client, options, clock);
+      await log.grant();
+      return log;
+    } catch (err) {
+      client?.close();
+      throw storeError(err);
+    }
+  }
+
+  private lease = { id: '0', deadline: 0 };
+  private readonly monotonic: () => number;
+
+  private constructor(
+    private readonly client: EtcdClient,
+    private readonly options: EtcdOptions,
+    private readonly clock: Clock,
+  ) {
+    this.keys = new EtcdKeys(options.store.prefix);
+    this.monotonic = options.monotonicMs ?? (() => performance.now());
+  }
+
+  /** A new lease for this instance; what it owned under the old one is no longer its own. */
+  private async grant(): Promise<void> {
+    const sent = this.monotonic();
+    const g = await this.client.leaseGrant(Math.max(1, Math.ceil(this.options.leaseTtlMs / 1000)));
+    this.lease = { id: g.id, deadline: sent + g.ttlSeconds * 1000 };
+    this.values.clear();
+    this.seqs.clear();
+    this.retrying.clear();
+  }
+
+  async append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
+    return recordOf(await this.enqueue(sagaId, event));
+  }
+
+  async start(sagaId: string, event: StartedEvent, key?: KeyRequest): Promise<StartOutcome> {
+    const written = await this.enqueue(sagaId, event, key);
+    return 'held' in written ? written : { started: written.record };
+  }
+
+  async finish(sagaId: string, event: FinishedEvent, answer?: StoredAnswer): Promise<SagaRecord> {
+    return recordOf(await this.enqueue(sagaId, event, undefined, answer));
+  }
+
+  private async enqueue(
+    sagaId: string,
+    event: SagaEvent,
+    key?: KeyRequest,
+    answer?: StoredAnswer,
+  ): Promise<Written> {
+    if (event.type === 'saga.started') this.seqs.set(sagaId, 0);
+    else if (!this.seqs.has(sagaId)) await this.seed(sagaId);
+    if (this.closed) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed');
+    const seq = (this.seqs.get(sagaId) ?? 0) + 1;
+    this.seqs.set(sagaId, seq);
+    const record = sagaRecord(sagaId, seq, this.clock.now(), event);
+    let data: string;
+    try {
+      data = serialiseRecord(record);
+    } catch (err) {
+      this.seqs.set(sagaId, seq - 1);
+      throw err;
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ record, data, key, answer: answer && JSON.stringify(answer), resolve, reject });
+      this.writer ??= this.writeBatches();
+    });
+  }
+
+  /** Reads the summary (and so the last seq) of a saga this instance has not written to yet. */
+  private async seed(sagaId: string): Promise<void> {
+    let seed = this.seeds.get(sagaId);
+    if (!seed) {
+      seed = getSaga(this.client, this.keys, sagaId).then((v) => {
+        if (this.seqs.has(sagaId)) return;
+        this.seqs.set(sagaId, v?.seq ?? 0);
+        if (v) this.values.set(sagaId, v);
+      });
+      this.seeds.set(sagaId, seed);
+    }
+    await seed.finally(() => this.seeds.delete(sagaId));
+  }
+
+  private forget(sagaId: string): void {
+    this.seqs.delete(sagaId);
+    this.values.delete(sagaId);
+    this.retrying.delete(sagaId);
+  }
+
+  /** Group commit, as postgres.ts: one batch at a time, the next one tick after a commit. */
+  private async writeBatches(): Promise<void> {
+    try {
+      for (;;) {
+        await new Promise((resolve) => setImmediate(resolve));
+        if (this.pending.length === 0) return;
+        const { now, later } = oneStartPerKey(this.pending.splice(0));
+        const groups: PendingAppend[][] = [];
+        for (const appends of bySaga(now).values()) {
+          groups.push(appends.slice(0, MAX_RECORDS_PER_SAGA));
+          later.push(...appends.slice(MAX_RECORDS_PER_SAGA));
+        }
+        this.pending.unshift(...later);
+        await Promise.all(chunkSagas(groups).map((chunk) => this.writeChunk(chunk)));
+      }
+    } finally {
+      this.writer = undefined;
+    }
+  }
+
+  /**
+   * Writes some sagas' appends in one Txn and settles them. A Txn etcd refuses as a whole for
+   * what it holds (too large, a bad request) is written again saga by saga, so only the saga at
+   * fault fails; any other failure is the store's and fails the whole chunk.
+   */
+  private async writeChunk(chunk: readonly PendingAppend[][], keyRevision?: string): Promise<void> {
+    const lease = this.lease;
+    const plans = chunk.map((appends) => {
+      const id = appends[0].record.sagaId;
+      const before = this.values.get(id);
+      if (!before && appends[0].record.type !== 'saga.started') return undefined;
+      return sagaTxn(this.keys, lease.id, appends, before, {
+        keyRevision,
+        retrying: this.retrying.has(id),
+      });
+    });
+    const ops = plans.flatMap((p): RequestOp[] => (p ? [{ request_txn: p.txn }] : []));
+    let r: TxnResponse | undefined;
+    try {
+      r = ops.length > 0 ? await this.client.txn({ compare: [], success: ops, failure: [] }) : undefined;
+    } catch (err) {
+      if (chunk.length > 1 && /too large|invalid|duplicate|too many/i.test(String(err))) {
+        for (const appends of chunk) await this.writeChunk([appends]);
+        return;
+      }
+      const e = storeError(err);
+      for (const appends of chunk) {
+        for (const p of appends) p.reject(e);
+        this.forget(appends[0].record.sagaId);
+      }
+      if (/lease not found/i.test(e.message)) await this.grant().catch(() => undefined);
+      return;
+    }
+    // A pause may have outlived the lease between the commit and this answer: act on none of it.
+    const leaseLapsed = this.monotonic() >= lease.deadline;
+    let i = 0;
+    for (const [n, appends] of chunk.entries()) {
+      const plan = plans[n];
+      const first = appends[0];
+      const id = first.record.sagaId;
+      const result = plan ? r?.responses[i++]?.response_txn : undefined;
+      if (plan && result?.succeeded && !leaseLapsed) {
+        const before = this.values.get(id);
+        if (isFinal(plan.after.status) && !this.retrying.has(id) && !(before && isFinal(before.status))) {
+          this.forget(id);
+        } else {
+          this.values.set(id, plan.after);
+          if (before && isFinal(before.status) && before.finishedAt === plan.after.finishedAt)
+            this.retrying.add(id);
+          else this.retrying.delete(id);
+        }
+        for (const p of appends) p.resolve({ record: p.record });
+      } else if (plan?.starts && result && !result.succeeded && !leaseLapsed) {
+        await this.startRefused(appends, result);
+      } else {
+        this.forget(id);
+        const e = new SagameshError(ERRORS.LEASE_LOST, `saga ${id}`);
+        for (const p of appends) p.reject(e);
+      }
+    }
+  }
+
+  /** A start whose compares failed: the saga exists, or its key is held (perhaps expired). */
+  private async startRefused(appends: readonly PendingAppend[], result: TxnResponse): Promise<void> {
+    const first = appends[0];
+    const id = first.record.sagaId;
+    this.forget(id);
+    const exists = (result.responses[0]?.response_range?.kvs.length ?? 0) > 0;
+    const keyKv = result.responses[1]?.response_range?.kvs[0];
+    const fail = (err: unknown): void => appends.forEach((p) => p.reject(err));
+    if (exists || !first.key || !keyKv) return fail(duplicateStart(id));
+    try {
+      const held = parseJson<KeyValueJson>(keyKv.value, 'a key');
+      if (await this.expired(held, first.key)) {
+        this.seqs.set(id, appends[appends.length - 1]?.record.seq ?? 1);
+        return await this.writeChunk([[...appends]], keyKv.mod_revision);
+      }
+      const holder = await this.holder(held);
+      appends.forEach((p) => p.resolve({ held: holder }));
+    } catch (err) {
+      fail(storeError(err));
+    }
+  }
+
+  /** A key is taken over once expired, or when a leftover: no saga, no answer, older than ORPHAN_KEY_AGE_MS. */
+  private async expired(held: KeyValueJson, k: KeyRequest): Promise<boolean> {
+    if (held.createdAt < k.expiredBefore) return true;
+    if (held.createdAt >= this.clock.now() - ORPHAN_KEY_AGE_MS) return false;
+    const [saga, answer] = await getMany(this.client, [
+      this.keys.saga(held.sagaId),
+      this.keys.answer(held.sagaId),
+    ]);
+    return !saga && !answer;
+  }
+
+  private async holder(held: KeyValueJson): Promise<KeyHolder> {
+    const r = await this.client.range({ key: this.keys.answer(held.sagaId) });
+    const answer = r.kvs[0];
+    return {
+      sagaId: held.sagaId,
+      requestHash: held.requestHash,
+      ...(answer ? { answer: parseJson<StoredAnswer>(answer.value, 'an answer') } : {}),
+    };
+  }
+
+  async history(sagaId: string): Promise<readonly SagaRecord[]> {
+    const prefix = this.keys.events(sagaId);
+    const r = await this.client.range({ key: prefix, range_end: prefixEnd(prefix) });
+    return r.kvs.map((kv) => parseRecord(kv.value.toString()));
+  }
+
+  async summary(sagaId: string): Promise<SagaSummary | undefined> {
+    const v = await getSaga(this.client, this.keys, sagaId);
+    return v && toSummary(sagaId, v);
+  }
+
+  list(opts: ListOptions = {}): Promise<readonly SagaSummary[]> {
+    return listSagas(this.client, this.keys, opts);
+  }
+
+  counts(): Promise<Readonly<Record<SagaStatus, number>>> {
+    return countSagas(this.client, this.keys);
+  }
+
+  async saveDefinition(d: StoredDefinition): Promise<void> {
+    const key = this.keys.definition(d.version);
+    await this.client.txn({
+      compare: [{ key, target: 'CREATE', result: 'EQUAL', create_revision: 0 }],
+      success: [{ request_put: { key, value: JSON.stringify(d) } }],
+      failure: [],
+    });
+  }
+
+  async loadDefinition(version: string): Promise<StoredDefinition | undefined> {
+    const r = await this.client.range({ key: this.keys.definition(version) });
+    const kv = r.kvs[0];
+    return kv ? parseJson<StoredDefinition>(kv.value, 'a definition') : undefined;
+  }
+
+  /** Claims (at most 100 a call) unfinished sagas that no live lease owns. */
+  async claimUnfinished(): Promise<readonly string[]> {
+    const ids = await unownedSagas(this.client, this.keys, 100);
+    const claimed = await claimSagas(this.client, this.keys, this.lease.id, ids);
+    for (const id of claimed) this.forget(id);
+    return claimed;
+  }
+
+  /**
+   * Keeps this instance's lease alive. While it lives, every saga this instance owns stays its
+   * own (the owner keys hang on it); once it has lapsed, they are all lost, and a new lease is
+   * granted for the sagas to come (and for claiming the lost ones back, if nobody else did).
+   */
+  async renewLeases(running: readonly string[]): Promise<readonly string[]> {
+    const sent = this.monotonic();
+    const ttl = await this.client.leaseKeepAlive(this.lease.id);
+    if (ttl > 0) {
+      this.lease = { id: this.lease.id, deadline: sent + ttl * 1000 };
+      return [];
+    }
+    await this.grant();
+    return running;
+  }
+
+  async saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
+    const v = await getSaga(this.client, this.keys, sagaId);
+    if (!v?.idempotencyKey) return;
+    await this.client.txn({
+      compare: [],
+      success: [{ request_put: { key: this.keys.answer(sagaId), value: JSON.stringify(answer) } }],
+      failure: [],
+    });
+  }
+
+  async prune(cutoffs: PruneCutoffs): Promise<{ sagas: number; keys: number }> {
+    const pruned = await pruneSagas(this.client, this.keys, cutoffs.sagasFinishedBefore);
+    const keys = await pruneKeys(this.client, this.keys, cutoffs.keysCreatedBefore);
+    return { sagas: pruned.sagas, keys: pruned.keys + keys };
+  }
+
+  /** A linearizable read: fails unless a majority of the members answers. */
+  async ping(): Promise<void> {
+    await this.client.range({ key: this.keys.ping(), count_only: true });
+  }
+
+  /**
+   * Lets the queued appends commit, then revokes the lease: the sagas this instance still owns
+   * are free for another instance at once, rather than after the TTL.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.writer;
+    await this.client.leaseRevoke(this.lease.id).catch(() => undefined);
+    this.client.close();
+  }
+}
+
+function recordOf(written: Written): SagaRecord {
+  if ('held' in written) throw new SagameshError(ERRORS.INTERNAL, 'a record without a key was held');
+  return written.record;
+}

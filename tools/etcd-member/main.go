@@ -1,0 +1,100 @@
+// etcd-member runs one etcd member from go.etcd.io/etcd/server/v3/embed: the etcd that the
+// saga-log tests (test/helpers/etcd.ts) and the demo start on loopback. It is etcd itself, built
+// from the Go module proxy at the version pinned in go.mod; only the flags sagamesh needs are here.
+package main
+
+import (
+	"flag"
+	"log"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+func urls(flagName, value string) []url.URL {
+	var out []url.URL
+	for _, s := range strings.Split(value, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil {
+			log.Fatalf("etcd-member: --%s: %v", flagName, err)
+		}
+		out = append(out, *u)
+	}
+	return out
+}
+
+func main() {
+	name := flag.String("name", "default", "member name")
+	dataDir := flag.String("data-dir", "", "data directory (required)")
+	clientURLs := flag.String("listen-client-urls", "http://127.0.0.1:2379", "client URLs (comma-separated)")
+	peerURLs := flag.String("listen-peer-urls", "http://127.0.0.1:2380", "peer URLs (comma-separated)")
+	initialCluster := flag.String("initial-cluster", "", "name=peerURL,… (default: this member alone)")
+	clusterState := flag.String("initial-cluster-state", "new", "new or existing")
+	clusterToken := flag.String("initial-cluster-token", "sagamesh", "cluster token")
+	certFile := flag.String("cert-file", "", "client TLS certificate (with --key-file)")
+	keyFile := flag.String("key-file", "", "client TLS key")
+	trustedCA := flag.String("trusted-ca-file", "", "CA that client certificates must be signed by (client cert auth)")
+	authToken := flag.String("auth-token", "simple", "auth token type: simple or jwt,…")
+	heartbeatMs := flag.Uint("heartbeat-interval", 100, "Raft heartbeat (ms)")
+	electionMs := flag.Uint("election-timeout", 1000, "Raft election timeout (ms)")
+	quotaBytes := flag.Int64("quota-backend-bytes", 0, "backend quota (0: etcd's default)")
+	flag.Parse()
+	if *dataDir == "" {
+		log.Fatal("etcd-member: --data-dir is required")
+	}
+
+	cfg := embed.NewConfig()
+	cfg.Name = *name
+	cfg.Dir = *dataDir
+	cfg.ListenClientUrls = urls("listen-client-urls", *clientURLs)
+	cfg.AdvertiseClientUrls = cfg.ListenClientUrls
+	cfg.ListenPeerUrls = urls("listen-peer-urls", *peerURLs)
+	cfg.AdvertisePeerUrls = cfg.ListenPeerUrls
+	if *initialCluster == "" {
+		*initialCluster = *name + "=" + cfg.AdvertisePeerUrls[0].String()
+	}
+	cfg.InitialCluster = *initialCluster
+	cfg.ClusterState = *clusterState
+	cfg.InitialClusterToken = *clusterToken
+	cfg.TickMs = *heartbeatMs
+	cfg.ElectionMs = *electionMs
+	cfg.AuthToken = *authToken
+	cfg.LogLevel = "warn"
+	if *quotaBytes > 0 {
+		cfg.QuotaBackendBytes = *quotaBytes
+	}
+	if *certFile != "" {
+		cfg.ClientTLSInfo.CertFile = *certFile
+		cfg.ClientTLSInfo.KeyFile = *keyFile
+		if *trustedCA != "" {
+			cfg.ClientTLSInfo.TrustedCAFile = *trustedCA
+			cfg.ClientTLSInfo.ClientCertAuth = true
+		}
+	}
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		log.Fatalf("etcd-member: %v", err)
+	}
+	defer e.Close()
+	select {
+	case <-e.Server.ReadyNotify():
+		log.Printf("etcd-member %s ready on %s", *name, *clientURLs)
+	case <-time.After(60 * time.Second):
+		e.Server.Stop()
+		log.Fatal("etcd-member: not ready after 60s")
+	}
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case err := <-e.Err():
+		log.Fatalf("etcd-member: %v", err)
+	case <-stop:
+	}
+}
