@@ -40,6 +40,9 @@ Try:
   # 3. the flight is too slow: it times out, and everything booked is compensated (409)
   ${curl(trip({ flight: { from: 'BER', to: 'LIS', fault: 'slow:5000' } }))}
 
+  # 4. cancel a booked trip later: its bookings are cancelled, car and flight before hotel (200)
+  curl -s -XDELETE ${base}/trips/<tripId from 1.>
+
   # see what the participants hold
   curl -s http://127.0.0.1:${stack.ports.hotel}/bookings
   curl -s http://127.0.0.1:${stack.ports.flight}/bookings

@@ -358,6 +358,20 @@ export const ERRORS = Object.freeze({
     GrpcStatus.FAILED_PRECONDITION,
     false,
   ),
+  SAGA_NOT_UNDOABLE: spec(
+    'SAGAMESH_ERR_SAGA_NOT_UNDOABLE',
+    'only a saga that succeeded can be undone',
+    409,
+    GrpcStatus.FAILED_PRECONDITION,
+    false,
+  ),
+  SAGA_UNDONE: spec(
+    'SAGAMESH_ERR_SAGA_UNDONE',
+    'the saga succeeded and was then undone on request (spec.undo)',
+    409,
+    GrpcStatus.ABORTED,
+    false,
+  ),
   SAGA_NOT_STUCK: spec(
     'SAGAMESH_ERR_SAGA_NOT_STUCK',
     'only a stuck saga can be retried',

@@ -127,7 +127,8 @@ export function sagaView(records: readonly SagaRecord[], now: number): SagaView 
         closeUnanswered(record.at);
         failedStep = record.failedStep;
         error = record.error;
-        marks.push({ at: record.at, label: 'compensating' });
+        // An undo of a saga that had succeeded (spec.undo) re-opens it: say so.
+        marks.push({ at: record.at, label: record.undo ? 'undo' : 'compensating' });
         break;
       case 'saga.finished':
         closeUnanswered(record.at);

@@ -1,8 +1,8 @@
-import type { ErrorSpec, SagameshError } from '../errors';
-import { ERRORS, toSagameshError } from '../errors';
+import type { ErrorSpec } from '../errors';
+import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import type { SagaDefinition } from '../saga/definition';
 import { renderResponse } from '../saga/render';
-import type { SagaResult } from '../saga/runner';
+import type { SagaResult, UndoOutcome } from '../saga/runner';
 import { stuckSteps } from '../saga/execution';
 import type { StoredAnswer } from '../saga-log/saga-log';
 import { setHeaders } from './headers';
@@ -163,4 +163,69 @@ export function immediate(
     },
     ...dynamicMetadata(meta),
   };
+}
+
+/**
+ * The answer to an undo request (`spec.undo`, docs/nested-sagas.md): 200 undone (the same on every
+ * repeat), 202 while it is being undone, 404 unknown, 409 not undoable, 500 when an undo's
+ * compensation exhausted its retries (stuck: an operator must act).
+ */
+export function undoAnswer(
+  definition: SagaDefinition,
+  sagaId: string,
+  outcome: UndoOutcome,
+): ProcessingResponse {
+  const meta = (result: string) =>
+    dynamicMetadata({ sagaId, saga: definition.name, outcome: `undo ${result}` });
+  const headers = { [SAGA_ID_HEADER]: sagaId };
+  switch (outcome.kind) {
+    case 'not-found':
+      return errorAnswer(
+        new SagameshError(ERRORS.SAGA_NOT_FOUND, `no ${definition.name} saga ${sagaId}`),
+        definition.name,
+      );
+    case 'not-undoable': {
+      const e = new SagameshError(ERRORS.SAGA_NOT_UNDOABLE, outcome.reason);
+      return {
+        immediate_response: jsonResponse(
+          409,
+          { sagaId, status: outcome.status, error: e.toJSON() },
+          headers,
+          detailsOf(e.spec),
+        ),
+        ...meta('refused'),
+      };
+    }
+    case 'undoing':
+      return {
+        immediate_response: jsonResponse(
+          202,
+          { sagaId, status: 'undoing', location: `/sagas/${sagaId}` },
+          { ...headers, location: `/sagas/${sagaId}`, 'retry-after': '1' },
+          'sagamesh_undo_in_progress',
+        ),
+        ...meta('in progress'),
+      };
+    case 'undone': {
+      if (outcome.status === 'stuck') {
+        const e = new SagameshError(
+          ERRORS.COMPENSATION_EXHAUSTED,
+          'the undo could not finish; an operator must act',
+        );
+        return {
+          immediate_response: jsonResponse(
+            500,
+            { sagaId, status: 'stuck', error: e.toJSON() },
+            headers,
+            detailsOf(e.spec),
+          ),
+          ...meta('stuck'),
+        };
+      }
+      return {
+        immediate_response: jsonResponse(200, { sagaId, status: 'undone' }, headers, 'sagamesh_undone'),
+        ...meta('undone'),
+      };
+    }
+  }
 }

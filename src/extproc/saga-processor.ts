@@ -5,7 +5,7 @@ import type { FieldPath } from '../redaction';
 import type { SagaDefinition } from '../saga/definition';
 import { MAX_PATH_LENGTH } from '../saga/path-match';
 import { renderHeaders } from '../saga/render';
-import type { SagaExecution, SagaRunner } from '../saga/runner';
+import type { SagaExecution, SagaRunner, UndoOutcome } from '../saga/runner';
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock';
 import type { JsonLimits } from '../json-limits';
@@ -14,7 +14,15 @@ import type { KeyHolder, KeyRequest, SagaLog, StoredAnswer } from '../saga-log/s
 import { isFinal } from '../saga-log/saga-log';
 import type { Nesting } from './nesting';
 import { nestingOf } from './nesting';
-import { dynamicMetadata, errorAnswer, immediate, jsonResponse, SAGA_ID_HEADER, sagaAnswer } from './answers';
+import {
+  dynamicMetadata,
+  errorAnswer,
+  immediate,
+  jsonResponse,
+  SAGA_ID_HEADER,
+  sagaAnswer,
+  undoAnswer,
+} from './answers';
 import { headersToRecord, ownedHeaderNames, setHeaders, splitPath } from './headers';
 import type { CommonResponse, HttpBody, HttpHeaders, ProcessingMode, ProcessingResponse } from './messages';
 import type { Processor, StreamContext } from './processor';
@@ -38,6 +46,10 @@ export interface DefinitionMatcher {
   ambiguous?(method: string, path: string): SagaDefinition | undefined;
   /** Request headers besides `x-sagamesh-*` that only sagamesh may set (absent: none). */
   readonly ownedHeaders?: ReadonlySet<string>;
+  /** The undo a request asks for (a definition's `spec.undo`; absent: none). */
+  matchUndo?(method: string, path: string): { definition: SagaDefinition; sagaId: string } | undefined;
+  /** The undo route an odd spelling of a path might name (refused with PATH_AMBIGUOUS). */
+  ambiguousUndo?(method: string, path: string): SagaDefinition | undefined;
 }
 
 export interface SagaProcessorDeps {
@@ -160,7 +172,9 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     if (requestId) this.logger = this.logger.child({ request_id: requestId });
     this.logger.debug({ method, path, saga: definition?.name }, 'request headers');
     if (!definition) {
-      const shadowed = definitions.ambiguous?.(method, path);
+      const undo = definitions.matchUndo?.(method, path);
+      if (undo) return this.undo(undo.definition, undo.sagaId);
+      const shadowed = definitions.ambiguous?.(method, path) ?? definitions.ambiguousUndo?.(method, path);
       if (shadowed) return this.refuseAmbiguous(shadowed, path);
       // Not a saga: stop asking for this stream's body and response.
       return {
@@ -193,6 +207,40 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
     this.logger.info({ saga: definition.name, code: e.code, path }, 'saga request rejected');
     this.deps.observer?.sagaRejected(definition.name, e.code);
     return errorAnswer(e, definition.name);
+  }
+
+  /**
+   * An undo request (`spec.undo`): undoes the saga and answers once its compensations are done, or
+   * 202 if they outlast the answer budget (docs/nested-sagas.md). Answered at the headers: an
+   * undo reads no body, and nothing of it goes upstream.
+   */
+  private async undo(definition: SagaDefinition, sagaId: string): Promise<ProcessingResponse> {
+    this.logger = this.logger.child({ saga: definition.name, saga_id: sagaId });
+    const refused = this.refusal();
+    if (refused) {
+      this.deps.observer?.sagaRejected(definition.name, refused.code);
+      const answer = errorAnswer(refused, definition.name, sagaId);
+      answer.immediate_response?.headers?.set_headers?.push(
+        ...(setHeaders({ 'retry-after': '1' }).set_headers ?? []),
+      );
+      return answer;
+    }
+    let outcome: UndoOutcome;
+    try {
+      outcome = await this.deps.runner.undo(definition, sagaId);
+    } catch (err) {
+      const e = toSagameshError(err);
+      this.logger.error({ err: e, code: e.code }, 'saga undo could not start');
+      return errorAnswer(e, definition.name, sagaId);
+    }
+    if (outcome.kind === 'undoing' && outcome.execution) {
+      const result = await within(outcome.execution.settled, this.deps.answerBudgetMs);
+      if (result !== 'timeout' && (result.status === 'compensated' || result.status === 'stuck')) {
+        outcome = { kind: 'undone', status: result.status };
+      }
+    }
+    this.logger.info({ outcome: outcome.kind }, 'saga undo request');
+    return undoAnswer(definition, sagaId, outcome);
   }
 
   /** Why no saga may start now (draining, or too many in flight), or undefined. */

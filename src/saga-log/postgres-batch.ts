@@ -1,6 +1,6 @@
 import type { PendingAppend } from './batches';
 import type { KeyRequest, SagaStatus } from './saga-log';
-import { isFinal, statusAfter } from './saga-log';
+import { isFinal, reopens, statusAfter } from './saga-log';
 
 /**
  * What one group commit of the PostgreSQL saga log writes, and the one statement that writes it
@@ -20,6 +20,8 @@ interface SagaRow {
   status: SagaStatus | null;
   at: number;
   finished_at: number | null;
+  /** An undo's start re-opens the finished saga: this instance claims it (see APPEND_BATCH). */
+  reopens: boolean;
 }
 
 interface EventRow {
@@ -60,6 +62,7 @@ export function planBatch(batch: readonly PendingAppend[]): {
         status: null,
         at: record.at,
         finished_at: null,
+        reopens: false,
       };
       if (record.type === 'saga.started') {
         row.definition = record.definition;
@@ -72,6 +75,10 @@ export function planBatch(batch: readonly PendingAppend[]): {
     const status = statusAfter(record);
     if (status) row.status = status;
     if (status && isFinal(status)) row.finished_at = record.at;
+    if (reopens(record)) {
+      row.reopens = true;
+      row.finished_at = null;
+    }
     row.at = record.at;
     events.push({
       saga_id: id,
@@ -115,6 +122,9 @@ function keyRow(sagaId: string, k: KeyRequest, at: number): KeyRow {
  * - Started sagas are inserted with this instance as owner; the others are fenced: their row is
  *   updated, and their records written, only where this instance still owns them — the row lock
  *   makes that check hold until the commit.
+ * - An undo's start (`reopens`) may touch a finished saga another instance finished: it claims
+ *   the saga (owner, a fresh lease) and makes it unfinished, so a takeover recovers it. Once
+ *   re-opened, the saga is fenced as any other: a second undo elsewhere finds it unfinished.
  * - A finished saga's answer goes to its keys (not to a key this batch hands to another saga).
  * Returns the saga of every record written: a saga missing from it lost its lease, or (a start)
  * its key is held or it already existed, and no record of it was written.
@@ -144,9 +154,14 @@ export const APPEND_BATCH = `
     RETURNING id),
   touched AS (
     UPDATE sagas SET status = COALESCE(t.status, sagas.status), updated_at = t.at,
-      finished_at = COALESCE(t.finished_at, sagas.finished_at)
-    FROM json_to_recordset($4::json) AS t(id TEXT, status TEXT, at BIGINT, finished_at BIGINT)
-    WHERE sagas.id = t.id AND sagas.owner = $1
+      finished_at = CASE WHEN t.reopens AND t.finished_at IS NULL THEN NULL
+                         ELSE COALESCE(t.finished_at, sagas.finished_at) END,
+      owner = $1,
+      lease_expires_at = CASE WHEN t.reopens THEN ${NOW_MS} + $2 ELSE sagas.lease_expires_at END
+    FROM json_to_recordset($4::json)
+      AS t(id TEXT, status TEXT, at BIGINT, finished_at BIGINT, reopens BOOLEAN)
+    WHERE sagas.id = t.id
+      AND (sagas.owner = $1 OR (t.reopens AND sagas.finished_at IS NOT NULL))
     RETURNING sagas.id),
   answered AS (
     UPDATE idempotency_keys SET answer = a.answer

@@ -17,6 +17,8 @@ export interface Rebuilt {
   readonly steps: Record<string, StepRun>;
   readonly failedStep?: string;
   readonly error?: ErrorInfo;
+  /** The saga succeeded and is being (or was) undone on request (`spec.undo`). */
+  readonly undo?: true;
 }
 
 export function rebuild(
@@ -32,6 +34,7 @@ export function rebuild(
   let finished: SagaStatus | undefined;
   let failedStep: string | undefined;
   let error: ErrorInfo | undefined;
+  let undo = false;
 
   for (const r of records) {
     switch (r.type) {
@@ -82,6 +85,11 @@ export function rebuild(
       case 'saga.compensating':
         failedStep ??= r.failedStep;
         error ??= r.error;
+        if (r.undo) {
+          // An undo re-opens a saga that had succeeded: not finished any more.
+          undo = true;
+          finished = undefined;
+        }
         break;
       case 'saga.finished':
         finished = r.status;
@@ -107,5 +115,6 @@ export function rebuild(
     steps,
     ...(failedStep ? { failedStep } : {}),
     ...(error ? { error } : {}),
+    ...(undo ? { undo: true as const } : {}),
   };
 }

@@ -66,7 +66,16 @@ export type SagaEvent =
       readonly response?: StepResponse;
       readonly error?: ErrorRecord;
     }
-  | { readonly type: 'saga.compensating'; readonly failedStep?: string; readonly error: ErrorRecord }
+  | {
+      readonly type: 'saga.compensating';
+      readonly failedStep?: string;
+      readonly error: ErrorRecord;
+      /**
+       * An undo of a saga that had succeeded (its definition's `spec.undo`): the one record that
+       * re-opens a finished saga — a store lets any instance claim the saga with it.
+       */
+      readonly undo?: true;
+    }
   | {
       readonly type: 'saga.recovered';
       /** restart, lease takeover, operator retry, or the saga's record could not be written (store-error). */
@@ -260,6 +269,11 @@ export function statusAfter(event: SagaEvent): SagaStatus | undefined {
     default:
       return undefined;
   }
+}
+
+/** Whether the record re-opens a finished saga (an undo's start): see the `undo` flag above. */
+export function reopens(event: SagaEvent): boolean {
+  return event.type === 'saga.compensating' && event.undo === true;
 }
 
 export function isFinal(status: SagaStatus): boolean {

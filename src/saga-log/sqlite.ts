@@ -28,6 +28,7 @@ import {
   SAGA_STATUSES,
   sagaRecord,
   serialiseRecord,
+  reopens,
   statusAfter,
 } from './saga-log';
 import { MIGRATIONS_TABLE, migrations } from './schema';
@@ -153,7 +154,8 @@ export class SqliteSagaLog implements SagaLog {
         'INSERT INTO sagas (id, definition, version, status, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
       ),
       touchSaga: db.prepare(
-        'UPDATE sagas SET status = COALESCE(?, status), updated_at = ?, finished_at = COALESCE(?, finished_at) WHERE id = ?',
+        // An undo re-opens a finished saga: unfinished again, so a restart recovers it.
+        'UPDATE sagas SET status = COALESCE(?, status), updated_at = ?, finished_at = CASE WHEN ? THEN NULL ELSE COALESCE(?, finished_at) END WHERE id = ?',
       ),
       maxSeq: db.prepare('SELECT MAX(seq) AS seq FROM saga_events WHERE saga_id = ?'),
       history: db.prepare('SELECT data FROM saga_events WHERE saga_id = ? ORDER BY seq'),
@@ -311,7 +313,7 @@ export class SqliteSagaLog implements SagaLog {
     if (answer !== undefined) this.stmt.saveAnswer.run(answer, record.sagaId);
     const finishedAt = status && isFinal(status) ? record.at : null;
     if (record.type !== 'saga.started')
-      this.stmt.touchSaga.run(status ?? null, record.at, finishedAt, record.sagaId);
+      this.stmt.touchSaga.run(status ?? null, record.at, reopens(record) ? 1 : 0, finishedAt, record.sagaId);
   }
 
   /** Within the start's savepoint: takes the key for the saga, or throws KeyHeld. */

@@ -42,6 +42,9 @@ export interface SagaCompileResult {
   readonly identity?: { readonly name: string; readonly match: string };
 }
 
+/** The segment of an undo route's path that holds the saga's id. */
+export const UNDO_PARAM = '{sagaId}';
+
 export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollector): SagaCompileResult {
   const nonJson = findNonJson(data, []);
   if (nonJson) out.add(ERRORS.DEF_SCHEMA, nonJson, NOT_JSON);
@@ -68,6 +71,22 @@ export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollect
     stepReads.push(...step.reads);
     if (step.definition) steps.set(raw.name, step.definition);
   });
+
+  if (isRecord(spec.undo) && respond === 'upstream') {
+    // The upstream's own effect is not a step: undoing the steps alone would leave it half-done.
+    out.add(ERRORS.DEF_SCHEMA, ['spec', 'undo'], 'is only allowed with respond: aggregate', true);
+  }
+  const undoPath = isRecord(spec.undo) && isRecord(spec.undo.match) ? spec.undo.match.path : undefined;
+  const undoSegments = typeof undoPath === 'string' ? undoPath.split('/') : [];
+  // Braces elsewhere are the schema's problem already.
+  const plainBraces = undoSegments.every((s) => s === UNDO_PARAM || !/[{}]/.test(s));
+  if (plainBraces && undoSegments.length > 0 && undoSegments.filter((s) => s === UNDO_PARAM).length !== 1) {
+    out.add(
+      ERRORS.DEF_SCHEMA,
+      ['spec', 'undo', 'match', 'path'],
+      `must hold ${UNDO_PARAM} as one whole segment, once`,
+    );
+  }
 
   const shared = new Reads(out, ctx.known);
   if (spec.upstream !== undefined && respond === 'aggregate') {
@@ -105,6 +124,7 @@ export function compileSaga(data: unknown, ctx: SagaContext, out: ProblemCollect
     version: ctx.version,
     source: ctx.source,
     match: envelope.spec.match,
+    ...(envelope.spec.undo ? { undo: { match: envelope.spec.undo.match } } : {}),
     deadlineMs,
     respond,
     input: { json: input !== undefined || readsBody, ...(input ? { validate: input.validate } : {}) },

@@ -102,6 +102,11 @@ export interface SagaDefinition {
   /** The file's text: the saga log keeps it per version so recovery runs the exact version. */
   readonly source: string;
   readonly match: { readonly method: string; readonly path: string };
+  /**
+   * How a run that succeeded is undone (`spec.undo`): a request to this route, whose path holds
+   * the saga's id in the `{sagaId}` segment, runs its compensations (docs/nested-sagas.md).
+   */
+  readonly undo?: { readonly match: { readonly method: string; readonly path: string } };
   readonly deadlineMs: number;
   readonly respond: 'aggregate' | 'upstream';
   readonly input: {

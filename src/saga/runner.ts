@@ -14,6 +14,7 @@ import type {
   SagaEvent,
   SagaLog,
   SagaParent,
+  SagaStatus,
   StoredAnswer,
 } from '../saga-log/saga-log';
 import type { SagaDefinition, TemplateScope } from './definition';
@@ -66,7 +67,20 @@ interface Running {
   readonly logger: Logger;
   readonly execution: SagaExecution;
   readonly abandon: (reason: string, error?: ErrorInfo) => void;
+  /** Undoing a saga that had succeeded (`spec.undo`). */
+  readonly undo: boolean;
 }
+
+/**
+ * What an undo request finds (`undo`): the saga unknown (to this definition); not undoable (it
+ * did not succeed, or runs); being undone — here (its execution) or by another instance; or undone
+ * already, compensated or stuck.
+ */
+export type UndoOutcome =
+  | { readonly kind: 'not-found' }
+  | { readonly kind: 'not-undoable'; readonly status: SagaStatus; readonly reason: string }
+  | { readonly kind: 'undoing'; readonly execution?: SagaExecution }
+  | { readonly kind: 'undone'; readonly status: 'compensated' | 'stuck' };
 
 export interface StartMeta {
   readonly traceparent?: string;
@@ -83,6 +97,9 @@ export interface KeyHeld {
 
 type SagaSnapshot = SnapshotFrom<SagaMachine>;
 
+/** What a saga id an undo names may look like (ids are UUIDs; tests use other short ids). */
+const SAGA_ID = /^[\w.:-]{1,128}$/;
+
 /** The W3C trace id inside a traceparent header, if it is well formed. */
 export function traceIdOf(traceparent: string | undefined): string | undefined {
   const m = traceparent ? /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}$/.exec(traceparent.trim()) : null;
@@ -96,6 +113,8 @@ export class SagaRunner {
   private readonly newId: () => string;
   private readonly observer: Observer;
   private readonly redrives: Redrives;
+  /** Undo requests being started here, by saga: a second one waits for the first. */
+  private readonly undoStarts = new Map<string, Promise<UndoOutcome>>();
 
   constructor(private readonly deps: RunnerDeps) {
     this.newId = deps.newId ?? randomUUID;
@@ -209,8 +228,12 @@ export class SagaRunner {
       reason,
       by: this.deps.instanceId ?? 'local',
     });
-    logger.warn({ reason, steps: Object.keys(rebuilt.steps) }, 'saga resumed from the log');
-    // Whether its client used an Idempotency-Key is not in the journal: keep the answer anyway.
+    logger.warn(
+      { reason, steps: Object.keys(rebuilt.steps), undo: rebuilt.undo },
+      'saga resumed from the log',
+    );
+    // Whether its client used an Idempotency-Key is not in the journal: keep the answer anyway —
+    // except for an undo, whose end never replaces the answer the saga's success gave its keys.
     return this.launch(
       definition,
       {
@@ -224,8 +247,78 @@ export class SagaRunner {
           ...(rebuilt.error ? { error: rebuilt.error } : {}),
         },
       },
-      { keepAnswer: true },
+      { keepAnswer: !rebuilt.undo, undo: rebuilt.undo === true },
     );
+  }
+
+  /**
+   * Undoes a saga of `definition` that succeeded (its `spec.undo`): records the undo — the record
+   * that re-opens a finished saga, claiming it in a shared store — then runs its compensations in
+   * reverse dependency order, as recovery does, with the version it ran with. The answer its
+   * success gave its Idempotency-Keys stays theirs. Concurrent undos of one saga start it once.
+   */
+  undo(definition: SagaDefinition, sagaId: string): Promise<UndoOutcome> {
+    const running = this.sagas.get(sagaId);
+    if (running) {
+      return Promise.resolve(
+        running.undo
+          ? { kind: 'undoing', execution: running.execution }
+          : { kind: 'not-undoable', status: 'running', reason: 'it is still running' },
+      );
+    }
+    let starting = this.undoStarts.get(sagaId);
+    if (!starting) {
+      starting = this.startUndo(definition, sagaId).finally(() => this.undoStarts.delete(sagaId));
+      this.undoStarts.set(sagaId, starting);
+    }
+    return starting;
+  }
+
+  private async startUndo(definition: SagaDefinition, sagaId: string): Promise<UndoOutcome> {
+    // Ids are UUIDs (newId): anything else names no saga, and is not looked up.
+    if (!SAGA_ID.test(sagaId)) return { kind: 'not-found' };
+    const rebuilt = rebuild(await this.deps.log.history(sagaId));
+    if (!rebuilt || rebuilt.started.definition !== definition.name) return { kind: 'not-found' };
+    if (rebuilt.undo) {
+      return rebuilt.finished === 'compensated' || rebuilt.finished === 'stuck'
+        ? { kind: 'undone', status: rebuilt.finished }
+        : { kind: 'undoing' };
+    }
+    if (rebuilt.finished !== 'succeeded') {
+      const status = rebuilt.finished ?? (rebuilt.error ? 'compensating' : 'running');
+      const reason = rebuilt.finished
+        ? `it ended ${rebuilt.finished}, not succeeded`
+        : `it is still ${status}`;
+      return { kind: 'not-undoable', status, reason };
+    }
+    const { started } = rebuilt;
+    const ran = await this.deps.resolveDefinition(started.version, started.definition);
+    if (!ran) {
+      return {
+        kind: 'not-undoable',
+        status: 'succeeded',
+        reason: `its definition version ${started.version} is unknown`,
+      };
+    }
+    const error = { code: ERRORS.SAGA_UNDONE.code, message: 'undone on request' };
+    try {
+      await this.deps.log.append(sagaId, { type: 'saga.compensating', error, undo: true });
+    } catch (err) {
+      // Another instance re-opened it first: that one undoes it.
+      if (toSagameshError(err).code === ERRORS.LEASE_LOST.code) return { kind: 'undoing' };
+      throw err;
+    }
+    const execution = this.launch(
+      ran,
+      {
+        sagaId,
+        request: started.request,
+        ...(started.traceparent ? { traceparent: started.traceparent } : {}),
+        recovered: { steps: rebuilt.steps, error },
+      },
+      { keepAnswer: false, undo: true },
+    );
+    return { kind: 'undoing', execution };
   }
 
   /** The answer of a saga that finished without one kept for its keys (answer-from-log.ts). */
@@ -277,7 +370,7 @@ export class SagaRunner {
   private launch(
     definition: SagaDefinition,
     input: SagaInput,
-    opts: { readonly requestId?: string | undefined; readonly keepAnswer: boolean },
+    opts: { readonly requestId?: string | undefined; readonly keepAnswer: boolean; readonly undo?: boolean },
   ): SagaExecution {
     const { sagaId } = input;
     const { requestId } = opts;
@@ -289,6 +382,7 @@ export class SagaRunner {
       ...(traceId ? { trace_id: traceId } : {}),
     });
     if (!input.recovered) logger.info({ definition_version: definition.version }, 'saga started');
+    if (opts.undo) logger.info({ definition_version: definition.version }, 'saga undo started');
     this.observer.sagaStarted(definition.name);
     const startedAt = this.deps.clock.now();
     const actor = createActor(this.machineFor(definition), { input, clock: this.deps.clock });
@@ -389,7 +483,7 @@ export class SagaRunner {
       );
     };
     const execution = new SagaExecution(sagaId, definition, actor, settled, stepsDone);
-    this.sagas.set(sagaId, { actor, logger, execution, abandon });
+    this.sagas.set(sagaId, { actor, logger, execution, abandon, undo: opts.undo === true });
     actor.start();
     return execution;
   }
@@ -412,6 +506,8 @@ export class SagaRunner {
 
   private recordCompensating(sagaId: string, context: SagaContext, logger: Logger): void {
     const error = context.error ?? { code: ERRORS.INTERNAL.code, message: 'compensating' };
+    // An undo's start is recorded before it runs (undo): nothing more to say.
+    if (error.code === ERRORS.SAGA_UNDONE.code) return;
     logger.warn({ failed_step: context.failedStep, error }, 'saga compensating');
     this.deps.log
       .append(sagaId, {

@@ -67,6 +67,7 @@ export interface RawEnvelope {
   metadata: { name: string };
   spec: {
     match: { method: string; path: string };
+    undo?: { match: { method: string; path: string } };
     deadline?: string;
     respond?: 'aggregate' | 'upstream';
     input?: { schema: Record<string, unknown> };
@@ -87,6 +88,12 @@ const duration = text('a duration like 500ms, 2s or 1m', DURATION_PATTERN, 12);
 const MATCH_PATH = text(
   "a path like /trips: segments of letters, digits and -._~!$&'()*+,=:@, none starting or ending with a dot; no trailing slash, %-escape, ; or query",
   "^/$|^(?:/[A-Za-z0-9_~!$&'()*+,=:@-](?:[A-Za-z0-9._~!$&'()*+,=:@-]*[A-Za-z0-9_~!$&'()*+,=:@-])?)+$",
+  2048,
+);
+/** An undo route: a plain path with one `{sagaId}` segment (compile-saga.ts checks there is one). */
+const UNDO_PATH = text(
+  'a path like /trips/{sagaId}: plain segments as in match.path, and one segment {sagaId}',
+  "^(?:/(?:\\{sagaId\\}|[A-Za-z0-9_~!$&'()*+,=:@-](?:[A-Za-z0-9._~!$&'()*+,=:@-]*[A-Za-z0-9_~!$&'()*+,=:@-])?))+$",
   2048,
 );
 const method = { type: 'string', enum: METHODS };
@@ -163,6 +170,7 @@ export const SAGA_SCHEMA: SchemaObject = {
           match: closed({ method, path: MATCH_PATH }, ['method', 'path']),
           deadline: duration,
           respond: { enum: ['aggregate', 'upstream'] },
+          undo: closed({ match: closed({ method, path: UNDO_PATH }, ['method', 'path']) }, ['match']),
           input: closed({ schema: { type: 'object' } }, ['schema']),
           steps: { type: 'array', minItems: 1, items: { $ref: '#/$defs/step' } },
           upstream: { $ref: '#/$defs/upstream' },
@@ -187,6 +195,7 @@ const ENVELOPE_SCHEMA: SchemaObject = {
       required: ['match'],
       properties: {
         match: closed({ method, path: { type: 'string' } }, ['method', 'path']),
+        undo: closed({ match: closed({ method, path: { type: 'string' } }, ['method', 'path']) }, ['match']),
         deadline: duration,
         respond: { enum: ['aggregate', 'upstream'] },
         input: closed({ schema: { type: 'object' } }, ['schema']),

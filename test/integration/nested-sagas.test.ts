@@ -97,6 +97,29 @@ test("the child's deadline is the parent's budget: it compensates when the paren
   });
 });
 
+test('a failure in the parent after the child succeeded undoes the child through its undo route', async () => {
+  const answer = await postJson(agency, '/agency-pay', { trip: trip(), pay: { fault: 'fail' } });
+  expect(answer.status).toBe(424);
+  expect(answer.body).toMatchObject({ status: 'compensated', failedStep: 'pay' });
+  const parentId = String(answer.headers.get('x-sagamesh-saga-id'));
+  const parent = await sagaOf(agency, parentId);
+  const childId = String(parent.saga.children[0]?.sagaId);
+  expect(parent.saga.children).toEqual([{ step: 'trip', sagaId: childId }]);
+
+  const child = await sagaOf(trips, childId);
+  expect(child.saga).toMatchObject({
+    status: 'compensated',
+    parent: { sagaId: parentId, step: 'trip' },
+    error: { code: 'SAGAMESH_ERR_SAGA_UNDONE' },
+  });
+  const marks = child.saga.marks as { label: string }[];
+  expect(marks.map((m) => m.label)).toEqual(['succeeded', 'undo', 'compensated']);
+  const bookings = [trips.participants.hotel, trips.participants.flight, trips.participants.car].flatMap(
+    (p) => p.bookings().filter((b) => b.sagaId === childId),
+  );
+  expect(bookings.map((b) => b.status)).toEqual(['cancelled', 'cancelled', 'cancelled']);
+});
+
 test('a malformed budget is refused with a coded 400 before anything runs', async () => {
   const before = trips.participants.hotel.calls().length;
   const answer = await postJson(trips, '/trips', trip(), { 'x-sagamesh-budget-ms': 'soon' });

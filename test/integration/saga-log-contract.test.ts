@@ -221,6 +221,39 @@ describe.each(STORES)('saga log contract: %s', (_, open) => {
       });
     });
 
+    it('re-opens a finished saga for an undo: unfinished until its new end; its key keeps its answer', async () => {
+      await log.start('u', started(), key('k7'));
+      await log.append('u', dispatched('hotel'));
+      await log.append('u', completed('hotel', { id: 'h1' }));
+      await log.finish('u', { type: 'saga.finished', status: 'succeeded' }, answer);
+      const undo: SagaEvent = {
+        type: 'saga.compensating',
+        undo: true,
+        error: { code: 'SAGAMESH_ERR_SAGA_UNDONE', message: 'undone on request' },
+      };
+      expect(await log.append('u', undo)).toMatchObject({ seq: 5, undo: true });
+      expect(await log.summary('u')).toMatchObject({ status: 'compensating' });
+      expect((await log.list({ status: 'compensating' })).map((s) => s.sagaId)).toEqual(['u']);
+      // Unfinished again: what a restart recovers (claimUnfinished) and what retention keeps.
+      expect(await log.prune({ sagasFinishedBefore: Date.now() + 60_000, keysCreatedBefore: 0 })).toEqual({
+        sagas: 0,
+        keys: 0,
+      });
+      await log.finish('u', { type: 'saga.finished', status: 'compensated' });
+      expect(await log.summary('u')).toMatchObject({ status: 'compensated' });
+      expect((await log.history('u')).map((r) => r.type)).toEqual([
+        'saga.started',
+        'call.dispatched',
+        'call.completed',
+        'saga.finished',
+        'saga.compensating',
+        'saga.finished',
+      ]);
+      expect(await log.start('again', started(), key('k7'))).toEqual({
+        held: { sagaId: 'u', requestHash: 'h1', answer },
+      });
+    });
+
     it('lets a start take over an expired key, its answer cleared', async () => {
       await log.start('old', started(), key('k4'));
       await log.finish('old', { type: 'saga.finished', status: 'succeeded' }, answer);

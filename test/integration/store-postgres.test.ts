@@ -106,6 +106,43 @@ describe('PostgreSQL saga log', () => {
     }
   });
 
+  it('lets any instance re-open a finished saga for an undo, one of two at once, and fences the others', async () => {
+    const url = await pg.createDatabase();
+    const a = await open(url, 'a', 800);
+    const b = await open(url, 'b', 800);
+    const undo: SagaEvent = {
+      type: 'saga.compensating',
+      undo: true,
+      error: { code: 'SAGAMESH_ERR_SAGA_UNDONE', message: 'undone on request' },
+    };
+    try {
+      await a.append('s1', started);
+      await a.finish('s1', { type: 'saga.finished', status: 'succeeded' });
+      // Both instances are asked to undo it at once: one re-opens it and owns it now.
+      const outcomes = await Promise.allSettled([a.append('s1', undo), b.append('s1', undo)]);
+      const codes = outcomes.map((o) =>
+        o.status === 'fulfilled' ? 'ok' : (o.reason as { code: string }).code,
+      );
+      expect(codes.sort()).toEqual(['SAGAMESH_ERR_LEASE_LOST', 'ok']);
+      const [owner, other] = outcomes[0]?.status === 'fulfilled' ? [a, b] : [b, a];
+      await expect(other.append('s1', dispatched('hotel'))).rejects.toMatchObject({
+        code: 'SAGAMESH_ERR_LEASE_LOST',
+      });
+      expect((await owner.append('s1', dispatched('hotel'))).seq).toBe(4);
+      // Unfinished again: when its owner stops renewing, another instance takes the undo over.
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await other.claimUnfinished()).toEqual(['s1']);
+      await other.finish('s1', { type: 'saga.finished', status: 'compensated' });
+      expect(await a.summary('s1')).toMatchObject({ status: 'compensated' });
+      // The instance whose lease lapsed records nothing more for it.
+      await expect(owner.append('s1', dispatched('car'))).rejects.toMatchObject({
+        code: 'SAGAMESH_ERR_LEASE_LOST',
+      });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   // What keys do in every store is the contract test's (saga-log-contract.test.ts).
   it('takes over a key an older sagamesh left without its saga once it is a minute old, and prunes keys with their sagas', async () => {
     const url = await pg.createDatabase();
