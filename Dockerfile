@@ -31,10 +31,13 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
+# etcd's API (a trimmed rpc.proto), loaded at run time by the etcd saga log (SAGAMESH_STORE=etcd://…).
+COPY protos protos
 # Saga definitions are mounted here (docker-compose.yml) or from a ConfigMap (Kubernetes).
 ENV SAGAMESH_SAGAS_DIR=/etc/sagamesh/sagas
 # The SQLite saga log: a directory the `node` user owns (the image's /app is root's). Kubernetes
-# mounts an emptyDir here (deploy/kubernetes); SAGAMESH_STORE=postgres://… replaces it.
+# mounts an emptyDir here (overlays/sqlite-single-pod); SAGAMESH_STORE=etcd://… (the sidecar
+# component's default) or postgres://… replaces it.
 RUN mkdir -p /var/lib/sagamesh && chown node:node /var/lib/sagamesh
 ENV SAGAMESH_STORE=sqlite:/var/lib/sagamesh/sagamesh.db
 # The defaults are loopback-only: ext_proc gRPC on 127.0.0.1:50051 and the admin HTTP server

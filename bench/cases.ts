@@ -52,6 +52,7 @@ const FLAT = [
   'sagamesh-sqlite',
   'sagamesh-sqlite-normal',
   'sagamesh-postgres',
+  'sagamesh-etcd',
   'dtm-boltdb',
   'dtm-redis',
 ];

@@ -8,7 +8,7 @@ import { PARTICIPANTS_ENTRY, TOOLS_BIN } from './layout';
 import type { Child } from './processes';
 import { canConnect, freePort, httpPost, onCleanup, spawnLogged, waitFor } from './processes';
 import type { StoreServer } from './stores';
-import { startPostgres, startRedis } from './stores';
+import { startEtcd, startPostgres, startRedis } from './stores';
 import { startDirect } from './systems/direct';
 import { startDtm } from './systems/dtm';
 import type { SagameshProcess, SagameshVariant } from './systems/sagamesh';
@@ -19,7 +19,7 @@ import { ALL_PARTICIPANTS } from './topology';
 /**
  * Everything a run measures, started once, side by side on loopback: the participants (one
  * process), one Envoy (ingress per sagamesh variant, plain ingress, shared egress), the sagamesh
- * variants, the direct client, Redis + PostgreSQL, and DTM with each store. Systems are measured
+ * variants, the direct client, Redis + PostgreSQL + a 3-member etcd, and DTM with each store. Systems are measured
  * one at a time; the idle ones wait (none of them does background work worth a mention: DTM polls
  * its store every few seconds).
  */
@@ -51,7 +51,7 @@ export interface LabOptions {
   readonly holdFlags?: readonly string[];
 }
 
-export function sagameshVariants(runDir: string, postgresUrl: string): SagameshVariant[] {
+export function sagameshVariants(runDir: string, postgresUrl: string, etcdUrl: string): SagameshVariant[] {
   return [
     { id: 'memory', label: 'sagamesh, in-memory log', store: 'memory' },
     { id: 'sqlite', label: 'sagamesh, SQLite log', store: `sqlite:${path.join(runDir, 'sagamesh.db')}` },
@@ -62,6 +62,7 @@ export function sagameshVariants(runDir: string, postgresUrl: string): SagameshV
       store: `sqlite:${path.join(runDir, 'sagamesh-normal.db')}?synchronous=normal`,
     },
     { id: 'postgres', label: 'sagamesh, PostgreSQL log', store: postgresUrl },
+    { id: 'etcd', label: 'sagamesh, etcd log (3 members)', store: etcdUrl },
   ];
 }
 
@@ -103,11 +104,12 @@ export async function startLab(options: LabOptions): Promise<Lab> {
 
   const redis = await startRedis(runDir);
   const postgres = await startPostgres(runDir);
+  const etcd = await startEtcd(runDir);
 
   const egress = await freePort();
   const egressUrl = `http://127.0.0.1:${egress}`;
   const variants = [
-    ...sagameshVariants(runDir, postgres.url),
+    ...sagameshVariants(runDir, postgres.url, etcd.url),
     { id: 'hold', label: 'sagamesh, in-memory log (memory case)', store: 'memory' },
   ];
   const ports: Record<string, { ingress: number; extProc: number }> = {};
@@ -187,7 +189,7 @@ export async function startLab(options: LabOptions): Promise<Lab> {
     },
     participantsControl: `http://127.0.0.1:${control}`,
     envoy,
-    stores: [redis, postgres],
+    stores: [redis, postgres, ...etcd.members],
     sagamesh,
   };
 }

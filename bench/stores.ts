@@ -2,6 +2,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { postgresBinDir, postgresUser } from '../scripts/local-postgres';
+import { EtcdClient } from '../src/saga-log/etcd-client';
+import { REPO_ROOT } from './layout';
 import type { Child } from './processes';
 import { canConnect, freePort, spawnLogged, waitFor } from './processes';
 
@@ -65,4 +67,53 @@ export async function startPostgres(runDir: string): Promise<StoreServer & { url
     child,
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
   };
+}
+
+/**
+ * A 3-member etcd (sagamesh's etcd log) on loopback, its data in the run directory: the etcd that
+ * scripts/ci/install-etcd.sh builds (tools/etcd-member, etcd's embed package at the version pinned
+ * in its go.mod), with etcd's defaults. The three members share the machine's cores with everything
+ * else, as the other stores do.
+ */
+export async function startEtcd(runDir: string): Promise<{ members: StoreServer[]; url: string }> {
+  const bin = path.join(REPO_ROOT, '.tools', 'etcd-member', 'etcd-member');
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run bash scripts/ci/install-etcd.sh`);
+  const goMod = fs.readFileSync(path.join(REPO_ROOT, 'tools', 'etcd-member', 'go.mod'), 'utf8');
+  const version = /go\.etcd\.io\/etcd\/server\/v3 v(\S+)/.exec(goMod)?.[1] ?? 'unknown';
+  const specs: { name: string; client: number; peer: number }[] = [];
+  for (let i = 0; i < 3; i++)
+    specs.push({ name: `etcd-${i}`, client: await freePort(), peer: await freePort() });
+  const cluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peer}`).join(',');
+  const members = specs.map((s) => {
+    const child = spawnLogged(
+      s.name,
+      bin,
+      [
+        `--name=${s.name}`,
+        `--data-dir=${path.join(runDir, s.name)}`,
+        `--listen-client-urls=http://127.0.0.1:${s.client}`,
+        `--listen-peer-urls=http://127.0.0.1:${s.peer}`,
+        `--initial-cluster=${cluster}`,
+      ],
+      path.join(runDir, `${s.name}.log`),
+    );
+    return { name: s.name, port: s.client, version, child };
+  });
+  for (const m of members) await waitFor(m.child, () => canConnect(m.port));
+  // Serving once they have elected a leader.
+  const client = new EtcdClient({
+    endpoints: members.map((m) => `127.0.0.1:${m.port}`),
+    callTimeoutMs: 2000,
+  });
+  try {
+    await waitFor(members[0]?.child, () =>
+      client.status(`127.0.0.1:${members[0]?.port ?? 0}`).then(
+        (s) => s.leader !== '0',
+        () => false,
+      ),
+    );
+  } finally {
+    client.close();
+  }
+  return { members, url: `etcd://${members.map((m) => `127.0.0.1:${m.port}`).join(',')}?prefix=/bench/` };
 }

@@ -164,6 +164,7 @@ const COORDINATOR: Readonly<Record<string, string>> = {
   'sagamesh-sqlite': 'sagamesh-sqlite',
   'sagamesh-sqlite-normal': 'sagamesh-sqlite-normal',
   'sagamesh-postgres': 'sagamesh-postgres',
+  'sagamesh-etcd': 'sagamesh-etcd',
   serial: 'sagamesh-memory',
   'dtm-boltdb': 'dtm-boltdb',
   'dtm-redis': 'dtm-redis',

@@ -124,6 +124,21 @@ function isUnreachable(err: grpc.ServiceError): boolean {
   );
 }
 
+/** A call that reached a member and failed there: a write that may have been applied. */
+class Unretryable extends Error {
+  constructor(override readonly cause: unknown) {
+    super('not retried');
+  }
+}
+
+/** The member could not be reached at all, so the request was never sent. */
+function neverSent(err: unknown): boolean {
+  const e = err as Partial<grpc.ServiceError>;
+  return (
+    e.code === grpc.status.UNAVAILABLE && /No connection established|ECONNREFUSED/i.test(e.details ?? '')
+  );
+}
+
 export function storeError(err: unknown): SagameshError {
   if (err instanceof SagameshError) return err;
   const message = err instanceof Error ? err.message : String(err);
@@ -227,13 +242,16 @@ export class EtcdClient {
     retry: boolean,
   ): Promise<R> {
     if (retry) return this.onEveryMember((m) => this.callOn<R>(m, service, method, req));
-    const member = this.members[this.current];
-    try {
-      return await this.callOn<R>(member, service, method, req);
-    } catch (err) {
-      this.skip(member, err);
-      throw storeError(err);
-    }
+    // A write goes to another member only when it was never sent (no connection to this one).
+    return this.onEveryMember(async (member) => {
+      try {
+        return await this.callOn<R>(member, service, method, req);
+      } catch (err) {
+        if (neverSent(err)) throw err;
+        this.skip(member, err);
+        throw new Unretryable(err);
+      }
+    });
   }
 
   /** Tries the current member, then each other one while they are unreachable. */
@@ -244,6 +262,7 @@ export class EtcdClient {
       try {
         return await run(member);
       } catch (err) {
+        if (err instanceof Unretryable) throw storeError(err.cause);
         last = err;
         if (!this.skip(member, err)) break;
       }

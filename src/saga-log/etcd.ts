@@ -105,6 +105,8 @@ export class EtcdSagaLog implements SagaLog {
   }
 
   private lease = { id: '0', deadline: 0 };
+  /** The lease was replaced since the last renewal: the sagas running under the old one are lost. */
+  private replaced = false;
   private readonly monotonic: () => number;
 
   private constructor(
@@ -120,6 +122,7 @@ export class EtcdSagaLog implements SagaLog {
   private async grant(): Promise<void> {
     const sent = this.monotonic();
     const g = await this.client.leaseGrant(Math.max(1, Math.ceil(this.options.leaseTtlMs / 1000)));
+    if (this.lease.id !== '0') this.replaced = true;
     this.lease = { id: g.id, deadline: sent + g.ttlSeconds * 1000 };
     this.values.clear();
     this.seqs.clear();
@@ -361,9 +364,11 @@ export class EtcdSagaLog implements SagaLog {
     const ttl = await this.client.leaseKeepAlive(this.lease.id);
     if (ttl > 0) {
       this.lease = { id: this.lease.id, deadline: sent + ttl * 1000 };
-      return [];
+    } else {
+      await this.grant();
     }
-    await this.grant();
+    if (!this.replaced) return [];
+    this.replaced = false;
     return running;
   }
 

@@ -14,6 +14,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { ENVOY_CONFIG_PATH } from '../../demo/envoy';
 import { DEFAULTS } from '../../src/config/config';
+import { parseStoreUrl } from '../../src/config/store-url';
 import { loadDefinitions } from '../../src/saga/loader';
 import type { K8sObject, Rendered } from '../helpers/k8s';
 import {
@@ -137,16 +138,19 @@ const sagaFiles = fs
 
 let base: Rendered;
 let gateway: Rendered;
+let sqliteSinglePod: Rendered;
 
 beforeAll(() => {
   base = render('base');
   gateway = render('overlays/envoy-gateway');
+  sqliteSinglePod = render('overlays/sqlite-single-pod');
 });
 
 describe('the manifests render and pass the schemas', () => {
   test.each([
     ['base', () => base],
     ['overlays/envoy-gateway', () => gateway],
+    ['overlays/sqlite-single-pod', () => sqliteSinglePod],
   ])('%s: kustomize build, then kubectl-validate (Kubernetes + CRD schemas)', (_dir, get) => {
     const { ok, output } = validateObjects(get().yaml);
     if (!ok) throw new Error(`kubectl-validate rejected the rendered manifests:\n${output}`);
@@ -154,7 +158,7 @@ describe('the manifests render and pass the schemas', () => {
   });
 
   test('every object lands in the demo namespace', () => {
-    for (const o of [...base.objects, ...gateway.objects]) {
+    for (const o of [...base.objects, ...gateway.objects, ...sqliteSinglePod.objects]) {
       if (o.kind === 'Namespace') expect(o.metadata.name).toBe('sagamesh-demo');
       else expect({ kind: o.kind, ns: o.metadata.namespace }).toEqual({ kind: o.kind, ns: 'sagamesh-demo' });
     }
@@ -286,13 +290,46 @@ describe('base: sagamesh attached to the trips pod in an Istio mesh', () => {
     expect(mount?.subPath).toBeUndefined(); // subPath mounts never see ConfigMap updates
   });
 
-  test('the SQLite saga log lives on an emptyDir the read-only container can write', () => {
-    const store = env()['SAGAMESH_STORE'] ?? '';
+  test("the saga log is the sidecar component's own 3-member etcd, every member in SAGAMESH_STORE", () => {
+    const store = parseStoreUrl(env()['SAGAMESH_STORE'] ?? '', ROOT);
+    if (!('kind' in store) || store.kind !== 'etcd')
+      throw new Error(`not an etcd store: ${JSON.stringify(store)}`);
+    const etcd = only(base.objects, 'StatefulSet', 'sagamesh-etcd');
+    const spec = specOf<{ replicas: number; serviceName: string; podManagementPolicy: string }>(etcd);
+    expect(spec.replicas).toBe(3);
+    expect(spec.podManagementPolicy).toBe('Parallel');
+    const service = only(base.objects, 'Service', spec.serviceName);
+    expect(specOf<{ clusterIP: string; publishNotReadyAddresses: boolean }>(service)).toMatchObject({
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+    });
+    const members = Array.from(
+      { length: spec.replicas },
+      (_, i) => `${etcd.metadata.name}-${i}.${spec.serviceName}:2379`,
+    );
+    expect(store.endpoints).toEqual(members);
+    // The members know each other by the same names.
+    const args = (podTemplate(etcd).spec.containers[0]?.command ?? []).join(' ');
+    for (const m of members) expect(args).toContain(`${m.split(':')[0]}:2380`);
+    expect(
+      specOf<{ minAvailable: number }>(only(base.objects, 'PodDisruptionBudget', 'sagamesh-etcd'))
+        .minAvailable,
+    ).toBe(2);
+    // Nothing of the saga log is on the pod's own disk any more.
+    expect(sagamesh().volumeMounts?.map((m) => m.mountPath)).not.toContain('/var/lib/sagamesh');
+  });
+
+  test('sqlite-single-pod: the SQLite saga log on an emptyDir the read-only container can write, one replica, no etcd', () => {
+    const trips = only(sqliteSinglePod.objects, 'Deployment', 'trips');
+    const c = container(trips, 'sagamesh');
+    const store = envOf(c)['SAGAMESH_STORE'] ?? '';
     expect(store).toMatch(/^sqlite:\//);
     const file = store.slice('sqlite:'.length);
-    const mount = sagamesh().volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
-    expect(pod().spec.volumes?.find((v) => v.name === mount?.name)?.emptyDir).toBeDefined();
-    expect(sagamesh().securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true });
+    const mount = c.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+    expect(podTemplate(trips).spec.volumes?.find((v) => v.name === mount?.name)?.emptyDir).toBeDefined();
+    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true });
+    expect(specOf<{ replicas: number }>(trips).replicas).toBe(1);
+    expect(sqliteSinglePod.objects.filter((o) => o.metadata.name === 'sagamesh-etcd')).toEqual([]);
   });
 
   test('timeouts nest: saga deadline < answer budget < message_timeout; shutdown grace < sidecar drain < pod grace', () => {

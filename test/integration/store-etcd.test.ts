@@ -1,0 +1,181 @@
+import { systemClock } from '../../src/clock';
+import { parseStoreUrl } from '../../src/config/store-url';
+import { EtcdSagaLog } from '../../src/saga-log/etcd';
+import type { SagaEvent, StartedEvent } from '../../src/saga-log/saga-log';
+import type { TestEtcd } from '../helpers/etcd';
+import { startEtcd } from '../helpers/etcd';
+import { until } from '../helpers/etcd-replicas';
+
+/**
+ * The etcd saga log's leases and fencing, two instances on one real 3-member cluster: what the
+ * contract suite (saga-log-contract.test.ts) cannot say with one instance.
+ */
+jest.setTimeout(60_000);
+
+let etcd: TestEtcd;
+let prefixes = 0;
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterAll(async () => {
+  await etcd?.stop();
+});
+
+function open(
+  prefix: string,
+  instanceId: string,
+  leaseTtlMs = 10_000,
+  monotonicMs?: () => number,
+): Promise<EtcdSagaLog> {
+  const store = parseStoreUrl(etcd.storeUrl(prefix), process.cwd());
+  if (!('kind' in store) || store.kind !== 'etcd') throw new Error('not an etcd store');
+  return EtcdSagaLog.open(
+    { store, instanceId, leaseTtlMs, ...(monotonicMs ? { monotonicMs } : {}) },
+    systemClock,
+  );
+}
+const fresh = (): string => `/store-etcd-${++prefixes}/`;
+
+const started: StartedEvent = {
+  type: 'saga.started',
+  definition: 'book-trip',
+  version: 'v1',
+  request: { method: 'POST', path: '/trips', query: {}, headers: {}, body: { guest: 'Ada' } },
+};
+const dispatched = (step: string): SagaEvent => ({
+  type: 'call.dispatched',
+  step,
+  kind: 'action',
+  attempt: 1,
+  replay: false,
+});
+
+it('shares one journal between instances: what one writes, the other reads, lists and counts', async () => {
+  const prefix = fresh();
+  const [a, b] = await Promise.all([open(prefix, 'a'), open(prefix, 'b')]);
+  try {
+    await a.append('s1', started);
+    await Promise.all(['hotel', 'flight', 'car'].map((s) => a.append('s1', dispatched(s))));
+    await a.append('s1', { type: 'saga.finished', status: 'succeeded' });
+    expect((await b.history('s1')).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(await b.summary('s1')).toMatchObject({ status: 'succeeded', definition: 'book-trip' });
+    expect((await b.counts()).succeeded).toBe(1);
+    expect((await b.counts()).running).toBe(0);
+    expect(await b.list({ status: 'succeeded' })).toHaveLength(1);
+    expect(await b.list({ definition: 'other' })).toHaveLength(0);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+it("lets another instance claim a saga only once the owner's lease lapsed, and fences the old owner", async () => {
+  const prefix = fresh();
+  const a = await open(prefix, 'a', 2000);
+  const b = await open(prefix, 'b', 2000);
+  try {
+    await a.append('s1', started);
+    expect(await b.claimUnfinished()).toEqual([]);
+    expect(await a.renewLeases(['s1'])).toEqual([]);
+    expect(await b.claimUnfinished()).toEqual([]);
+    // a stops renewing (dead, paused, cut off): once etcd expires its lease, b claims the saga.
+    await until(
+      'b claims s1',
+      async () => {
+        await b.renewLeases([]);
+        return b.claimUnfinished();
+      },
+      (ids) => ids.length > 0,
+    ).then((ids) => expect(ids).toEqual(['s1']));
+    await expect(a.append('s1', dispatched('hotel'))).rejects.toMatchObject({
+      code: 'SAGAMESH_ERR_LEASE_LOST',
+    });
+    expect(await a.renewLeases(['s1'])).toEqual(['s1']);
+    // b continues the same journal; a's new lease owns only what it starts now.
+    expect((await b.append('s1', dispatched('hotel'))).seq).toBe(2);
+    await expect(a.append('s1', dispatched('car'))).rejects.toMatchObject({
+      code: 'SAGAMESH_ERR_LEASE_LOST',
+    });
+    expect((await a.append('s2', started)).seq).toBe(1);
+    expect(await b.claimUnfinished()).toEqual([]);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+it('refuses a commit whose answer comes back after the lease may have lapsed (a pause in between)', async () => {
+  let skew = 0;
+  const a = await open(fresh(), 'a', 10_000, () => performance.now() + skew);
+  try {
+    await a.append('s1', started);
+    skew = 60_000;
+    await expect(a.append('s1', dispatched('hotel'))).rejects.toMatchObject({
+      code: 'SAGAMESH_ERR_LEASE_LOST',
+    });
+  } finally {
+    await a.close();
+  }
+});
+
+it('frees the sagas of an instance that stops gracefully at once (its lease is revoked)', async () => {
+  const prefix = fresh();
+  const a = await open(prefix, 'a', 60_000);
+  const b = await open(prefix, 'b', 60_000);
+  try {
+    await a.append('s1', started);
+    expect(await b.claimUnfinished()).toEqual([]);
+    await a.close();
+    expect(await b.claimUnfinished()).toEqual(['s1']);
+  } finally {
+    await b.close();
+  }
+});
+
+it("re-drives a stuck saga on an operator's retry, and prunes finished sagas with their keys", async () => {
+  const log = await open(fresh(), 'a');
+  try {
+    const key = { definition: 'book-trip', key: 'k1', requestHash: 'h1', expiredBefore: 0 };
+    await log.start('s1', started, key);
+    await log.finish(
+      's1',
+      { type: 'saga.finished', status: 'stuck' },
+      { status: 500, headers: {}, body: '{}' },
+    );
+    // An operator's retry: the finished saga is claimed again, and runs to its end.
+    await log.append('s1', { type: 'saga.recovered', reason: 'retry', by: 'a' });
+    await log.append('s1', dispatched('hotel'));
+    await log.finish('s1', { type: 'saga.finished', status: 'compensated' });
+    expect(await log.summary('s1')).toMatchObject({ status: 'compensated' });
+    expect(await log.counts()).toMatchObject({ stuck: 0, compensated: 1 });
+
+    await log.start('s2', started, { ...key, key: 'k2' });
+    expect(await log.prune({ sagasFinishedBefore: Date.now() + 1, keysCreatedBefore: 0 })).toEqual({
+      sagas: 1,
+      keys: 1,
+    });
+    expect(await log.history('s1')).toEqual([]);
+    expect(await log.summary('s2')).toMatchObject({ status: 'running' });
+    expect(await log.prune({ sagasFinishedBefore: 0, keysCreatedBefore: Date.now() + 1 })).toEqual({
+      sagas: 0,
+      keys: 1,
+    });
+    expect(await log.start('s3', started, key)).toMatchObject({ started: { sagaId: 's3' } });
+  } finally {
+    await log.close();
+  }
+});
+
+it('keeps writing while a member is down (a majority is left)', async () => {
+  const log = await open(fresh(), 'a');
+  try {
+    await log.append('s1', started);
+    const leader = await etcd.leader();
+    const follower = etcd.members.find((m) => m !== leader && m.running());
+    if (!follower) throw new Error('no follower');
+    await etcd.kill(follower);
+    for (let i = 0; i < 20; i++) await log.append('s1', dispatched(`step-${i}`));
+    await log.ping();
+    expect((await log.history('s1')).map((r) => r.seq)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
+  } finally {
+    await log.close();
+  }
+});
