@@ -80,3 +80,13 @@ export function nested(kind: 'array' | 'object', n: number, inner = '1'): string
     ? `${'['.repeat(n)}${inner}${']'.repeat(n)}`
     : `${'{"a":'.repeat(n)}${inner}${'}'.repeat(n)}`;
 }
+
+/**
+ * CPU time this process has spent (user + system), in ms. Time limits in the fuzz properties are
+ * checked on it, not on wall time: work that runs away burns CPU, while a machine loaded by other
+ * test workers only stretches wall time (a load of 4 on 2 cores overshot 1 s with nothing wrong).
+ */
+export function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
