@@ -8,7 +8,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 
 export type Fault =
-  | { kind: 'fail' }
+  | { kind: 'fail'; ms?: number }
   | { kind: 'slow'; ms: number }
   | { kind: 'flaky'; attempts: number }
   | { kind: 'cancel-fail' }
@@ -36,10 +36,10 @@ export function parseFault(body: unknown): FaultParse {
   if (typeof raw !== 'string') return { ok: false, message: 'fault must be a string' };
   if (raw === 'fail') return { ok: true, fault: { kind: 'fail' } };
   if (raw === 'cancel-fail') return { ok: true, fault: { kind: 'cancel-fail' } };
-  const m = /^(slow|flaky|cancel-slow|garbled):(\d{1,9})$/.exec(raw);
+  const m = /^(fail|slow|flaky|cancel-slow|garbled):(\d{1,9})$/.exec(raw);
   if (m) {
     const n = Number(m[2]);
-    if (m[1] === 'slow' || m[1] === 'cancel-slow') {
+    if (m[1] === 'fail' || m[1] === 'slow' || m[1] === 'cancel-slow') {
       if (n > MAX_SLOW_MS) return { ok: false, message: `${m[1]} delay must be <= ${MAX_SLOW_MS} ms` };
       return { ok: true, fault: { kind: m[1], ms: n } };
     }
@@ -50,7 +50,7 @@ export function parseFault(body: unknown): FaultParse {
   }
   return {
     ok: false,
-    message: `unknown fault ${JSON.stringify(raw)}; expected fail, slow:<ms>, flaky:<n>, cancel-fail, cancel-slow:<ms> or garbled:<n>`,
+    message: `unknown fault ${JSON.stringify(raw)}; expected fail, fail:<ms>, slow:<ms>, flaky:<n>, cancel-fail, cancel-slow:<ms> or garbled:<n>`,
   };
 }
 

@@ -235,6 +235,10 @@ export function createParticipant(name: string, opts: ParticipantOptions = {}): 
 
     switch (fault?.kind) {
       case 'fail':
+        // `fail:<ms>` refuses after a delay: later than the other steps of a saga answer.
+        if (fault.ms !== undefined && !(await sleep(fault.ms, epoch.signal))) {
+          return reply(ex, 503, { error: 'unavailable', message: `${name} was reset` });
+        }
         return reply(ex, 409, { error: 'rejected', message: `${name} unavailable` });
       case 'flaky': {
         // Counted per idempotency key (a retry carries the same key); without one, per identical

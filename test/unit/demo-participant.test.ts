@@ -148,6 +148,14 @@ describe('demo participant', () => {
     expect(p.bookings()).toHaveLength(1);
   });
 
+  it('fault "fail:<ms>" answers 409 after the delay and books nothing', async () => {
+    const started = performance.now();
+    const r = await post({ fault: 'fail:150' });
+    expect(r.status).toBe(409);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+    expect(p.bookings()).toHaveLength(0);
+  });
+
   it('fault "slow:<ms>" still books after the client aborted (the in-doubt case)', async () => {
     const ac = new AbortController();
     const req = fetch(`${base}/bookings`, {
