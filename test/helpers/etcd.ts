@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, REPO_ROOT } from '../../demo/stack';
+import type { EtcdClientOptions } from '../../src/saga-log/etcd-client';
 import { EtcdClient } from '../../src/saga-log/etcd-client';
 
 /**
@@ -45,7 +46,16 @@ interface Running {
 }
 
 export async function startEtcd(
-  opts: { readonly size?: number; readonly extraArgs?: readonly string[] } = {},
+  opts: {
+    readonly size?: number;
+    /** Flags for every member (TLS: --cert-file, --key-file, --trusted-ca-file). */
+    readonly extraArgs?: readonly string[];
+    /** Flags for the first member only (--bootstrap-root-password). */
+    readonly firstMemberArgs?: readonly string[];
+    /** TLS and credentials for the helper's own calls (finding the leader). */
+    readonly tls?: EtcdClientOptions['tls'];
+    readonly auth?: EtcdClientOptions['auth'];
+  } = {},
 ): Promise<TestEtcd> {
   if (!fs.existsSync(ETCD_MEMBER))
     throw new Error(`${ETCD_MEMBER} is missing: run bash scripts/ci/install-etcd.sh`);
@@ -55,8 +65,8 @@ export async function startEtcd(
   for (let i = 0; i < size; i++)
     specs.push({ name: `m${i}`, client: await freePort(), peer: await freePort() });
   const cluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peer}`).join(',');
-  const scheme = opts.extraArgs?.includes('--cert-file') ? 'https' : 'http';
-  const running: Running[] = specs.map((s) => {
+  const scheme = opts.extraArgs?.some((a) => a.startsWith('--cert-file')) ? 'https' : 'http';
+  const running: Running[] = specs.map((s, i) => {
     const dataDir = path.join(dir, s.name);
     const child = spawn(
       ETCD_MEMBER,
@@ -67,6 +77,7 @@ export async function startEtcd(
         `--listen-peer-urls=http://127.0.0.1:${s.peer}`,
         `--initial-cluster=${cluster}`,
         ...(opts.extraArgs ?? []),
+        ...(i === 0 ? (opts.firstMemberArgs ?? []) : []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -106,7 +117,12 @@ export async function startEtcd(
       const ids = new Map<string, EtcdMemberHandle>();
       const leaders = new Set<string>();
       for (const r of running.filter((x) => x.handle.running())) {
-        const client = new EtcdClient({ endpoints: [r.handle.endpoint], callTimeoutMs: 1000 });
+        const client = new EtcdClient({
+          endpoints: [r.handle.endpoint],
+          callTimeoutMs: 1000,
+          tls: opts.tls,
+          auth: opts.auth,
+        });
         try {
           const s = await client.status(r.handle.endpoint);
           ids.set(s.header.member_id, r.handle);

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"log"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -43,6 +45,8 @@ func main() {
 	heartbeatMs := flag.Uint("heartbeat-interval", 100, "Raft heartbeat (ms)")
 	electionMs := flag.Uint("election-timeout", 1000, "Raft election timeout (ms)")
 	quotaBytes := flag.Int64("quota-backend-bytes", 0, "backend quota (0: etcd's default)")
+	authTokenTTL := flag.Uint("auth-token-ttl", 300, "lifetime of a simple auth token (s)")
+	rootPassword := flag.String("bootstrap-root-password", "", "once ready: add user root with this password and enable auth (give it to one member only)")
 	flag.Parse()
 	if *dataDir == "" {
 		log.Fatal("etcd-member: --data-dir is required")
@@ -64,6 +68,7 @@ func main() {
 	cfg.TickMs = *heartbeatMs
 	cfg.ElectionMs = *electionMs
 	cfg.AuthToken = *authToken
+	cfg.AuthTokenTTL = *authTokenTTL
 	cfg.LogLevel = "warn"
 	if *quotaBytes > 0 {
 		cfg.QuotaBackendBytes = *quotaBytes
@@ -88,6 +93,23 @@ func main() {
 	case <-time.After(60 * time.Second):
 		e.Server.Stop()
 		log.Fatal("etcd-member: not ready after 60s")
+	}
+
+	if *rootPassword != "" {
+		// Through Raft like etcdctl's user add / user grant-role / auth enable, so every member has it.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := e.Server.UserAdd(ctx, &pb.AuthUserAddRequest{Name: "root", Password: *rootPassword})
+		if err == nil {
+			_, err = e.Server.UserGrantRole(ctx, &pb.AuthUserGrantRoleRequest{User: "root", Role: "root"})
+		}
+		if err == nil {
+			_, err = e.Server.AuthEnable(ctx, &pb.AuthEnableRequest{})
+		}
+		cancel()
+		if err != nil {
+			log.Fatalf("etcd-member: enabling auth: %v", err)
+		}
+		log.Printf("etcd-member %s: auth enabled (user root)", *name)
 	}
 
 	stop := make(chan os.Signal, 1)
