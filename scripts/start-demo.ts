@@ -1,4 +1,22 @@
-import { startStack } from '../demo/stack';
+import path from 'node:path';
+import { renderEnvoyConfig } from '../demo/envoy';
+import { REPO_ROOT, startStack } from '../demo/stack';
+
+/**
+ * The nested demo's agency: its own Envoy and sagamesh (and log), whose `trips` route is the main
+ * stack's ingress, where book-trip runs (demo/agency/agency-trip.yaml).
+ */
+const AGENCY_PORTS = {
+  ingress: 10010,
+  egress: 10011,
+  admin: 9902,
+  extProc: 50052,
+  sagameshAdmin: 9092,
+  hotel: 8091,
+  flight: 8092,
+  car: 8093,
+  trips: 8094,
+} as const;
 
 /**
  * `npm start`: Envoy + sagamesh + the demo services on their default loopback ports, then the
@@ -11,6 +29,21 @@ async function main(): Promise<void> {
     onLog: (source, line) => {
       if (verbose || source === 'sagamesh') process.stdout.write(`[${source}] ${line}\n`);
     },
+  });
+  const agency = await startStack({
+    ports: AGENCY_PORTS,
+    sagasDir: path.join(REPO_ROOT, 'demo', 'agency'),
+    env: {
+      SAGAMESH_LOG_LEVEL: process.env['SAGAMESH_LOG_LEVEL'] ?? 'info',
+      SAGAMESH_STORE: 'sqlite:./data/agency.db',
+    },
+    envoyConfig: (ports) => renderEnvoyConfig({ ...ports, trips: stack.ports.ingress }),
+    onLog: (source, line) => {
+      if (verbose || source === 'sagamesh') process.stdout.write(`[agency ${source}] ${line}\n`);
+    },
+  }).catch(async (err: unknown) => {
+    await stack.stop();
+    throw err;
   });
   const base = stack.ingressUrl;
   const trip = (over: Record<string, unknown>): string =>
@@ -43,6 +76,14 @@ Try:
   # 4. cancel a booked trip later: its bookings are cancelled, car and flight before hotel (200)
   curl -s -XDELETE ${base}/trips/<tripId from 1.>
 
+  # 5. nested: the agency's saga (its own Envoy ${agency.ingressUrl} and sagamesh, UI ${agency.adminUrl}/ui)
+  #    books the trip through book-trip above, which records the agency's saga as its parent
+  curl -s -XPOST ${agency.ingressUrl}/agency/trips -H 'content-type: application/json' -d '${trip({})}'
+  #    a failure at a leaf: book-trip's car fails, book-trip compensates, the agency answers 424
+  curl -s -XPOST ${agency.ingressUrl}/agency/trips -H 'content-type: application/json' -d '${trip({ car: { class: 'compact', fault: 'fail' } })}'
+  #    cancel a booked agency trip later: it undoes the trip under it (200)
+  curl -s -XDELETE ${agency.ingressUrl}/agency/trips/<agencyId from the first curl of 5.>
+
   # see what the participants hold
   curl -s http://127.0.0.1:${stack.ports.hotel}/bookings
   curl -s http://127.0.0.1:${stack.ports.flight}/bookings
@@ -55,7 +96,7 @@ Ctrl-C stops everything.
     if (stopping) return;
     stopping = true;
     process.stdout.write('\nstopping…\n');
-    stack.stop().then(
+    Promise.all([agency.stop(), stack.stop()]).then(
       () => process.exit(0),
       () => process.exit(1),
     );

@@ -1,7 +1,8 @@
 import { SagameshError } from '../../src/errors';
 import type { SagaDefinition } from '../../src/saga/definition';
 import { DefinitionSet } from '../../src/saga/definition-set';
-import { loadDefinitionText } from '../../src/saga/loader';
+import path from 'node:path';
+import { loadDefinitions, loadDefinitionText } from '../../src/saga/loader';
 
 /** `spec.undo` (docs/saga-format.md, docs/nested-sagas.md): how it loads and how requests meet it. */
 const saga = (name: string, path: string, extra: string): string => `apiVersion: sagamesh.dev/v1alpha1
@@ -80,5 +81,15 @@ describe('spec.undo', () => {
     expect(() => new DefinitionSet([a, b])).toThrow(SagameshError);
     const c = load(saga('c', '/c', '  undo: { match: { method: DELETE, path: "/y/{sagaId}" } }'));
     expect(() => new DefinitionSet([a, c])).not.toThrow();
+  });
+
+  it("loads the nested demo's agency (npm start) with book-trip, each with its undo route", async () => {
+    const root = path.join(__dirname, '..', '..');
+    const defs = [
+      ...(await loadDefinitions(path.join(root, 'sagas'))),
+      ...(await loadDefinitions(path.join(root, 'demo', 'agency'))),
+    ];
+    const undos = Object.fromEntries(defs.map((d) => [d.name, d.undo?.match.path]));
+    expect(undos).toMatchObject({ 'book-trip': '/trips/{sagaId}', 'agency-trip': '/agency/trips/{sagaId}' });
   });
 });
