@@ -134,7 +134,7 @@ export const ERRORS = Object.freeze({
   ),
   BODY_TOO_LARGE: spec(
     'SAGAMESH_ERR_BODY_TOO_LARGE',
-    'request body is larger than sagamesh takes (SAGAMESH_MAX_BODY_BYTES)',
+    "request body is larger than the mesh takes (Envoy's buffer limit or SAGAMESH_MAX_BODY_BYTES)",
     413,
     GrpcStatus.RESOURCE_EXHAUSTED,
     false,

@@ -108,6 +108,17 @@ const mode = (body: 'NONE' | 'BUFFERED', responseHeaders: 'SEND' | 'SKIP'): Proc
 });
 /** Not a saga: nothing more to see on this stream. */
 const PASS_THROUGH_MODE = mode('NONE', 'SKIP');
+/**
+ * Not a saga, with a body that may not fit Envoy's buffer: the response headers stay on. Envoy
+ * (1.40) buffers the body while it waits for the answer to the request headers; when the body
+ * overflows its buffer (per_connection_buffer_limit_bytes, 64 KiB in envoy/envoy.yaml) and the
+ * override leaves ext_proc nothing more to send, the stream stalled until message_timeout (65 s)
+ * and ended in a 504 (found by fuzzing, test/integration/fuzz-envoy-requests.test.ts). With the
+ * response headers still to come, Envoy answers the overflow at once with its 413.
+ */
+const PASS_THROUGH_LARGE_BODY_MODE = mode('NONE', 'SEND');
+/** Bodies up to this many bytes (by content-length) fit the smallest buffer sagamesh's configs give Envoy. */
+const SMALL_BODY_BYTES = 16 * 1024;
 const NO_OWNED_HEADERS: ReadonlySet<string> = new Set();
 
 /** CONTINUE, without the headers in `strip` (owned headers a client sent). */
@@ -125,6 +136,13 @@ function pathTooLong(length: number): ProcessingResponse {
       e.code.toLowerCase(),
     ),
   };
+}
+
+/** Whether the request has a body that is not known to be small: no content-length, or a large one. */
+function mayOverflow(message: HttpHeaders, headers: Readonly<Record<string, string>>): boolean {
+  if (message.end_of_stream) return false;
+  const length = headers['content-length'];
+  return length === undefined || !/^\d+$/.test(length) || Number(length) > SMALL_BODY_BYTES;
 }
 
 const timeout = (ms: number): { promise: Promise<'timeout'>; cancel: () => void } => {
@@ -179,7 +197,7 @@ export class SagaProcessor extends PassThroughProcessor implements Processor {
       // Not a saga: stop asking for this stream's body and response.
       return {
         request_headers: { response: continueWithout(strip) },
-        mode_override: PASS_THROUGH_MODE,
+        mode_override: mayOverflow(message, headers) ? PASS_THROUGH_LARGE_BODY_MODE : PASS_THROUGH_MODE,
       };
     }
     this.matched = { definition, strip, headers, method, path, query };

@@ -74,7 +74,9 @@ const header = (r: ProcessingResponse, name: string) =>
 
 describe('SagaProcessor', () => {
   it('switches the rest of the stream off for a request that matches no saga (every phase named)', async () => {
-    const r = await processor().make().requestHeaders(headers('/other'));
+    const r = await processor()
+      .make()
+      .requestHeaders(headers('/other', {}, true));
     expect(r).toEqual({
       request_headers: { response: { status: 'CONTINUE' } },
       mode_override: {
@@ -87,6 +89,27 @@ describe('SagaProcessor', () => {
       },
     });
   });
+
+  it.each([
+    ['of unknown length', {}, 'SEND'],
+    ['over 16 KiB', { 'content-length': '70000' }, 'SEND'],
+    ['of a content-length that is not a number', { 'content-length': '1e3' }, 'SEND'],
+    ['of 16 KiB or less', { 'content-length': '16384' }, 'SKIP'],
+  ])(
+    'keeps the response headers on for a request that matches no saga with a body %s (Envoy stalled on an overflow)',
+    async (_, extra, responseHeaders) => {
+      const r = await processor().make().requestHeaders(headers('/other', extra));
+      expect(r.request_headers?.response.status).toBe('CONTINUE');
+      expect(r.mode_override).toEqual({
+        request_header_mode: 'SEND',
+        request_body_mode: 'NONE',
+        response_header_mode: responseHeaders,
+        response_body_mode: 'NONE',
+        request_trailer_mode: 'SKIP',
+        response_trailer_mode: 'SKIP',
+      });
+    },
+  );
 
   it('asks for the buffered body of a matching request', async () => {
     const r = await processor().make().requestHeaders(headers('/test?x=1'));
@@ -223,7 +246,9 @@ describe('SagaProcessor: headers sagamesh owns', () => {
   const removed = (r: ProcessingResponse) => r.request_headers?.response.header_mutation?.remove_headers;
 
   it('removes them from a request that matches no saga, in the one answer it gets', async () => {
-    const r = await processor().make().requestHeaders(headers('/other', forged));
+    const r = await processor()
+      .make()
+      .requestHeaders(headers('/other', { ...forged, 'content-length': '2' }));
     expect(removed(r)).toEqual(['x-sagamesh-saga-id', 'x-sagamesh-step', 'x-hotel-booking']);
     expect(r.mode_override).toMatchObject({ request_body_mode: 'NONE', response_header_mode: 'SKIP' });
   });
