@@ -107,6 +107,7 @@ export class EtcdSagaLog implements SagaLog {
   private lease = { id: '0', deadline: 0 };
   /** The lease was replaced since the last renewal: the sagas running under the old one are lost. */
   private replaced = false;
+  private dropping: Promise<void> | undefined;
   private readonly monotonic: () => number;
 
   private constructor(
@@ -127,6 +128,20 @@ export class EtcdSagaLog implements SagaLog {
     this.values.clear();
     this.seqs.clear();
     this.retrying.clear();
+  }
+
+  /**
+   * Gives up a lease this instance can no longer vouch for (its deadline passed unrenewed): revoked,
+   * so the owner keys on it vanish and the sagas it held are claimed — by another instance, or by
+   * this one under its new lease — rather than left owned by sagas this instance abandoned.
+   */
+  private async dropLease(id: string): Promise<void> {
+    if (this.lease.id !== id) return;
+    this.dropping ??= (async () => {
+      await this.grant().catch(() => undefined);
+      await this.client.leaseRevoke(id).catch(() => undefined);
+    })().finally(() => (this.dropping = undefined));
+    await this.dropping;
   }
 
   async append(sagaId: string, event: SagaEvent): Promise<SagaRecord> {
@@ -242,6 +257,7 @@ export class EtcdSagaLog implements SagaLog {
     }
     // A pause may have outlived the lease between the commit and this answer: act on none of it.
     const leaseLapsed = this.monotonic() >= lease.deadline;
+    if (leaseLapsed) await this.dropLease(lease.id);
     let i = 0;
     for (const [n, appends] of chunk.entries()) {
       const plan = plans[n];

@@ -111,6 +111,12 @@ it('refuses a commit whose answer comes back after the lease may have lapsed (a 
     await expect(a.append('s1', dispatched('hotel'))).rejects.toMatchObject({
       code: 'SAGAMESH_ERR_LEASE_LOST',
     });
+    // The lease it could not vouch for is given up: the saga is free to be claimed (here by a
+    // itself, under its new lease), and a's next renewal reports what ran under the old one lost.
+    skew = 0;
+    expect(await a.renewLeases(['s1'])).toEqual(['s1']);
+    expect(await a.claimUnfinished()).toEqual(['s1']);
+    expect((await a.append('s1', dispatched('car'))).seq).toBe(3);
   } finally {
     await a.close();
   }
