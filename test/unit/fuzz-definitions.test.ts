@@ -171,7 +171,7 @@ describe('the loader, given random definitions', () => {
           }
           expect(check(text).ms).toBeLessThan(CHECK_MS);
         }),
-        fuzzParams(400),
+        fuzzParams(250),
       );
     },
     fuzzTimeout(30_000),
@@ -210,7 +210,7 @@ describe('the loader, given random definitions', () => {
             }
           },
         ),
-        fuzzParams(150),
+        fuzzParams(100),
       );
     },
     fuzzTimeout(30_000),
