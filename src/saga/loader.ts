@@ -11,6 +11,7 @@ import type { SagaCompileResult } from './compile-saga';
 import type { SagaDefinition } from './definition';
 import { ProblemCollector } from './problems';
 import type { DefinitionProblem } from './problems';
+import { yamlNestingProblem } from './yaml-nesting';
 
 export { formatProblem, isDefinitionProblem } from './problems';
 export type { DefinitionProblem } from './problems';
@@ -119,6 +120,13 @@ export interface CheckedFile {
  * refused before any of them is compiled.
  */
 function analyseFile(file: string, text: string, opts: LoadOptions, expressionsLeft: number): FileResult {
+  // Before the parser recurses into it: a deep enough file overflows it (yaml-nesting.ts).
+  const tooDeep = yamlNestingProblem(text);
+  if (tooDeep) {
+    const out = new ProblemCollector(file);
+    out.addAt(ERRORS.DEF_YAML_SYNTAX, '', 0, tooDeep);
+    return { out };
+  }
   const lines = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false });
   const [doc, extra] = docs;
