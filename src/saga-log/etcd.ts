@@ -8,7 +8,7 @@ import { chunkSagas, MAX_RECORDS_PER_SAGA, sagaTxn } from './etcd-batch';
 import type { RequestOp, TxnResponse } from './etcd-client';
 import { EtcdClient, prefixEnd, storeError } from './etcd-client';
 import type { KeyValueJson, SagaValue } from './etcd-keys';
-import { EtcdKeys, parseJson, toSummary } from './etcd-keys';
+import { EtcdKeys, parseJson, parseSagaValue, toSummary } from './etcd-keys';
 import {
   claimSagas,
   countSagas,
@@ -229,6 +229,26 @@ export class EtcdSagaLog implements SagaLog {
    */
   private async writeChunk(chunk: readonly PendingAppend[][], keyRevision?: string): Promise<void> {
     const lease = this.lease;
+    // A saga whose summary this instance forgot (a failed batch) while more of its appends were
+    // queued: read it again, so they are fenced by etcd rather than refused here.
+    const missing = chunk
+      .map((appends) => appends[0].record)
+      .filter((r) => r.type !== 'saga.started' && !this.values.has(r.sagaId))
+      .map((r) => r.sagaId);
+    if (missing.length > 0) {
+      try {
+        const kvs = await getMany(
+          this.client,
+          missing.map((id) => this.keys.saga(id)),
+        );
+        kvs.forEach((kv, i) => kv && this.values.set(missing[i], parseSagaValue(kv.value)));
+      } catch (err) {
+        const e = storeError(err);
+        for (const appends of chunk)
+          if (missing.includes(appends[0].record.sagaId)) appends.forEach((p) => p.reject(e));
+        chunk = chunk.filter((appends) => !missing.includes(appends[0].record.sagaId));
+      }
+    }
     const plans = chunk.map((appends) => {
       const id = appends[0].record.sagaId;
       const before = this.values.get(id);
