@@ -19,11 +19,15 @@ import { ExtProcServer } from '../../src/extproc/server';
 const Client = grpc.makeGenericClientConstructor(externalProcessorService(), 'ExternalProcessor');
 const HealthClient = grpc.makeGenericClientConstructor(healthService, 'Health');
 
-async function serve(processor: () => Processor, opts: { address?: string; maxMessageBytes?: number } = {}) {
+async function serve(
+  processor: () => Processor,
+  opts: { address?: string; maxMessageBytes?: number; firstMessageMs?: number } = {},
+) {
   const closes: string[] = [];
   const server = new ExtProcServer({
     logger: pino({ level: 'silent' }),
     ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
+    ...(opts.firstMessageMs !== undefined ? { firstMessageMs: opts.firstMessageMs } : {}),
     processorFactory: () => {
       const p = processor();
       const close = p.close.bind(p);
@@ -143,6 +147,42 @@ describe('ExtProcServer', () => {
       });
       second.stream.end();
       second.client.close();
+    } finally {
+      client.close();
+      await server.stop(100);
+    }
+  });
+
+  it('closes a stream the client cancels before its first message, however soon', async () => {
+    const { server, address } = await serve(() => new PassThroughProcessor(), { firstMessageMs: 500 });
+    const { stream, client } = open(address);
+    stream.on('error', () => undefined);
+    try {
+      await until(() => server.activeStreams === 1);
+      expect(server.activeStreams).toBe(1);
+      stream.cancel();
+      await until(() => server.activeStreams === 0);
+      expect(server.activeStreams).toBe(0);
+      // Cancelled at once, as the stream opens: the server may see the cancel before the call.
+      for (let i = 0; i < 20; i++) {
+        const early = (client as unknown as { Process: () => Stream }).Process();
+        early.on('error', () => undefined);
+        early.cancel();
+      }
+      // grpc-js reports none of these cancels: the streams end when they stay silent past firstMessageMs.
+      await until(() => server.activeStreams === 20);
+      await new Promise((r) => setTimeout(r, 600));
+      await until(() => server.activeStreams === 0);
+      expect(server.activeStreams).toBe(0);
+      // A stream that sends its first message in time is served as ever.
+      const late = open(address);
+      await new Promise((r) => setTimeout(r, 300));
+      late.stream.write(headers('/z'));
+      expect(await next(late.stream)).toMatchObject({
+        request_headers: { response: { status: 'CONTINUE' } },
+      });
+      late.stream.end();
+      late.client.close();
     } finally {
       client.close();
       await server.stop(100);
