@@ -253,6 +253,10 @@ export class EtcdSagaLog implements SagaLog {
       const id = appends[0].record.sagaId;
       const before = this.values.get(id);
       if (!before && appends[0].record.type !== 'saga.started') return undefined;
+      // A finished saga takes nothing more, but an operator's retry of a stuck one (its first
+      // record); it has no owner to compare, so any other append to it would claim it.
+      if (before && isFinal(before.status) && !this.retrying.has(id) && !retryOfStuck(before, appends))
+        return undefined;
       return sagaTxn(this.keys, lease.id, appends, before, {
         keyRevision,
         retrying: this.retrying.has(id),
@@ -439,6 +443,12 @@ export class EtcdSagaLog implements SagaLog {
     await this.client.leaseRevoke(this.lease.id).catch(() => undefined);
     this.client.close();
   }
+}
+
+/** An operator's retry of a stuck saga starts with its `saga.recovered` (runner.resume). */
+function retryOfStuck(before: SagaValue, appends: readonly PendingAppend[]): boolean {
+  const first = appends[0]?.record;
+  return before.status === 'stuck' && first?.type === 'saga.recovered' && first.reason === 'retry';
 }
 
 function recordOf(written: Written): SagaRecord {

@@ -97,6 +97,12 @@ it("lets another instance claim a saga only once the owner's lease lapsed, and f
     });
     expect((await a.append('s2', started)).seq).toBe(1);
     expect(await b.claimUnfinished()).toEqual([]);
+    // Once b has finished the saga it has no owner at all: a, still running it, records nothing.
+    await b.finish('s1', { type: 'saga.finished', status: 'compensated' });
+    await expect(a.append('s1', dispatched('flight'))).rejects.toMatchObject({
+      code: 'SAGAMESH_ERR_LEASE_LOST',
+    });
+    expect((await b.history('s1')).map((r) => r.seq)).toEqual([1, 2, 3]);
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
