@@ -36,7 +36,7 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { duplicateStart, isFinal, ORPHAN_KEY_AGE_MS, sagaRecord, serialiseRecord } from './saga-log';
+import { duplicateStart, isFinal, ORPHAN_KEY_AGE_MS, reopens, sagaRecord, serialiseRecord } from './saga-log';
 
 /**
  * The saga log on etcd v3 (`SAGAMESH_STORE=etcd://…`), shared by several sagamesh instances and
@@ -253,9 +253,10 @@ export class EtcdSagaLog implements SagaLog {
       const id = appends[0].record.sagaId;
       const before = this.values.get(id);
       if (!before && appends[0].record.type !== 'saga.started') return undefined;
-      // A finished saga takes nothing more, but an operator's retry of a stuck one (its first
-      // record); it has no owner to compare, so any other append to it would claim it.
-      if (before && isFinal(before.status) && !this.retrying.has(id) && !retryOfStuck(before, appends))
+      // A finished saga takes nothing more, but an operator's retry of a stuck one or an undo of
+      // a succeeded one (their first record); it has no owner to compare, so any other append to
+      // it would claim it.
+      if (before && isFinal(before.status) && !this.retrying.has(id) && !reopening(before, appends))
         return undefined;
       return sagaTxn(this.keys, lease.id, appends, before, {
         keyRevision,
@@ -445,10 +446,16 @@ export class EtcdSagaLog implements SagaLog {
   }
 }
 
-/** An operator's retry of a stuck saga starts with its `saga.recovered` (runner.resume). */
-function retryOfStuck(before: SagaValue, appends: readonly PendingAppend[]): boolean {
+/**
+ * Whether the appends re-open a finished saga: an operator's retry of a stuck one starts with its
+ * `saga.recovered` (runner.resume), an undo of a succeeded one with its `saga.compensating` marked
+ * `undo` (runner.undo).
+ */
+function reopening(before: SagaValue, appends: readonly PendingAppend[]): boolean {
   const first = appends[0]?.record;
-  return before.status === 'stuck' && first?.type === 'saga.recovered' && first.reason === 'retry';
+  if (!first) return false;
+  if (before.status === 'succeeded') return reopens(first);
+  return before.status === 'stuck' && first.type === 'saga.recovered' && first.reason === 'retry';
 }
 
 function recordOf(written: Written): SagaRecord {
