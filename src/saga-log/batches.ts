@@ -1,4 +1,5 @@
-import type { KeyHolder, KeyRequest, SagaRecord } from './saga-log';
+import type { KeyHolder, KeyRequest, SagaEvent, SagaRecord } from './saga-log';
+import { sagaRecord, serialiseRecord } from './saga-log';
 
 /**
  * What the group-committing stores (SQLite, PostgreSQL, etcd) share: a batch is written per saga
@@ -50,4 +51,26 @@ export function oneStartPerKey(batch: readonly PendingAppend[]): {
     if (id !== undefined) seen.add(id);
   }
   return { now, later };
+}
+
+/**
+ * The saga's next record, as every group-committing store queues it: its seq taken from `seqs`
+ * (which must hold the saga's last seq), then serialised at once, so a record that cannot be
+ * written fails its own append only. A record that does not serialise gives its seq back.
+ */
+export function nextRecord(
+  seqs: Map<string, number>,
+  sagaId: string,
+  at: number,
+  event: SagaEvent,
+): { readonly record: SagaRecord; readonly data: string } {
+  const seq = (seqs.get(sagaId) ?? 0) + 1;
+  seqs.set(sagaId, seq);
+  const record = sagaRecord(sagaId, seq, at, event);
+  try {
+    return { record, data: serialiseRecord(record) };
+  } catch (err) {
+    seqs.set(sagaId, seq - 1);
+    throw err;
+  }
 }

@@ -3,7 +3,7 @@ import type { Clock } from '../clock';
 import type { EtcdStoreConfig } from '../config/store-url';
 import { ERRORS, SagameshError } from '../errors';
 import type { PendingAppend, Written } from './batches';
-import { bySaga, oneStartPerKey } from './batches';
+import { bySaga, nextRecord, oneStartPerKey } from './batches';
 import { chunkSagas, MAX_RECORDS_PER_SAGA, sagaTxn } from './etcd-batch';
 import type { RequestOp, TxnResponse } from './etcd-client';
 import { EtcdClient, prefixEnd, storeError } from './etcd-client';
@@ -36,7 +36,7 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import { duplicateStart, isFinal, ORPHAN_KEY_AGE_MS, reopens, sagaRecord, serialiseRecord } from './saga-log';
+import { duplicateStart, isFinal, ORPHAN_KEY_AGE_MS, reopens } from './saga-log';
 
 /**
  * The saga log on etcd v3 (`SAGAMESH_STORE=etcd://…`), shared by several sagamesh instances and
@@ -166,16 +166,7 @@ export class EtcdSagaLog implements SagaLog {
     if (event.type === 'saga.started') this.seqs.set(sagaId, 0);
     else if (!this.seqs.has(sagaId)) await this.seed(sagaId);
     if (this.closed) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed');
-    const seq = (this.seqs.get(sagaId) ?? 0) + 1;
-    this.seqs.set(sagaId, seq);
-    const record = sagaRecord(sagaId, seq, this.clock.now(), event);
-    let data: string;
-    try {
-      data = serialiseRecord(record);
-    } catch (err) {
-      this.seqs.set(sagaId, seq - 1);
-      throw err;
-    }
+    const { record, data } = nextRecord(this.seqs, sagaId, this.clock.now(), event);
     return new Promise((resolve, reject) => {
       this.pending.push({ record, data, key, answer: answer && JSON.stringify(answer), resolve, reject });
       this.writer ??= this.writeBatches();

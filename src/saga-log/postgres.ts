@@ -2,7 +2,7 @@ import { Pool } from 'pg';
 import type { Clock } from '../clock';
 import { ERRORS, SagameshError } from '../errors';
 import type { PendingAppend, Written } from './batches';
-import { bySaga, oneStartPerKey } from './batches';
+import { bySaga, nextRecord, oneStartPerKey } from './batches';
 import { APPEND_BATCH, NOW_MS, planBatch } from './postgres-batch';
 import { parseRecord, toSummary } from './rows';
 import type {
@@ -21,14 +21,7 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from './saga-log';
-import {
-  duplicateStart,
-  emptyCounts,
-  ORPHAN_KEY_AGE_MS,
-  SAGA_STATUSES,
-  sagaRecord,
-  serialiseRecord,
-} from './saga-log';
+import { duplicateStart, emptyCounts, ORPHAN_KEY_AGE_MS, SAGA_STATUSES } from './saga-log';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**
@@ -144,16 +137,7 @@ export class PostgresSagaLog implements SagaLog {
     if (event.type === 'saga.started') this.seqs.set(sagaId, 0);
     else if (!this.seqs.has(sagaId)) await this.seedSeq(sagaId);
     if (this.closed) throw new SagameshError(ERRORS.STORE_UNAVAILABLE, 'the saga log is closed');
-    const seq = (this.seqs.get(sagaId) ?? 0) + 1;
-    this.seqs.set(sagaId, seq);
-    const record = sagaRecord(sagaId, seq, this.clock.now(), event);
-    let data: string;
-    try {
-      data = serialiseRecord(record);
-    } catch (err) {
-      this.seqs.set(sagaId, seq - 1);
-      throw err;
-    }
+    const { record, data } = nextRecord(this.seqs, sagaId, this.clock.now(), event);
     return new Promise((resolve, reject) => {
       // An answer is strings and a number: it always serialises.
       this.pending.push({ record, data, key, answer: answer && JSON.stringify(answer), resolve, reject });
