@@ -1,5 +1,6 @@
 import type { SagaView } from '../admin/timeline';
 import { formatDuration, formatTime } from '../admin/ui/format';
+import { ERRORS, SagameshError } from '../errors';
 import type { SagaSummary } from '../saga-log/saga-log';
 import type { AdminClient } from './admin-client';
 import type { CliIo } from './io';
@@ -84,7 +85,7 @@ export async function inspect(
     `status      ${v.status}`,
     ...(v.request ? [`request     ${v.request.method} ${v.request.path}`] : []),
     ...(v.parent ? [`parent      ${v.parent.sagaId} (step ${v.parent.step})`] : []),
-    ...v.children.map((c) => `child       ${c.sagaId} (step ${c.step})`),
+    ...(await childTree(client, v.children, 1)),
     ...(v.deadlineMs !== undefined
       ? [`deadline    ${formatDuration(v.deadlineMs)} (the parent's budget)`]
       : []),
@@ -157,4 +158,40 @@ export async function retry(client: AdminClient, sagaId: string, io: CliIo): Pro
   const answer = await client.post<{ status: string }>(`/sagas/${encodeURIComponent(sagaId)}/retry`);
   io.stdout(`${sagaId}: ${answer.status}\n`);
   return 0;
+}
+
+/** How deep `inspect` follows child sagas (a tree deeper than this is cut with `…`). */
+const MAX_TREE_DEPTH = 8;
+
+/**
+ * The child sagas of a saga's steps (nested sagas, docs/nested-sagas.md) as indented lines,
+ * followed down as far as this admin API's log holds them; a child in another sagamesh's log is
+ * named, to be looked up there.
+ */
+async function childTree(
+  client: AdminClient,
+  children: SagaView['children'],
+  depth: number,
+): Promise<string[]> {
+  const lines: string[] = [];
+  const indent = `child       ${'  '.repeat(depth - 1)}`;
+  for (const c of children) {
+    if (depth > MAX_TREE_DEPTH) {
+      lines.push(`${indent}…`);
+      break;
+    }
+    let child: SagaView | undefined;
+    try {
+      child = (await client.get<{ saga: SagaView }>(`/sagas/${encodeURIComponent(c.sagaId)}`)).saga;
+    } catch (err) {
+      if (!(err instanceof SagameshError) || err.code !== ERRORS.SAGA_NOT_FOUND.code) throw err;
+    }
+    if (!child) {
+      lines.push(`${indent}${c.sagaId} (step ${c.step}; in another sagamesh's log)`);
+      continue;
+    }
+    lines.push(`${indent}${c.sagaId} (step ${c.step}) ${child.definition} ${child.status}`);
+    lines.push(...(await childTree(client, child.children ?? [], depth + 1)));
+  }
+  return lines;
 }

@@ -227,6 +227,42 @@ describe('sagamesh list, inspect, abort, retry', () => {
     expect(r.stdout).toMatch(/^\+0 ms\s+hotel\s+action\s+#1\s+success\s+201/m);
   });
 
+  it('inspects a nested saga: its parent, and its children as a tree as far as this log holds them', async () => {
+    const started = (definition: string, parent?: { sagaId: string; step: string }) => ({
+      type: 'saga.started' as const,
+      definition,
+      version: 'abcdef123456',
+      request: { method: 'POST', path: '/x', query: {}, headers: {}, body: {} },
+      ...(parent ? { parent } : {}),
+    });
+    const answered = (step: string, child: string) => ({
+      type: 'call.completed' as const,
+      step,
+      kind: 'action' as const,
+      attempt: 1,
+      replay: false,
+      outcome: 'success',
+      status: 201,
+      response: { status: 201, headers: { 'x-sagamesh-saga-id': child }, body: {} },
+    });
+    await log.append('top', started('agency'));
+    await log.append('top', answered('tour', 'mid'));
+    await log.append('top', answered('extra', 'elsewhere'));
+    await log.append('mid', started('tour', { sagaId: 'top', step: 'tour' }));
+    await log.append('mid', answered('trip', 'leaf'));
+    await log.append('mid', { type: 'saga.finished', status: 'succeeded' });
+    await log.append('leaf', started('book-trip', { sagaId: 'mid', step: 'trip' }));
+    const r = await cli(['inspect', 'top', '--admin', url]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('child'))).toEqual([
+      'child       mid (step tour) tour succeeded',
+      'child         leaf (step trip) book-trip running',
+      "child       elsewhere (step extra; in another sagamesh's log)",
+    ]);
+    const leaf = await cli(['inspect', 'leaf', '--admin', url]);
+    expect(leaf.stdout).toMatch(/^parent\s+mid \(step trip\)$/m);
+  });
+
   it('orders calls and marks of one millisecond as they happened: compensating, the undo, the end', async () => {
     const call = { step: 'hotel', attempt: 1, replay: false } as const;
     await log.append('s-2', {
