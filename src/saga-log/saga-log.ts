@@ -1,6 +1,7 @@
 import type { ErrorSpec } from '../errors';
 import { ERRORS, SagameshError } from '../errors';
 import type { StepResponse, TemplateScope } from '../saga/definition';
+import type { CallKind } from '../saga/saga-state';
 
 /**
  * The saga log: an append-only journal of every transition of every saga, written before the
@@ -22,7 +23,8 @@ export const SAGA_STATUSES: readonly SagaStatus[] = [
   'failed',
 ];
 export const FINAL_STATUSES: readonly SagaStatus[] = ['succeeded', 'compensated', 'stuck', 'failed'];
-export type CallKind = 'action' | 'compensation';
+/** One definition of a call's kind: the runtime's (saga/saga-state.ts); records carry it. */
+export type { CallKind } from '../saga/saga-state';
 
 /** The saga and step whose call started a saga (its `x-sagamesh-saga-id`, `x-sagamesh-step`). */
 export interface SagaParent {
