@@ -199,7 +199,9 @@ describe('random expressions over random request data', () => {
             return;
           }
           const result = await outcome(() => c.template!.render(scope(data, hdrs)));
-          expect(result.elapsedMs).toBeLessThan(EXPRESSION_LIMITS.timeoutMs + TIME_SLACK_MS);
+          // The template holds the expression twice (value and text): two evaluations, each
+          // within the limit. (Seed 1863938619 found one of ~0.7 s: 1.4 s for the render.)
+          expect(result.elapsedMs).toBeLessThan(2 * EXPRESSION_LIMITS.timeoutMs + TIME_SLACK_MS);
           if (result.code !== undefined) expect(CODES).toContain(result.code);
           // What renders is plain JSON: it survives a round trip unchanged.
           else expect(JSON.parse(JSON.stringify(result.value)) as unknown).toEqual(result.value);
