@@ -16,13 +16,20 @@ export function fuzzRuns(ciRuns: number): number {
   return Math.max(1, Math.round(ciRuns * factor));
 }
 
+/**
+ * The seed of `npm test`'s fuzz cases: fixed, so CI runs the same cases every time and a landing
+ * is never decided by a draw (a random draw once crashed the jest process, see
+ * docs/reliability.md). Exploration is the long run's: `SAGAMESH_FUZZ_SEED=random`.
+ */
+export const CI_FUZZ_SEED = 20_261_203;
+
 /** fast-check parameters for a property that runs `ciRuns` cases in CI. */
 export function fuzzParams<T>(ciRuns: number): fc.Parameters<T> {
-  const seed = process.env['SAGAMESH_FUZZ_SEED'];
+  const seed = process.env['SAGAMESH_FUZZ_SEED'] ?? String(CI_FUZZ_SEED);
   const path = process.env['SAGAMESH_FUZZ_PATH'];
   return {
     numRuns: fuzzRuns(ciRuns),
-    ...(seed !== undefined ? { seed: Number(seed) } : {}),
+    ...(seed !== 'random' ? { seed: Number(seed) } : {}),
     ...(path !== undefined ? { path } : {}),
   };
 }
