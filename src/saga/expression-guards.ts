@@ -1,5 +1,12 @@
 import jsonata from 'jsonata';
-import { EXPRESSION_LIMITS, checkStep, evaluationBudget, tooLong } from './expression-limits';
+import {
+  EXPRESSION_LIMITS,
+  RANGE_ENDS,
+  checkStep,
+  evaluationBudget,
+  jsonFits,
+  tooLong,
+} from './expression-limits';
 
 /**
  * Puts EXPRESSION_LIMITS on expressions: every step's result is checked (checkStep, installed on
@@ -13,6 +20,27 @@ export function installGuards(run: jsonata.Expression): void {
   // jsonata.d.ts types assign's name as a string, but it binds any key (as Environment#bind says).
   const assign = run.assign.bind(run) as (name: string | symbol, value: unknown) => void;
   assign(Symbol.for('jsonata.__evaluate_exit'), checkStep);
+  markRangeEnds(run.ast());
+}
+
+/** Adds the operands of every `..` in the syntax tree to RANGE_ENDS, for checkStep to check. */
+function markRangeEnds(ast: unknown): void {
+  const pending: unknown[] = [ast];
+  const seen = new WeakSet<object>();
+  for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
+    if (typeof node !== 'object' || node === null || seen.has(node)) continue;
+    seen.add(node);
+    if (Array.isArray(node)) {
+      pending.push(...(node as unknown[]));
+      continue;
+    }
+    const n = node as Record<string, unknown>;
+    if (n['type'] === 'binary' && n['value'] === '..') {
+      for (const end of [n['lhs'], n['rhs']])
+        if (typeof end === 'object' && end !== null) RANGE_ENDS.add(end);
+    }
+    for (const child of Object.values(n)) if (typeof child === 'object') pending.push(child);
+  }
 }
 
 /**
@@ -147,29 +175,4 @@ function checkPicture(picture: string | undefined): void {
   for (const digits of picture?.match(/\d+/g) ?? []) {
     if (Number(digits) > L.stringLength) throw tooLong(Number(digits));
   }
-}
-
-/**
- * Whether `value` written as JSON is at most `limit` characters, counting at least one character
- * per value (so the walk stops after at most `limit` of them, however much the value shares).
- */
-function jsonFits(value: unknown, limit: number): boolean {
-  let size = 0;
-  const pending: unknown[] = [value];
-  for (let v = pending.pop(); size <= limit; v = pending.pop()) {
-    if (typeof v === 'string') size += v.length + 2;
-    else if (Array.isArray(v)) {
-      size += 1 + v.length;
-      if (size <= limit) for (const item of v as unknown[]) pending.push(item);
-    } else if (typeof v === 'object' && v !== null) {
-      const entries = Object.entries(v);
-      size += 1 + entries.length;
-      for (const [k, item] of entries) {
-        size += k.length + 3;
-        pending.push(item);
-      }
-    } else size += 1;
-    if (pending.length === 0) return size <= limit;
-  }
-  return false;
 }

@@ -7,6 +7,7 @@ import {
   ExpressionLimitError,
   JSONATA_GUARDRAILS,
   JSONATA_LIMIT_CODES,
+  jsonFits,
 } from './expression-limits';
 import { analyseExpression, plainFieldPath } from './expression-analysis';
 import type { ExpressionReads } from './expression-analysis';
@@ -155,6 +156,15 @@ export async function evaluate(expr: Expression, scope: TemplateScope): Promise<
       throw new SagameshError(ERRORS.EXPRESSION_LIMIT, `${expr.where}: ${detail}`, [], { cause: err });
     }
     throw renderError(expr.where, detail, err);
+  }
+  // JSONata shares values: `$map(xs, function($v) { request.body })` is built in milliseconds and
+  // within the budget, yet 10,000 copies of the body once written out (minutes of copying). A plain
+  // field path above needs no such check: it yields part of the scope, a tree as parsed.
+  if (!jsonFits(value, EXPRESSION_LIMITS.valueLength)) {
+    throw new SagameshError(
+      ERRORS.EXPRESSION_LIMIT,
+      `${expr.where}: \${${expr.source}}: yielded more than ${EXPRESSION_LIMITS.valueLength / 1_048_576} Mi characters of JSON`,
+    );
   }
   return toJson(value, expr);
 }

@@ -1,3 +1,4 @@
+import { appendFileSync } from 'node:fs';
 import fc from 'fast-check';
 
 /**
@@ -32,6 +33,20 @@ export function fuzzParams<T>(ciRuns: number): fc.Parameters<T> {
     ...(seed !== 'random' ? { seed: Number(seed) } : {}),
     ...(path !== undefined ? { path } : {}),
   };
+}
+
+/**
+ * Writes a case to the file `SAGAMESH_FUZZ_TRACE` names, before the case runs, synchronously: a
+ * case that kills the process (V8's fatal "invalid size" error cannot be caught) takes fast-check's
+ * report with it, so the last line of the trace is the case to replay. Off unless the variable is set.
+ */
+export function fuzzTrace(property: string, fuzzCase: unknown): void {
+  const file = process.env['SAGAMESH_FUZZ_TRACE'];
+  if (file === undefined || file === '') return;
+  const text = JSON.stringify({ property, case: fuzzCase }, (_key, v: unknown) =>
+    typeof v === 'string' && v.length > 200 ? `${v.slice(0, 40)}…(${v.length} characters)` : v,
+  );
+  appendFileSync(file, `${text.length > 20_000 ? `${text.slice(0, 20_000)}…` : text}\n`);
 }
 
 /** Scales a test timeout with the run count (`base` ms for the CI count). */

@@ -93,7 +93,7 @@ describe('sizes are bounded before they are built', () => {
     ['$join of a shared long string', '($s := $pad("", 2000, "x"); $join([1..1000].($s)))', {}],
     [
       '$string of a value that shares its parts',
-      '($a := [1..50000]; $b := [[$a], [$a], [$a], [$a]]; $c := [[$b], [$b], [$b], [$b]]; $d := [[$c], [$c], [$c], [$c]]; $string([[$d], [$d], [$d], [$d]]))',
+      '($a := [1..20000]; $b := [[$a], [$a], [$a], [$a]]; $c := [[$b], [$b], [$b], [$b]]; $d := [[$c], [$c], [$c], [$c]]; $string([[$d], [$d], [$d], [$d]]))',
       {},
     ],
   ])('%s', async (_what, expr, body) => {
@@ -105,6 +105,13 @@ describe('sizes are bounded before they are built', () => {
   it('stops an evaluation that keeps building, long before its time runs out', async () => {
     // Ranges of 100,000 items, one after another: 526 MB of arrays within the 1 s timeout before.
     const err = await failure(render('$count([1..100000].[[ [1..100000] ]])'));
+    expect(err.code).toBe(LIMIT);
+    expect(err.message).toContain('built more than 500000 array items in one evaluation');
+  });
+
+  it('stops an evaluation that keeps building strings', async () => {
+    // 40 strings of 1 Mi characters: 80 MiB.
+    const err = await failure(render('$count([1..40].($pad("", 1000000, "x")))'));
     expect(err.code).toBe(LIMIT);
     expect(err.message).toContain('32 MiB of strings and arrays in one evaluation');
   });

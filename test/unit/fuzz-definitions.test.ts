@@ -7,7 +7,7 @@ import { DEFINITION_LIMITS } from '../../src/saga/definition-limits';
 import { DefinitionSet } from '../../src/saga/definition-set';
 import { loadDefinitionText } from '../../src/saga/loader';
 import type { DefinitionProblem } from '../../src/saga/loader';
-import { cpuMs, fuzzParams, fuzzTimeout, hostileString, jsonValue } from '../helpers/fuzz';
+import { cpuMs, fuzzParams, fuzzTimeout, fuzzTrace, hostileString, jsonValue } from '../helpers/fuzz';
 
 /**
  * Fuzzing saga definitions (issue 14): random YAML text and random objects, alone or grafted onto
@@ -140,6 +140,7 @@ describe('the loader, given random definitions', () => {
     () => {
       fc.assert(
         fc.property(yamlText, (text) => {
+          fuzzTrace('yaml', text);
           expect(check(text).ms).toBeLessThan(CHECK_MS);
         }),
         fuzzParams(1000),
@@ -159,6 +160,7 @@ describe('the loader, given random definitions', () => {
       );
       fc.assert(
         fc.property(document, (doc) => {
+          fuzzTrace('document', doc);
           let text: string;
           try {
             text = stringify(doc);
@@ -186,6 +188,7 @@ describe('the loader, given random definitions', () => {
           fc.constantFrom('GET', 'POST', 'post', 'DELETE', '', 'PO ST'),
           fc.oneof(hostileString, fc.constantFrom('/trips', '/trips?x=1', '/trips;x', '/%74rips', '//trips')),
           (grafts, method, requestPath) => {
+            fuzzTrace('definition set', { grafts, method, requestPath });
             const doc = grafts.reduce<unknown>((d, [at, value]) => replaced(d, at, value), bookTrip);
             const loaded = loadDefinitionText('fuzz.yaml', stringify(doc));
             const defs = loaded.definition ? [loaded.definition] : [];

@@ -9,7 +9,7 @@ import type { SagaDefinition } from '../../src/saga/definition';
 import type { SagaRunner } from '../../src/saga/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import { definition, step } from '../helpers/fake-definition';
-import { fuzzParams, fuzzTimeout, jsonValue, nested } from '../helpers/fuzz';
+import { fuzzParams, fuzzTimeout, fuzzTrace, jsonValue, nested } from '../helpers/fuzz';
 
 /**
  * Fuzzing request bodies (issue 14): whatever a client sends as a saga's body — random bytes,
@@ -81,6 +81,7 @@ describe('jsonShapeProblem over random text', () => {
       });
       fc.assert(
         fc.property(jsonish, limits, (text, lim) => {
+          fuzzTrace('json shape', { text, lim });
           const problem = jsonShapeProblem(text, lim);
           let parsed: unknown;
           try {
@@ -181,6 +182,7 @@ describe('a saga request body, through the processor', () => {
     async () => {
       await fc.assert(
         fc.asyncProperty(fc.constantFrom(...definitions), body, contentType, async (def, raw, type) => {
+          fuzzTrace('body', { def: def.name, raw, type });
           const started: unknown[] = [];
           const p = processor(def, started);
           const first = await p.requestHeaders(headers(type));
