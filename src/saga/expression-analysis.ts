@@ -12,6 +12,8 @@ export interface ExpressionReads {
   readonly regexes: RegExp[];
   /** `$toMillis(x, picture)` or `x ~> $toMillis(picture)`; see TO_MILLIS_PICTURE. */
   toMillisPicture: boolean;
+  /** The order-by operator `^(…)`; see ORDER_BY in expression.ts. */
+  orderBy: boolean;
   /**
    * `headers.x-custom`, which JSONata reads as `headers.x` minus `custom`: the path as it was
    * meant, with the hyphenated name in backticks (`` request.headers.`x-custom` ``).
@@ -38,6 +40,7 @@ export function analyseExpression(ast: unknown): ExpressionReads {
     request: new RequestReadsCollector(),
     regexes: [],
     toMillisPicture: false,
+    orderBy: false,
     hyphenatedNames: [],
   };
   visit(ast, true, reads);
@@ -63,6 +66,7 @@ function visit(node: unknown, atRoot: boolean, r: ExpressionReads): void {
     for (const [k, v] of Object.entries(node)) if (k !== 'steps') visit(v, false, r);
     return;
   }
+  if (node.type === 'sort') r.orderBy = true;
   if (node.type === 'variable') {
     if (node.value === 'eval') r.usesEval = true;
     if (node.value === '$' || (node.value === '' && atRoot)) readsEverything(r);

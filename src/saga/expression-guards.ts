@@ -1,4 +1,5 @@
 import jsonata from 'jsonata';
+import { distinctValues, sortValues } from './expression-collections';
 import {
   EXPRESSION_LIMITS,
   RANGE_ENDS,
@@ -90,6 +91,8 @@ type Guarded = Parameters<jsonata.Expression['registerFunction']>[1];
 
 /** Name, guarded implementation and JSONata's own signature for it (jsonata.js, staticFrame). */
 const GUARDED: readonly (readonly [string, Guarded, string])[] = [
+  ['sort', sortValues as Guarded, '<af?:a>'],
+  ['distinct', distinctValues as Guarded, '<x:x>'],
   [
     'pad',
     async function (this: jsonata.Focus, str: string | undefined, width: number, char?: string) {

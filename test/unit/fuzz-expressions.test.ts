@@ -125,6 +125,55 @@ describe('a value that repeats one part of the request many times', () => {
   });
 });
 
+describe('built-ins that were quadratic in their input', () => {
+  // Found by a random run: `$sort($split(request.body.s, /(a)(b)?/))` over 147,250 characters —
+  // JSONata's merge sort copies the rest of the array at every step and keeps those copies alive
+  // down an async recursion, with no time check between (73,626 strings: 4 GB, the process killed
+  // by V8's out-of-memory error). `$distinct` compares every pair: minutes for 100,000 values.
+  const many = Array.from({ length: 60_000 }, (_, i) => `v${(i * 7919) % 60_000}`);
+
+  it('$sort of 60,000 strings sorts them, within the time limit', async () => {
+    const result = await outcome(() => compiled('$sort(request.body.a)').render(scope({ a: many })));
+    expect(result.elapsedMs).toBeLessThan(EXPRESSION_LIMITS.timeoutMs);
+    expect(result.value).toEqual([...many].sort());
+  });
+
+  it('$sort with a function sorts by it, stably, or stops at the time limit', async () => {
+    const items = Array.from({ length: 300 }, (_, i) => ({ k: i % 3, i }));
+    const value = await compiled('$sort(request.body.a, function($l, $r) { $l.k > $r.k })').render(
+      scope({ a: items }),
+    );
+    expect(value).toEqual([...items].sort((x, y) => x.k - y.k));
+    // Each comparison is an evaluation of the function (~45 µs): 100,000 items pass the 1 s limit.
+    const big = Array.from({ length: 100_000 }, (_, i) => ({ k: -i }));
+    const result = await outcome(() =>
+      compiled('$sort(request.body.a, function($l, $r) { $l.k > $r.k })').render(scope({ a: big })),
+    );
+    expect(result.elapsedMs).toBeLessThan(EXPRESSION_LIMITS.timeoutMs + TIME_SLACK_MS);
+    expect(result.code).toBe('SAGAMESH_ERR_EXPRESSION_LIMIT');
+  });
+
+  it('$distinct of 100,000 values keeps the first of each, within the time limit', async () => {
+    const values = Array.from({ length: 100_000 }, (_, i) => i % 70_000);
+    const result = await outcome(() => compiled('$distinct(request.body.a)').render(scope({ a: values })));
+    expect(result.elapsedMs).toBeLessThan(EXPRESSION_LIMITS.timeoutMs);
+    expect(result.value).toEqual(Array.from({ length: 70_000 }, (_, i) => i));
+  });
+
+  it('$distinct compares objects by value', async () => {
+    const value = await compiled('$distinct(request.body.a)').render(
+      scope({ a: [{ x: 1, y: [2] }, 'x', { y: [2], x: 1 }, 1, '1', 1, { x: 2 }] }),
+    );
+    expect(value).toEqual([{ x: 1, y: [2] }, 'x', 1, '1', { x: 2 }]);
+  });
+
+  it('refuses the order-by operator at load (the same merge sort, out of reach of a guard)', () => {
+    const c = compileTemplate('${request.body.a^(k)}', ['body']);
+    expect(c.template).toBeUndefined();
+    expect(c.problems[0]?.message).toMatch(/\^\(…\).*\$sort/);
+  });
+});
+
 // --- random expressions
 
 /** Paths into the scope, some of them absent, some through arrays. */
