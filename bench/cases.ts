@@ -12,7 +12,7 @@ import { TOPOLOGIES } from './topology';
  * `runs` times, interleaved (run 1 of every cell and system, then run 2, …), so a slow drift of the
  * machine spreads over all systems instead of landing on one.
  */
-export type CaseGroup = 'latency' | 'saturation' | 'failure' | 'sweep' | 'passthrough' | 'memory';
+export type CaseGroup = 'latency' | 'saturation' | 'failure' | 'sweep' | 'passthrough' | 'memory' | 'nested';
 export const CASE_GROUPS: readonly CaseGroup[] = [
   'latency',
   'saturation',
@@ -20,6 +20,7 @@ export const CASE_GROUPS: readonly CaseGroup[] = [
   'sweep',
   'passthrough',
   'memory',
+  'nested',
 ];
 
 export interface Cell {

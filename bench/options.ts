@@ -4,7 +4,8 @@ import { CASE_GROUPS } from './cases';
 /**
  * Command line of `npm run bench -- [options]`:
  *   --quick            short runs, one repetition (for development; the report says so)
- *   --only a,b         case groups: latency, saturation, failure, sweep, passthrough, memory
+ *   --only a,b         case groups: latency, saturation, failure, sweep, passthrough, memory, nested
+ *                      (`--only nested` alone replaces only the nested section of the last report)
  *   --systems a,b      system ids (direct, sagamesh-memory, sagamesh-sqlite, sagamesh-sqlite-normal, sagamesh-postgres, sagamesh-etcd,
  *                      dtm-boltdb, dtm-redis, serial, envoy-extproc, envoy-extproc-min, envoy-extproc-optout,
  *                      envoy-plain)

@@ -18,6 +18,8 @@ import { FLAME_SCRIPT, makeRunDir, REPO_ROOT, tool, VENV_PYTHON } from './layout
 import type { MachineInfo } from './machine';
 import { machineInfo } from './machine';
 import type { MemoryResult } from './memory';
+import type { NestedResults } from './nested';
+import { runNested } from './nested';
 import { runMemoryCase } from './memory';
 import type { Options } from './options';
 import { parseOptions } from './options';
@@ -26,6 +28,7 @@ import type { ProfileSummary } from './profile';
 import { summariseProfile } from './profile';
 import { renderChart } from './report/chart';
 import type { Results } from './report/results';
+import { nestedVerdicts } from './report/nested';
 import { verdicts } from './report/targets';
 import { renderReport } from './report/write';
 
@@ -117,6 +120,37 @@ async function profileRun(lab: Lab, o: Options, runDir: string): Promise<void> {
   for (const a of summary.byArea) log(`  ${a.selfPct.toFixed(1).padStart(5)}%  ${a.area}`);
 }
 
+/**
+ * `--only nested`: the nested cells alone, on their own processes (no stores, DTM or flat lab);
+ * their figures replace the `nested` part of bench/results/latest.json and BENCHMARKS.md is
+ * rewritten from it, the other sections as the last full run left them.
+ */
+async function nestedOnly(o: Options, runDir: string): Promise<void> {
+  log(
+    `bench run (nested only, ${o.quick ? 'quick' : 'full'}, ${o.runs} run(s)); logs in ${path.relative(REPO_ROOT, runDir)}`,
+  );
+  let nested: NestedResults;
+  try {
+    nested = await runNested(o, runDir);
+  } finally {
+    log('stopping everything…');
+    await cleanupAll();
+  }
+  fs.writeFileSync(path.join(runDir, 'nested.json'), JSON.stringify(nested, null, 2));
+  const last = fs.existsSync(LATEST) ? (JSON.parse(fs.readFileSync(LATEST, 'utf8')) as Results) : undefined;
+  if (!last) {
+    log('no bench/results/latest.json to add the nested figures to: run the full bench once');
+    return;
+  }
+  const results: Results = { ...last, nested };
+  log('\ntargets:');
+  for (const v of nestedVerdicts(nested)) log(`  [${v.met}] ${v.target}: ${v.measured} → ${v.ratio}`);
+  if (o.report) {
+    fs.writeFileSync(LATEST, JSON.stringify(results, null, 2));
+    writeReport(results);
+  }
+}
+
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   if (o.reportOnly) {
@@ -124,9 +158,13 @@ async function main(): Promise<void> {
     return;
   }
   tool('vegeta');
-  tool('dtm');
   installSignalHandlers();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  if (o.only.length === 1 && o.only[0] === 'nested') {
+    await nestedOnly(o, makeRunDir(stamp));
+    return;
+  }
+  tool('dtm');
   const runDir = makeRunDir(stamp);
   log(
     `bench run ${stamp} (${o.quick ? 'quick' : 'full'}, ${o.runs} run(s)); data and logs in ${path.relative(REPO_ROOT, runDir)}`,
@@ -136,6 +174,7 @@ async function main(): Promise<void> {
   let samples: Sample[] = [];
   let sweep: SweepPoint[] = [];
   let memory: MemoryResult | undefined;
+  let nested: NestedResults | undefined;
   let machine: MachineInfo;
   let lab: Lab | undefined;
   try {
@@ -174,6 +213,10 @@ async function main(): Promise<void> {
       log('sweeping offered load…');
       sweep = await runSweep(systems, o, runDir);
     }
+    if (o.only.includes('nested')) {
+      log('nested sagas…');
+      nested = await runNested(o, runDir);
+    }
   } finally {
     // Envoy's counters (ext_proc errors, overflows, resets) explain unexpected answers afterwards.
     if (lab) {
@@ -202,6 +245,7 @@ async function main(): Promise<void> {
     samples,
     sweep,
     ...(memory ? { memory } : {}),
+    ...(nested ? { nested } : {}),
   };
   fs.writeFileSync(path.join(runDir, 'results.json'), JSON.stringify(results, null, 2));
   printVerdicts(results);

@@ -9,6 +9,10 @@
  *   node dist/bench/direct/main.js '{"port":8120,"egressUrl":"http://127.0.0.1:10001"}'
  *
  * POST /direct/<topology> with the saga request body (bench/topology.ts) → 201 | 409.
+ *
+ * As a middle node of a nested saga (bench/nested.ts, `"middle": true`), it is itself a participant:
+ * POST /bookings runs its fan-out and answers 201 `{ id }`; DELETE /bookings/<id> cancels what
+ * that fan-out booked — the nested fan-out by hand.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -18,6 +22,7 @@ import { Pool } from 'undici';
 interface Options {
   port: number;
   egressUrl: string;
+  middle?: boolean;
 }
 
 interface StepResult {
@@ -80,15 +85,29 @@ async function runSaga(request: Record<string, unknown>): Promise<{ status: numb
     }),
   );
   const booked = results.filter((r) => r.status === 200 || r.status === 201);
-  if (booked.length === results.length) return { status: 201, body: { sagaId } };
-  await Promise.all(
+  if (booked.length === results.length) {
+    if (options.middle) remember(sagaId, booked);
+    return { status: 201, body: { sagaId, id: sagaId } };
+  }
+  await cancel(sagaId, booked);
+  return { status: 409, body: { sagaId, status: 'compensated' } };
+}
+
+function cancel(sagaId: string, booked: readonly StepResult[]): Promise<unknown> {
+  return Promise.all(
     booked.map((r) =>
       call('DELETE', r.name, `/bookings/${encodeURIComponent(r.id ?? '')}`, sagaId, 'compensation').catch(
         () => undefined,
       ),
     ),
   );
-  return { status: 409, body: { sagaId, status: 'compensated' } };
+}
+
+/** A middle node's fan-outs, for a later DELETE: the last 10,000 (a bench run cancels few). */
+const fanOuts = new Map<string, readonly StepResult[]>();
+function remember(sagaId: string, booked: readonly StepResult[]): void {
+  fanOuts.set(sagaId, booked);
+  if (fanOuts.size > 10_000) fanOuts.delete(fanOuts.keys().next().value ?? '');
 }
 
 function reply(res: ServerResponse, status: number, body: unknown): void {
@@ -100,8 +119,17 @@ function reply(res: ServerResponse, status: number, body: unknown): void {
 async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
-  if (req.method !== 'POST' || !req.url?.startsWith('/direct/'))
-    return reply(res, 404, { error: 'not_found' });
+  const cancelled = /^\/bookings\/([^/]+)$/.exec(req.url ?? '');
+  if (options.middle && req.method === 'DELETE' && cancelled) {
+    const id = decodeURIComponent(cancelled[1] ?? '');
+    const booked = fanOuts.get(id);
+    if (!booked) return reply(res, 404, { error: 'not_found' });
+    fanOuts.delete(id);
+    await cancel(id, booked);
+    return reply(res, 200, { id, status: 'cancelled' });
+  }
+  const path = options.middle ? '/bookings' : '/direct/';
+  if (req.method !== 'POST' || !req.url?.startsWith(path)) return reply(res, 404, { error: 'not_found' });
   let request: Record<string, unknown>;
   try {
     request = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;

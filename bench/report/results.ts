@@ -1,6 +1,7 @@
 import type { Cell, Sample, SweepPoint } from '../cases';
 import type { MachineInfo } from '../machine';
 import type { MemoryResult } from '../memory';
+import type { NestedResults } from '../nested';
 import type { ProfileSummary } from '../profile';
 import type { Figure } from '../stats';
 import { figure } from '../stats';
@@ -17,6 +18,8 @@ export interface Results {
   readonly sweep: readonly SweepPoint[];
   readonly memory?: MemoryResult;
   readonly profile?: ProfileSummary;
+  /** Issue 17's nested cells (bench/nested.ts); a run of `--only nested` replaces just these. */
+  readonly nested?: NestedResults;
 }
 
 export type Metric = 'p50Ms' | 'p90Ms' | 'p99Ms' | 'maxMs' | 'throughput' | 'unexpected';

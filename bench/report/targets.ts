@@ -1,5 +1,6 @@
 import { LATENCIES_MS } from '../cases';
 import { fmtRatio, ratio } from '../stats';
+import { nestedVerdicts } from './nested';
 import type { Results } from './results';
 import { stat } from './results';
 
@@ -157,5 +158,6 @@ export function verdicts(results: Results): Verdict[] {
     ratio: Number.isFinite(por) ? `${por >= 1 ? '+' : ''}${((por - 1) * 100).toFixed(0)}%` : '—',
     met: judge(por, 1.1, true),
   });
+  out.push(...nestedVerdicts(results.nested));
   return out;
 }

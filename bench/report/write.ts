@@ -1,3 +1,4 @@
+import { nestedSection } from './nested';
 import fs from 'node:fs';
 import { QBOX_RATE, SATURATION_WORKERS, PASSTHROUGH_RATE } from '../cases';
 import type { Cell } from '../cases';
@@ -62,6 +63,8 @@ export function renderReport(results: Results, chartPath: string | undefined, fl
   parts.push(sweepSection(results, chartPath));
   parts.push(passthroughSection(results));
   parts.push(memorySection(results));
+  const nested = nestedSection(results.nested);
+  if (nested) parts.push(nested);
   if (fs.existsSync(PROFILE_NOTES)) parts.push(fs.readFileSync(PROFILE_NOTES, 'utf8').trim());
   if (results.profile) {
     parts.push('### CPU profile (sagamesh, in-memory log, at saturation)');

@@ -31,6 +31,8 @@ export interface SagameshOptions {
   /** Extra node flags, e.g. --cpu-prof. */
   readonly nodeFlags?: readonly string[];
   readonly logLevel?: string;
+  /** Where its definitions are; bench/sagas by default. */
+  readonly sagasDir?: string;
 }
 
 export interface SagameshProcess {
@@ -53,7 +55,7 @@ export async function startSagamesh(
     SAGAMESH_STORE: variant.store,
     SAGAMESH_GRPC_ADDR: `127.0.0.1:${options.extProcPort}`,
     SAGAMESH_EGRESS_URL: options.egressUrl,
-    SAGAMESH_SAGAS_DIR: BENCH_SAGAS_DIR,
+    SAGAMESH_SAGAS_DIR: options.sagasDir ?? BENCH_SAGAS_DIR,
     SAGAMESH_ADMIN_ADDR: `127.0.0.1:${await freePort()}`,
     SAGAMESH_LOG_LEVEL: options.logLevel ?? 'info',
   };
