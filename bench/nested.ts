@@ -7,6 +7,7 @@ import type { Target } from './load/target';
 import { describe, measure, QBOX_RATE, SATURATION_WORKERS, spec } from './cases';
 import { renderBenchEnvoyConfig } from './envoy-config';
 import { DIRECT_ENTRY, PARTICIPANTS_ENTRY } from './layout';
+import { machineInfo } from './machine';
 import type { Options } from './options';
 import type { Child } from './processes';
 import { canConnect, freePort, onCleanup, spawnLogged, waitFor } from './processes';
@@ -68,6 +69,8 @@ export interface NestedSample {
 
 export interface NestedResults {
   readonly date: string;
+  /** `<cores> × <CPU model>` of the box it ran on (the rest of a report may come from another). */
+  readonly machine?: string;
   readonly latencyMs: number;
   readonly rate: number;
   readonly workers: number;
@@ -331,8 +334,10 @@ export async function runNested(o: Options, runDir: string): Promise<NestedResul
       await lab.stop();
     }
   }
+  const m = machineInfo({});
   return {
     date: new Date().toISOString(),
+    machine: `${m.cpus} × ${m.cpuModel}`,
     latencyMs: NESTED_LATENCY_MS,
     rate: QBOX_RATE,
     workers: SATURATION_WORKERS,

@@ -66,7 +66,7 @@ export function nestedSection(n: NestedResults | undefined): string {
   ).join(', ');
   return [
     '### Nested sagas (Qbox topologies)',
-    `Measured ${n.date.slice(0, 16).replace('T', ' ')}Z by \`npm run bench -- --only nested\` (bench/nested.ts): ` +
+    `Measured ${n.date.slice(0, 16).replace('T', ' ')}Z${n.machine ? ` on ${n.machine}` : ''} by \`npm run bench -- --only nested\` (bench/nested.ts): ` +
       `\`1toNtoM\` is a root saga whose N steps are middle services, each running a saga over M leaves of its own ` +
       `(N × M leaf calls per saga). Every middle service has its own Envoy and its own sagamesh (in-memory log); ` +
       `the baseline does the same nested fan-out by hand (bench/direct/main.ts as root and as middles, through the ` +
