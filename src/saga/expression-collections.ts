@@ -70,13 +70,15 @@ export async function sortValues(
 
 /**
  * JSONata's `$distinct(array)`: the first of each value, compared deeply (objects by their keys in
- * any order). Numbers, strings, booleans and null go through a Set; objects and arrays are
- * compared pairwise, within DISTINCT_STEPS.
+ * any order). Numbers, strings, booleans and null go through a Set. Objects and arrays are grouped
+ * by a key of their first level (keys and plain values: deep-equal values share it), and compared
+ * deeply only within a group, within DISTINCT_STEPS — 5,000 distinct `{ "b": i }` are 5,000 groups.
  */
 export function distinctValues(array: unknown): unknown {
   if (!Array.isArray(array) || array.length <= 1) return array;
   const seen = new Set<unknown>();
-  const composites: object[] = [];
+  const groups = new Map<string, object[]>();
+  const keys = new Map<object, string>(); // one key per object, however often it is repeated
   const out: unknown[] = [];
   const budget = { left: DISTINCT_STEPS };
   for (const value of array as unknown[]) {
@@ -85,12 +87,26 @@ export function distinctValues(array: unknown): unknown {
         seen.add(value);
         out.push(value);
       }
-    } else if (!composites.some((kept) => deepEqual(value, kept, budget))) {
-      composites.push(value);
-      out.push(value);
+      continue;
     }
+    let key = keys.get(value);
+    if (key === undefined) keys.set(value, (key = firstLevelKey(value)));
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, [value]);
+    else if (!group.some((kept) => deepEqual(value, kept, budget))) group.push(value);
+    else continue;
+    out.push(value);
   }
   return like(array as unknown[], out);
+}
+
+/** What deep-equal values have in common at their first level: kind, keys, plain values. */
+function firstLevelKey(value: object): string {
+  const plain = (v: unknown): string =>
+    typeof v === 'object' && v !== null ? (Array.isArray(v) ? '[' : '{') : `${typeof v}:${String(v)}`;
+  if (Array.isArray(value)) return `a${value.length}\u0000${value.map(plain).join('\u0000')}`;
+  const names = Object.getOwnPropertyNames(value).sort();
+  return `o\u0000${names.map((k) => `${k}\u0001${plain(Reflect.get(value, k))}`).join('\u0000')}`;
 }
 
 /** JSONata's isDeepEqual, counting what it visits against `budget`. */
