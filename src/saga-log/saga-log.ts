@@ -13,16 +13,15 @@ import type { CallKind } from '../saga/saga-state';
  * Implementations: memory (tests, benchmarks), sqlite (the embedded default, one instance),
  * postgres (several instances; each saga owned by one instance through a lease).
  */
-export type SagaStatus = 'running' | 'succeeded' | 'compensating' | 'compensated' | 'stuck' | 'failed';
+export type SagaStatus = 'running' | 'succeeded' | 'compensating' | 'compensated' | 'stuck';
 export const SAGA_STATUSES: readonly SagaStatus[] = [
   'running',
   'succeeded',
   'compensating',
   'compensated',
   'stuck',
-  'failed',
 ];
-export const FINAL_STATUSES: readonly SagaStatus[] = ['succeeded', 'compensated', 'stuck', 'failed'];
+export const FINAL_STATUSES: readonly SagaStatus[] = ['succeeded', 'compensated', 'stuck'];
 /** One definition of a call's kind: the runtime's (saga/saga-state.ts); records carry it. */
 export type { CallKind } from '../saga/saga-state';
 
@@ -283,5 +282,5 @@ export function isFinal(status: SagaStatus): boolean {
 }
 
 export function emptyCounts(): Record<SagaStatus, number> {
-  return { running: 0, succeeded: 0, compensating: 0, compensated: 0, stuck: 0, failed: 0 };
+  return { running: 0, succeeded: 0, compensating: 0, compensated: 0, stuck: 0 };
 }

@@ -173,7 +173,6 @@ describe('SqliteSagaLog', () => {
       compensating: 1,
       compensated: 0,
       stuck: 1,
-      failed: 0,
     });
   });
 
