@@ -2,7 +2,7 @@ import type { AnyEventObject } from 'xstate';
 import { assign, raise, setup } from 'xstate';
 import { ERRORS } from '../errors';
 import type { CallDefinition, SagaDefinition, StepDefinition, StepResponse } from './definition';
-import { backoffDelayMs } from './backoff';
+import { backoffDelayMs, jitterOf } from './backoff';
 import type {
   CallInput,
   CallKind,
@@ -46,8 +46,8 @@ import { freshStep, mergeApplied, needsCompensation } from './saga-state';
 export type CallFn = (input: CallInput, signal: AbortSignal) => Promise<CallOutput>;
 
 export interface BuildOptions {
-  /** Source of jitter in [0, 1); injected so tests are deterministic. */
-  readonly random?: () => number;
+  /** The jitter of a retry named by its key (backoff.ts jitterOf by default; tests pin it). */
+  readonly jitter?: (key: string) => number;
   /** The one I/O: sends a call. Without it every call fails (a chart, not a runnable saga). */
   readonly call?: CallFn;
 }
@@ -96,7 +96,9 @@ function initialSteps(definition: SagaDefinition): Record<string, StepRun> {
 }
 
 export function buildSagaMachine(definition: SagaDefinition, options: BuildOptions = {}) {
-  const random = options.random ?? Math.random;
+  const jitter = options.jitter ?? jitterOf;
+  const retryJitter = (sagaId: string, step: string, kind: CallKind, attempt: number): number =>
+    jitter(`${sagaId}:${step}:${kind}:${attempt}`);
   const callFn: CallFn = options.call ?? (() => Promise.reject(new Error('no call function provided')));
   const send = (input: CallInput, signal: AbortSignal): Promise<CallOutput> => {
     try {
@@ -265,7 +267,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           ...(out.response ? { httpStatus: out.response.status } : {}),
           ...(out.error ? { error: out.error } : {}),
           ...(out.outcome === 'success' ? { status: 'succeeded' as const } : {}),
-          nextDelayMs: call ? backoffDelayMs(call.retry, run?.attempts ?? 1, random) : 0,
+          nextDelayMs: call
+            ? backoffDelayMs(
+                call.retry,
+                run?.attempts ?? 1,
+                retryJitter(context.sagaId, params.step, 'action', run?.attempts ?? 1),
+              )
+            : 0,
         };
         return { steps: patchStep(context, params.step, patch) };
       }),
@@ -281,7 +289,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
             inFlight: false,
             applied: mergeApplied(run?.applied ?? 'no', 'maybe'),
             error,
-            nextDelayMs: call ? backoffDelayMs(call.retry, run?.attempts ?? 1, random) : 0,
+            nextDelayMs: call
+              ? backoffDelayMs(
+                  call.retry,
+                  run?.attempts ?? 1,
+                  retryJitter(context.sagaId, params.step, 'action', run?.attempts ?? 1),
+                )
+              : 0,
           }),
         };
       }),
@@ -360,7 +374,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         if (!run) return {};
         const call = callOf(params.step, 'compensation');
         const compensation = { ...run.compensation, ...(out.error ? { error: out.error } : {}) };
-        const nextDelayMs = call ? backoffDelayMs(call.retry, run.compensation.attempts, random) : 0;
+        const nextDelayMs = call
+          ? backoffDelayMs(
+              call.retry,
+              run.compensation.attempts,
+              retryJitter(context.sagaId, params.step, 'compensation', run.compensation.attempts),
+            )
+          : 0;
         return { steps: { ...context.steps, [params.step]: { ...run, compensation, nextDelayMs } } };
       }),
       recordCompensationTimeout: assign(({ context }, params: { step: string }) => {
@@ -372,7 +392,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
             ...context.steps,
             [params.step]: {
               ...run,
-              nextDelayMs: call ? backoffDelayMs(call.retry, run.compensation.attempts, random) : 0,
+              nextDelayMs: call
+                ? backoffDelayMs(
+                    call.retry,
+                    run.compensation.attempts,
+                    retryJitter(context.sagaId, params.step, 'compensation', run.compensation.attempts),
+                  )
+                : 0,
               compensation: {
                 ...run.compensation,
                 error: { code: ERRORS.STEP_TIMEOUT.code, message: `${params.step}: compensation timed out` },

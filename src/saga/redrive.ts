@@ -31,7 +31,7 @@ export class Redrives {
   /** Schedules the saga's resumption, unless one is scheduled already. */
   schedule(sagaId: string, attempt = 1): void {
     if (this.timers.has(sagaId)) return;
-    const delayMs = backoffDelayMs(REDRIVE_BACKOFF, attempt, this.deps.random);
+    const delayMs = backoffDelayMs(REDRIVE_BACKOFF, attempt, this.deps.random());
     const timer = this.deps.clock.setTimeout(() => {
       this.timers.delete(sagaId);
       this.deps.resume(sagaId).catch((err: unknown) => {

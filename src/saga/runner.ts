@@ -545,7 +545,6 @@ export class SagaRunner {
     let machine = this.machines.get(definition);
     if (!machine) {
       machine = buildSagaMachine(definition, {
-        ...(this.deps.random ? { random: this.deps.random } : {}),
         call: (input: CallInput, signal: AbortSignal): Promise<CallOutput> => {
           const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
           const { log, http, clock } = this.deps;

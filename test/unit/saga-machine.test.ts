@@ -34,7 +34,7 @@ function run(def: ReturnType<typeof definition>, script: Script, opts: { deadlin
   const counts = new Map<string, number>();
   const clock = new SimulatedClock();
   const machine = buildSagaMachine(def, {
-    random: () => 0.5,
+    jitter: () => 0.5,
     call: (input, signal) => {
       calls.push(input);
       signals.push(signal);
