@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Stack } from '../../demo/stack';
 import { startStack } from '../../demo/stack';
+import { waitFor } from '../helpers/http';
 import type { Answer } from '../helpers/trip-client';
 import { postJson, trip } from '../helpers/trip-client';
 
@@ -151,11 +152,13 @@ describe('book-trip through Envoy', () => {
     const requestId = randomUUID();
     const res = await post('/trips', '{"guest": "Ada", ', { 'x-request-id': requestId });
     expect(res.status).toBe(400);
-    const line = stack.sagamesh
-      .lines()
-      .find((l) => l.includes('"msg":"saga request rejected"') && l.includes(requestId));
-    expect(line).toBeDefined();
-    expect(JSON.parse(line ?? '{}')).toMatchObject({
+    // sagamesh writes the line before it answers, but its stdout reaches this process through a
+    // pipe that may deliver after the answer does (a fresh-clone CI run read the lines too early).
+    const line = await logged(
+      (l) => l.includes('"msg":"saga request rejected"') && l.includes(requestId),
+      'the refused request to be logged',
+    );
+    expect(JSON.parse(line)).toMatchObject({
       request_id: requestId,
       saga: 'book-trip',
       code: 'SAGAMESH_ERR_BODY_NOT_JSON',
@@ -173,8 +176,8 @@ describe('book-trip through Envoy', () => {
       'x-request-id': requestId,
     });
     expect(reused.status).toBe(422);
-    const line = stack.sagamesh.lines().find((l) => l.includes(requestId));
-    expect(JSON.parse(line ?? '{}')).toMatchObject({
+    const line = await logged((l) => l.includes(requestId), 'the refused request to be logged');
+    expect(JSON.parse(line)).toMatchObject({
       msg: 'saga request rejected',
       request_id: requestId,
       saga: 'book-trip',
@@ -242,6 +245,11 @@ describe('plan-itinerary (pivot mode) through Envoy', () => {
     expect(stack.participants.flight.bookings().map((b) => b.status)).toEqual(['cancelled']);
   });
 });
+
+/** The first line of sagamesh's output that `pred` accepts, once it has arrived. */
+function logged(pred: (line: string) => boolean, what: string): Promise<string> {
+  return waitFor(() => Promise.resolve(stack.sagamesh.lines().find(pred)), what);
+}
 
 async function waitForLines(file: string, pred: (line: string) => boolean): Promise<string[]> {
   for (let i = 0; i < 100; i++) {
