@@ -105,8 +105,10 @@ export async function startEtcd(runDir: string): Promise<{ members: StoreServer[
     endpoints: members.map((m) => `127.0.0.1:${m.port}`),
     callTimeoutMs: 2000,
   });
+  const first = members[0];
+  if (!first) throw new Error('etcd: no member started');
   try {
-    await waitFor(members[0]?.child, () =>
+    await waitFor(first.child, () =>
       client.status(`127.0.0.1:${members[0]?.port ?? 0}`).then(
         (s) => s.leader !== '0',
         () => false,

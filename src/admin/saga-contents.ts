@@ -41,8 +41,10 @@ export function servedHistory(
       return { ...record, request };
     }
     if (record.type === 'call.completed' && record.response) {
-      // Undefined, not deleted: what is served is JSON, which leaves the key out.
-      if (contents === 'withheld') return { ...record, response: undefined };
+      if (contents === 'withheld') {
+        const { response, ...rest } = record;
+        return rest;
+      }
       return {
         ...record,
         response: { ...record.response, headers: redactCredentials(record.response.headers) },

@@ -52,13 +52,10 @@ export function createProgram(io: CliIo, serve: Serve, exit: (code: number) => v
     command
       .option('--admin <url>', 'admin API base URL', defaultAdminUrl(io.env))
       .option('--token <token>', 'admin token (default: $SAGAMESH_ADMIN_TOKEN)');
-  const client = (opts: { admin: string; token?: string }): AdminClient =>
-    new AdminClient({
-      baseUrl: opts.admin,
-      ...((opts.token ?? io.env['SAGAMESH_ADMIN_TOKEN'])
-        ? { token: opts.token ?? io.env['SAGAMESH_ADMIN_TOKEN'] }
-        : {}),
-    });
+  const client = (opts: { admin: string; token?: string }): AdminClient => {
+    const token = opts.token ?? io.env['SAGAMESH_ADMIN_TOKEN'];
+    return new AdminClient({ baseUrl: opts.admin, ...(token ? { token } : {}) });
+  };
   const run = (work: () => Promise<number>): Promise<void> =>
     work().then(exit, (err: unknown) => {
       reportError(io, err);

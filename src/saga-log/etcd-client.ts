@@ -254,11 +254,18 @@ export class EtcdClient {
     });
   }
 
+  /** The member calls go to now (there is always one: the endpoints are checked non-empty). */
+  private currentMember(): Member {
+    const member = this.members[this.current];
+    if (!member) throw new Error(`etcd: no member ${this.current} of ${this.members.length}`);
+    return member;
+  }
+
   /** Tries the current member, then each other one while they are unreachable. */
   private async onEveryMember<R>(run: (m: Member) => Promise<R>): Promise<R> {
     let last: unknown;
     for (let i = 0; i < this.members.length; i++) {
-      const member = this.members[this.current];
+      const member = this.currentMember();
       try {
         return await run(member);
       } catch (err) {
@@ -319,7 +326,7 @@ export class EtcdClient {
   }
 
   private authenticate(auth: { user: string; password: string }): Promise<string> {
-    const member = this.members[this.current];
+    const member = this.currentMember();
     return new Promise((resolve, reject) => {
       const fn = member.auth['Authenticate'] as Unary;
       fn.call(
@@ -340,8 +347,9 @@ export class EtcdClient {
 export function prefixEnd(prefix: string): Buffer {
   const end = Buffer.from(prefix);
   for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i] < 0xff) {
-      end[i] = end[i] + 1;
+    const byte = end[i] ?? 0xff;
+    if (byte < 0xff) {
+      end[i] = byte + 1;
       return end.subarray(0, i + 1);
     }
   }

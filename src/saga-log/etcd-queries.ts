@@ -65,11 +65,12 @@ export async function listSagas(
       ids.map((id) => keys.saga(id)),
     );
     for (const [i, kv] of values.entries()) {
-      if (!kv) continue;
+      const id = ids[i];
+      if (!kv || id === undefined) continue;
       const v = parseSagaValue(kv.value);
       if (opts.status && v.status !== opts.status) continue;
       if (opts.definition && v.definition !== opts.definition) continue;
-      out.push(toSummary(ids[i], v));
+      out.push(toSummary(id, v));
       if (out.length >= limit) return out;
     }
     const last = page.kvs[page.kvs.length - 1];
@@ -164,7 +165,7 @@ export async function pruneSagas(
       values.map((v) => v?.idempotencyKey ?? keys.ping()),
     );
     const ops: RequestOp[] = page.kvs.map((kv, i) => {
-      const id = ids[i];
+      const id = keys.idOf(kv.key);
       const v = values[i];
       const deletes: RequestOp[] = [{ request_delete_range: { key: kv.key } }];
       const del = (key: string, end?: Buffer): void =>

@@ -66,6 +66,13 @@ export interface EtcdOptions {
 /** Longest wait for one etcd call: an unreachable cluster fails the boot or the append, never hangs it. */
 export const ETCD_CALL_TIMEOUT_MS = 5000;
 
+/** The first append of one saga's batch: a batch always holds at least one. */
+function firstOf(appends: readonly PendingAppend[]): PendingAppend {
+  const first = appends[0];
+  if (!first) throw new Error('etcd saga log: an empty batch of appends');
+  return first;
+}
+
 export class EtcdSagaLog implements SagaLog {
   private readonly keys: EtcdKeys;
   private readonly seqs = new Map<string, number>();
@@ -223,7 +230,7 @@ export class EtcdSagaLog implements SagaLog {
     // A saga whose summary this instance forgot (a failed batch) while more of its appends were
     // queued: read it again, so they are fenced by etcd rather than refused here.
     const missing = chunk
-      .map((appends) => appends[0].record)
+      .map((appends) => firstOf(appends).record)
       .filter((r) => r.type !== 'saga.started' && !this.values.has(r.sagaId))
       .map((r) => r.sagaId);
     if (missing.length > 0) {
@@ -232,18 +239,21 @@ export class EtcdSagaLog implements SagaLog {
           this.client,
           missing.map((id) => this.keys.saga(id)),
         );
-        kvs.forEach((kv, i) => kv && this.values.set(missing[i], parseSagaValue(kv.value)));
+        kvs.forEach((kv, i) => {
+          const id = missing[i];
+          if (kv && id !== undefined) this.values.set(id, parseSagaValue(kv.value));
+        });
       } catch (err) {
         const e = storeError(err);
         for (const appends of chunk)
-          if (missing.includes(appends[0].record.sagaId)) appends.forEach((p) => p.reject(e));
-        chunk = chunk.filter((appends) => !missing.includes(appends[0].record.sagaId));
+          if (missing.includes(firstOf(appends).record.sagaId)) appends.forEach((p) => p.reject(e));
+        chunk = chunk.filter((appends) => !missing.includes(firstOf(appends).record.sagaId));
       }
     }
     const plans = chunk.map((appends) => {
-      const id = appends[0].record.sagaId;
+      const id = firstOf(appends).record.sagaId;
       const before = this.values.get(id);
-      if (!before && appends[0].record.type !== 'saga.started') return undefined;
+      if (!before && firstOf(appends).record.type !== 'saga.started') return undefined;
       // A finished saga takes nothing more, but an operator's retry of a stuck one or an undo of
       // a succeeded one (their first record); it has no owner to compare, so any other append to
       // it would claim it.
@@ -266,7 +276,7 @@ export class EtcdSagaLog implements SagaLog {
       const e = storeError(err);
       for (const appends of chunk) {
         for (const p of appends) p.reject(e);
-        this.forget(appends[0].record.sagaId);
+        this.forget(firstOf(appends).record.sagaId);
       }
       if (/lease not found/i.test(e.message)) await this.grant().catch(() => undefined);
       return;
@@ -277,7 +287,7 @@ export class EtcdSagaLog implements SagaLog {
     let i = 0;
     for (const [n, appends] of chunk.entries()) {
       const plan = plans[n];
-      const first = appends[0];
+      const first = firstOf(appends);
       const id = first.record.sagaId;
       const result = plan ? r?.responses[i++]?.response_txn : undefined;
       if (plan && result?.succeeded && !leaseLapsed) {
@@ -303,7 +313,7 @@ export class EtcdSagaLog implements SagaLog {
 
   /** A start whose compares failed: the saga exists, or its key is held (perhaps expired). */
   private async startRefused(appends: readonly PendingAppend[], result: TxnResponse): Promise<void> {
-    const first = appends[0];
+    const first = firstOf(appends);
     const id = first.record.sagaId;
     this.forget(id);
     const exists = (result.responses[0]?.response_range?.kvs.length ?? 0) > 0;

@@ -39,7 +39,7 @@ export interface SagaContext {
 export interface SagaCompileResult {
   readonly definition?: SagaDefinition;
   /** Name and match, known even when other parts of the file are wrong. */
-  readonly identity?: { readonly name: string; readonly match: string };
+  readonly identity?: { readonly name: string; readonly match: string } | undefined;
 }
 
 /** The segment of an undo route's path that holds the saga's id. */

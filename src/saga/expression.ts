@@ -53,7 +53,7 @@ export interface Expression {
 export interface PrecompiledExpression {
   readonly run?: jsonata.Expression;
   readonly found?: ExpressionReads;
-  readonly fields?: readonly string[];
+  readonly fields?: readonly string[] | undefined;
   readonly problems: readonly string[];
 }
 

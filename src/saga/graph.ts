@@ -32,14 +32,14 @@ interface MachineNode {
   readonly key: string;
   readonly type: ChartNode['type'];
   readonly states: Readonly<Record<string, MachineNode>>;
-  readonly initial?: { readonly target: readonly MachineNode[] };
+  readonly initial?: { readonly target: readonly MachineNode[] } | undefined;
   readonly entry: readonly unknown[];
   readonly transitions: ReadonlyMap<string, readonly MachineTransition[]>;
-  readonly always?: readonly MachineTransition[];
+  readonly always?: readonly MachineTransition[] | undefined;
 }
 interface MachineTransition {
   readonly eventType: string;
-  readonly target?: readonly MachineNode[];
+  readonly target?: readonly MachineNode[] | undefined;
   readonly guard?: unknown;
 }
 

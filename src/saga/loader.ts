@@ -18,7 +18,7 @@ export type { DefinitionProblem } from './problems';
 
 export interface LoadOptions {
   /** No saga may have a longer deadline; default 60000. */
-  readonly maxDeadlineMs?: number;
+  readonly maxDeadlineMs?: number | undefined;
 }
 
 /**

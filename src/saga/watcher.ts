@@ -47,7 +47,7 @@ export class DefinitionsWatcher {
   private watcher?: fs.FSWatcher;
   private timer?: NodeJS.Timeout;
   /** The reload running now, if any; events during it schedule one more after it. */
-  private running?: Promise<ReloadResult>;
+  private running: Promise<ReloadResult> | undefined;
   private again = false;
   private stopped = false;
 

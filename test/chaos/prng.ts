@@ -65,7 +65,7 @@ export function createRng(seed: number): Rng {
     chance: (p) => next() < p,
     pick<T>(items: readonly T[]): T {
       if (items.length === 0) throw new Error('pick from an empty list');
-      return items[Math.floor(next() * items.length)];
+      return items[Math.floor(next() * items.length)] as T;
     },
     weighted<T>(entries: readonly (readonly [T, number])[]): T {
       const total = entries.reduce((sum, [, w]) => sum + w, 0);

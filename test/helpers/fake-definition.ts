@@ -48,12 +48,14 @@ export function call(
   };
 }
 
+/** A step; `over` replaces its parts, and `{ compensation: undefined }` leaves its compensation out. */
 export function step(
   name: string,
   dependsOn: string[] = [],
-  over: Partial<StepDefinition> = {},
+  over: { [K in keyof StepDefinition]?: StepDefinition[K] | undefined } = {},
 ): StepDefinition {
-  return {
+  const { compensation, ...rest } = over;
+  const base: StepDefinition = {
     name,
     dependsOn,
     action: call('POST', `http://${name}`, '/bookings'),
@@ -64,8 +66,13 @@ export function step(
       { retry: { attempts: 3, backoffMs: 100, maxBackoffMs: 1000 } },
       name,
     ),
-    ...over,
+    ...(Object.fromEntries(
+      Object.entries(rest).filter(([, v]) => v !== undefined),
+    ) as Partial<StepDefinition>),
   };
+  if (!('compensation' in over)) return base;
+  const { compensation: replaced, ...withoutCompensation } = base;
+  return compensation === undefined ? withoutCompensation : { ...withoutCompensation, compensation };
 }
 
 export function definition(steps: StepDefinition[], over: Partial<SagaDefinition> = {}): SagaDefinition {

@@ -329,9 +329,9 @@ export function gatewayBootstrap(
 ): Json {
   const timeout = gatewayRouteTimeout(route);
   const extProcs = specOf<{ extProc?: ExtProcEntry[] }>(policy).extProc ?? [];
-  if (extProcs.length !== 1)
-    throw new Error(`EnvoyExtensionPolicy: ${extProcs.length} extProc entries, 1 modelled`);
   const extProc = extProcs[0];
+  if (!extProc || extProcs.length !== 1)
+    throw new Error(`EnvoyExtensionPolicy: ${extProcs.length} extProc entries, 1 modelled`);
   const backend = extProc.backendRefs[0];
   if (!backend || extProc.backendRefs.length !== 1)
     throw new Error('EnvoyExtensionPolicy: one backendRef modelled');

@@ -69,7 +69,9 @@ function clusterEndpoint(name: string): SocketAddress {
   if (!found) throw new Error(`envoy.yaml has no cluster ${name}`);
   const endpoints = found.load_assignment.endpoints.flatMap((l) => l.lb_endpoints);
   expect(endpoints).toHaveLength(1);
-  return endpoints[0].endpoint.address.socket_address;
+  const first = endpoints[0];
+  if (!first) throw new Error(`cluster ${name}: no endpoint`);
+  return first.endpoint.address.socket_address;
 }
 
 /** The shell line the envoy container runs (`sh -c <line>`). */

@@ -700,7 +700,7 @@ describe('the manifests’ Envoy fragments in a model of the trips pod’s sidec
       tx_reset: 0,
       goaway: 0,
       retries: 0,
-      streams_started: before.streams_started + LOAD_REQUESTS,
+      streams_started: (before.streams_started ?? 0) + LOAD_REQUESTS,
       streams_failed: 0,
     });
   });

@@ -22,7 +22,7 @@ describe('jitterOf', () => {
     const all = Array.from({ length: n }, () => jitterOf(`${randomUUID()}:hotel:action:1`));
     expect(Math.min(...all)).toBeGreaterThanOrEqual(0);
     expect(Math.max(...all)).toBeLessThan(1);
-    for (const j of all) buckets[Math.floor(j * 10)] += 1;
+    for (const j of all) buckets[Math.floor(j * 10)] = (buckets[Math.floor(j * 10)] ?? 0) + 1;
     // Each tenth holds 2,000 ± 5 standard deviations (~42).
     for (const b of buckets) expect(Math.abs(b - n / 10)).toBeLessThan(212);
   });

@@ -98,7 +98,8 @@ const answer = (status: number, body: unknown, sagaId?: string, over: Partial<At
 });
 const client = (attempts: Attempt[], over: Partial<ClientRecord> = {}): ClientRecord => {
   const finalAttempt = attempts.findIndex((a) => classify(a).final);
-  const c = finalAttempt >= 0 ? classify(attempts[finalAttempt]) : undefined;
+  const last = attempts[finalAttempt];
+  const c = last ? classify(last) : undefined;
   return {
     ref: 'r1',
     definition: 'trip',

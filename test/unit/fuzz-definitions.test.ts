@@ -106,7 +106,7 @@ function replaced(value: unknown, at: readonly (string | number)[], graft: unkno
   }
   // An earlier graft may have replaced the parent: then there is nothing to graft onto.
   if (typeof node === 'object' && node !== null)
-    (node as Record<string | number, unknown>)[at[at.length - 1]] = graft;
+    (node as Record<string | number, unknown>)[at[at.length - 1] ?? ''] = graft;
   return copy;
 }
 

@@ -6,10 +6,11 @@ import { definition, step } from '../helpers/fake-definition';
 
 type Script = (input: CallInput, n: number) => CallOutput | Promise<CallOutput>;
 
+const okResponse = (id: string, status = 201): StepResponse => ({ status, headers: {}, body: { id } });
 const ok = (id: string, status = 201): CallOutput => ({
   outcome: 'success',
   applied: 'yes',
-  response: { status, headers: {}, body: { id } } satisfies StepResponse,
+  response: okResponse(id, status),
 });
 const rejected: CallOutput = {
   outcome: 'rejected',
@@ -177,13 +178,13 @@ describe('saga machine', () => {
             hotel: {
               ...succeeded,
               nextDelayMs: 0,
-              response: ok('hotel-1').response,
+              response: okResponse('hotel-1'),
               compensation: { status: 'pending', attempts: 0 },
             },
             flight: {
               ...succeeded,
               nextDelayMs: 0,
-              response: ok('flight-1').response,
+              response: okResponse('flight-1'),
               compensation: { status: 'done', attempts: 0 },
             },
           },
