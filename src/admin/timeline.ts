@@ -5,7 +5,8 @@ import { statusAfter } from '../saga-log/saga-log';
  * One saga's story, derived from its saga log records only (so it reads the same for a saga run
  * by another instance or before a restart): what it is, and every call as a bar over time. A bar
  * is a `call.dispatched` record paired with its `call.completed`; a dispatch with no completion
- * was timed out or aborted by the machine (which records no outcome for it), or is in flight.
+ * was timed out or aborted by the machine (which records no outcome for it), or is in flight. A
+ * call on its way when another step failed stays open: the compensation waits for its answer.
  */
 
 export interface TimelineBar {
@@ -97,6 +98,8 @@ export function sagaView(records: readonly SagaRecord[], now: number): SagaView 
       case 'call.dispatched': {
         const lane = record.kind === 'compensation' || record.replay ? 'compensation' : 'action';
         closeUnanswered(record.at, { step: record.step, lane });
+        // A replay means the action's own call was given up on.
+        if (record.replay) closeUnanswered(record.at, { step: record.step, lane: 'action' });
         open.set(key(record.step, record.kind, record.attempt, record.replay), {
           index: bars.length,
           record,
@@ -124,7 +127,9 @@ export function sagaView(records: readonly SagaRecord[], now: number): SagaView 
         break;
       }
       case 'saga.compensating':
-        closeUnanswered(record.at);
+        // A step's failure leaves the other actions' calls on their way (the compensation waits
+        // for their answers); the deadline, an abort or a failed upstream cuts them.
+        if (record.failedStep === undefined) closeUnanswered(record.at);
         failedStep = record.failedStep;
         error = record.error;
         // An undo of a saga that had succeeded (spec.undo) re-opens it: say so.

@@ -191,6 +191,8 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         outputOf(event).outcome === 'retryable' && attemptsLeft(context, params.step, params.kind),
       attemptsLeft: ({ context }, params: { step: string; kind: CallKind | 'resolve' }) =>
         attemptsLeft(context, params.step, params.kind),
+      answerOnItsWay: ({ context }, params: { step: string }) =>
+        context.awaiting?.includes(params.step) === true,
       mustCompensate: ({ context }, params: { step: string }) => {
         const run = context.steps[params.step];
         // A recovered saga may have undone some steps already; those stay done.
@@ -236,8 +238,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           (error: unknown) => settle({ error }),
         );
       },
-      // Exit of a calling state: a call still in flight is aborted, and its answer dropped.
-      cancel: ({ self }, params: { step: string; kind: CallKind | 'resolve' }) => {
+      // Exit of a calling state: a call still in flight is aborted, and its answer dropped — but
+      // for an action left because another step failed: its answer is on its way, and the
+      // compensation waits for it (markAwaiting, the `awaiting` state) rather than replaying it.
+      cancel: ({ self, event }, params: { step: string; kind: CallKind | 'resolve' }) => {
+        if (params.kind === 'action' && event.type === 'saga.step.failed') return;
         const id = callId(params.kind, params.step);
         const calls = callsInFlight.get(self);
         const controller = calls?.get(id);
@@ -306,6 +311,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         type: 'saga.step.failed' as const,
         step: params.step,
       })),
+      markAwaiting: assign(({ self }) => {
+        const calls = callsInFlight.get(self);
+        const steps = definition.steps.map((st) => st.name).filter((n) => calls?.has(callId('action', n)));
+        return { awaiting: steps };
+      }),
       recordFailure: assign(({ context, event }) => {
         if (context.error) return {};
         if (event.type === 'saga.step.failed') {
@@ -494,8 +504,31 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       { target: 'stuck' },
     ];
     return {
-      initial: 'waiting',
+      initial: 'entering',
       states: {
+        entering: {
+          always: [
+            { guard: { type: 'answerOnItsWay', params: p }, target: 'awaiting' },
+            { target: 'waiting' },
+          ],
+        },
+        // The action's call was on its way when another step failed: its answer says what to undo.
+        // Past the action's timeout it is in doubt, and resolved below as any such step is.
+        awaiting: {
+          exit: { type: 'cancel', params: { step: step.name, kind: 'action' } },
+          on: {
+            [answerEvent('action', step.name)]: {
+              target: 'waiting',
+              actions: { type: 'recordActionOutcome', params: p },
+            },
+          },
+          after: {
+            [step.action.timeoutMs]: {
+              target: 'waiting',
+              actions: { type: 'recordActionTimeout', params: p },
+            },
+          },
+        },
         waiting: { always: { guard: { type: 'dependentsSettled', params: p }, target: 'deciding' } },
         deciding: {
           always: [
@@ -575,7 +608,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     };
   };
 
-  const toCompensating = { target: 'compensating', actions: 'recordFailure' };
+  const toCompensating = { target: 'compensating', actions: ['markAwaiting', 'recordFailure'] };
   const config = {
     id: 'saga',
     context: ({ input }: { input: SagaInput }): SagaContext => ({

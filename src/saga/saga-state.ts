@@ -73,6 +73,12 @@ export interface SagaContext {
   readonly failedStep?: string;
   readonly error?: ErrorInfo;
   readonly upstreamStatus?: number;
+  /**
+   * Steps whose action call was on its way when another step failed: compensation waits for its
+   * answer (within the action's timeout) instead of aborting it and replaying it to learn what to
+   * undo. Not journaled: a recovered saga has no call in flight.
+   */
+  readonly awaiting?: readonly string[];
 }
 
 export interface SagaInput {

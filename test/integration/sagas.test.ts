@@ -92,6 +92,25 @@ describe('book-trip through Envoy', () => {
     }
   });
 
+  it('waits for a booking on its way when another step is refused: one call, then its undo', async () => {
+    // Issue 16: the hotel's answer is 300 ms away when the car is refused. Before, its call was
+    // aborted and replayed to learn what to undo: two POSTs where one answer was coming.
+    const res = await post(
+      '/trips',
+      trip({
+        hotel: { city: 'Lisbon', nights: 2, fault: 'slow:300' },
+        car: { class: 'compact', fault: 'fail' },
+      }),
+    );
+    expect(res.status).toBe(409);
+    expect(res.body).toMatchObject({ status: 'compensated', failedStep: 'car' });
+    expect(actions('hotel')).toHaveLength(1);
+    expect(actions('hotel')[0]).toMatchObject({ idempotencyKey: `${res.body.sagaId}:hotel:action` });
+    const undo = stack.participants.hotel.calls().filter((c) => c.method === 'DELETE');
+    expect(undo).toHaveLength(1);
+    expect(stack.participants.hotel.bookings().map((b) => b.status)).toEqual(['cancelled']);
+  });
+
   it('compensates an in-doubt flight that answered after its timeout', async () => {
     const res = await post('/trips', trip({ flight: { from: 'BER', to: 'LIS', fault: 'slow:4000' } }));
     expect(res.status).toBe(409);

@@ -137,6 +137,59 @@ describe('sagaView', () => {
     expect(view).toMatchObject({ status: 'compensating', finished: false, endedAt: 3000 });
   });
 
+  it('keeps a call on its way when another step failed open until its answer, which comes after', () => {
+    // Issue 16: the compensation waits for the flight's answer instead of aborting and replaying.
+    const view = sagaView(
+      records([
+        [0, started],
+        [1, dispatched('flight', 'action', 1)],
+        [2, dispatched('car', 'action', 1)],
+        [5, completed('car', 'action', 1, 'rejected', 409)],
+        [
+          6,
+          {
+            type: 'saga.compensating',
+            failedStep: 'car',
+            error: { code: 'SAGAMESH_ERR_STEP_REJECTED', message: 'car' },
+          },
+        ],
+        [150, completed('flight', 'action', 1, 'success', 201)],
+        [151, dispatched('flight', 'compensation', 1)],
+        [160, completed('flight', 'compensation', 1, 'success', 200)],
+        [161, { type: 'saga.finished', status: 'compensated' }],
+      ]),
+      1000,
+    );
+    expect(view?.bars.filter((b) => b.step === 'flight')).toEqual([
+      expect.objectContaining({ lane: 'action', start: 1, end: 150, outcome: 'success', httpStatus: 201 }),
+      expect.objectContaining({ lane: 'compensation', start: 151, end: 160, outcome: 'success' }),
+    ]);
+  });
+
+  it('ends a call on its way when its replay starts (a saga logged before calls were waited for)', () => {
+    const view = sagaView(
+      records([
+        [0, started],
+        [1, dispatched('flight', 'action', 1)],
+        [
+          5,
+          {
+            type: 'saga.compensating',
+            failedStep: 'car',
+            error: { code: 'SAGAMESH_ERR_STEP_REJECTED', message: 'car' },
+          },
+        ],
+        [6, dispatched('flight', 'action', 1, true)],
+        [20, completed('flight', 'action', 1, 'success', 201, true)],
+      ]),
+      1000,
+    );
+    expect(view?.bars).toEqual([
+      expect.objectContaining({ lane: 'action', start: 1, end: 6, outcome: 'no answer' }),
+      expect.objectContaining({ lane: 'compensation', replay: true, start: 6, end: 20, outcome: 'success' }),
+    ]);
+  });
+
   it('links a nested saga to its parent step and a step to the child saga that answered it', () => {
     const child = sagaView(
       records([[1000, { ...started, parent: { sagaId: 'agency-1', step: 'trip' }, deadlineMs: 2000 }]]),

@@ -110,6 +110,50 @@ describe('saga machine', () => {
     expect(actor.getSnapshot().context.steps.hotel?.attempts).toBe(3);
   });
 
+  it('waits for the answer of a call on its way when another step fails: no abort, no replay', async () => {
+    // Issue 16: hotel's booking is on its way when flight is refused. Aborting it and replaying it
+    // to learn what to undo cost up to three calls where one answer was coming.
+    const def = definition([step('hotel'), step('flight')]);
+    let answerHotel: (o: CallOutput) => void = () => undefined;
+    const { actor, calls, signals, advance } = run(def, (i) => {
+      if (i.kind === 'action' && i.step === 'hotel') return new Promise<CallOutput>((r) => (answerHotel = r));
+      return i.kind === 'action' ? rejected : ok(`${i.step}-1`);
+    });
+    await advance(10);
+    expect(actor.getSnapshot().value).toMatchObject({ compensating: { hotel: 'awaiting' } });
+    expect(signals[0]?.aborted).toBe(false);
+    answerHotel(ok('hotel-7'));
+    await advance(0);
+    const snap = actor.getSnapshot();
+    expect(snap.value).toBe('compensated');
+    expect(order(calls)).toEqual(['action:hotel', 'action:flight', 'compensation:hotel']);
+    expect(calls[2]?.scope.steps.hotel?.response.body).toEqual({ id: 'hotel-7' });
+  });
+
+  it('skips the undo of a call on its way that is then refused, and replays one that stays silent', async () => {
+    const def = definition([step('hotel'), step('car'), step('flight')]);
+    let refuseHotel: (o: CallOutput) => void = () => undefined;
+    const { actor, calls, advance } = run(def, (i) => {
+      if (i.kind === 'action' && i.step === 'hotel') return new Promise<CallOutput>((r) => (refuseHotel = r));
+      if (i.kind === 'action' && i.step === 'car' && !i.replay) return never();
+      return i.kind === 'action' && i.step === 'flight' ? rejected : ok(`${i.step}-1`);
+    });
+    await advance(10);
+    refuseHotel(rejected);
+    await advance(0);
+    expect(actor.getSnapshot().value).toMatchObject({ compensating: { hotel: 'skipped', car: 'awaiting' } });
+    // car's answer never comes: past its action's timeout it is in doubt, resolved by a replay.
+    await advance(1000);
+    expect(actor.getSnapshot().value).toBe('compensated');
+    expect(order(calls)).toEqual([
+      'action:hotel',
+      'action:car',
+      'action:flight',
+      'action(replay):car',
+      'compensation:car',
+    ]);
+  });
+
   it('times out a step, then resolves the in-doubt step by replay before undoing it', async () => {
     const def = definition([
       step('hotel'),
