@@ -311,11 +311,14 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         type: 'saga.step.failed' as const,
         step: params.step,
       })),
-      markAwaiting: assign(({ self }) => {
-        const calls = callsInFlight.get(self);
-        const steps = definition.steps.map((st) => st.name).filter((n) => calls?.has(callId('action', n)));
-        return { awaiting: steps };
-      }),
+      // A step's failure leaves the other actions' calls on their way (`cancel` keeps them): their
+      // steps' compensations wait for the answers. The deadline and an abort cut them.
+      markAwaiting: assign(({ context, event }) => ({
+        awaiting:
+          event.type === 'saga.step.failed'
+            ? definition.steps.map((st) => st.name).filter((n) => context.steps[n]?.inFlight === true)
+            : [],
+      })),
       recordFailure: assign(({ context, event }) => {
         if (context.error) return {};
         if (event.type === 'saga.step.failed') {
