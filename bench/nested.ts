@@ -4,7 +4,7 @@ import type { EnvoyProcess } from '../demo/envoy';
 import { startEnvoy } from '../demo/envoy';
 import type { AttackResult } from './load/vegeta';
 import type { Target } from './load/target';
-import { describe, measure, QBOX_RATE, SATURATION_WORKERS, spec } from './cases';
+import { describe, measure, QBOX_RATE, SATURATION_WORKERS } from './cases';
 import { renderBenchEnvoyConfig } from './envoy-config';
 import { DIRECT_ENTRY, PARTICIPANTS_ENTRY } from './layout';
 import { machineInfo } from './machine';
@@ -82,65 +82,59 @@ export interface NestedResults {
 const middleName = (i: number): string => `m${i + 1}`;
 const leafName = (j: number): string => `p${j + 1}`;
 
-function step(name: string, body: string, undo: string): string {
-  return `    - name: ${name}
+/**
+ * A saga whose steps each book at one service (`http://<name>/bookings`, sent the request's part
+ * under its name) and cancel by the id it answered; `spec` is the match and anything beside it.
+ */
+function sagaDefinition(name: string, spec: string, services: readonly string[], success: string): string {
+  const steps = services
+    .map(
+      (s) => `    - name: ${s}
       action:
-        request: { method: POST, url: http://${name}/bookings, body: '${body}' }
+        request: { method: POST, url: http://${s}/bookings, body: '\${request.body.${s}}' }
         timeout: 5s
         retry: { attempts: 3, backoff: 50ms }
         success: [200, 201]
       compensation:
-        request: { method: DELETE, url: '${undo}' }
+        request: { method: DELETE, url: 'http://${s}/bookings/\${steps.${s}.response.body.id}' }
         timeout: 5s
+`,
+    )
+    .join('');
+  return `apiVersion: sagamesh.dev/v1alpha1
+kind: Saga
+metadata: { name: ${name} }
+spec:
+${spec}
+  deadline: 10s
+  respond: aggregate
+  steps:
+${steps}  response:
+    success: { status: 201, body: ${success} }
+    failure: { status: 409 }
 `;
 }
 
 /** The root's saga: one step per middle service, each sent its part of the request. */
 export function rootDefinition(t: NestedTopology): string {
-  const steps = Array.from({ length: t.middles }, (_, i) =>
-    step(
-      middleName(i),
-      `\${request.body.${middleName(i)}}`,
-      `http://${middleName(i)}/bookings/\${steps.${middleName(i)}.response.body.id}`,
-    ),
-  ).join('');
-  return `apiVersion: sagamesh.dev/v1alpha1
-kind: Saga
-metadata: { name: nested-${t.name} }
-spec:
-  match: { method: POST, path: /bench/nested-${t.name} }
-  deadline: 10s
-  respond: aggregate
-  steps:
-${steps}  response:
-    success: { status: 201, body: { sagaId: '\${saga.id}' } }
-    failure: { status: 409 }
-`;
+  return sagaDefinition(
+    `nested-${t.name}`,
+    `  match: { method: POST, path: /bench/nested-${t.name} }`,
+    Array.from({ length: t.middles }, (_, i) => middleName(i)),
+    "{ sagaId: '${saga.id}' }",
+  );
 }
 
 /** A middle service's saga: its leaves, and an undo route for a parent that compensates it. */
 export function middleDefinition(t: NestedTopology): string {
-  const steps = Array.from({ length: t.leaves }, (_, j) =>
-    step(
-      leafName(j),
-      `\${request.body.${leafName(j)}}`,
-      `http://${leafName(j)}/bookings/\${steps.${leafName(j)}.response.body.id}`,
-    ),
-  ).join('');
-  return `apiVersion: sagamesh.dev/v1alpha1
-kind: Saga
-metadata: { name: middle-${t.leaves} }
-spec:
-  match: { method: POST, path: /bookings }
+  return sagaDefinition(
+    `middle-${t.leaves}`,
+    `  match: { method: POST, path: /bookings }
   undo:
-    match: { method: DELETE, path: '/bookings/{sagaId}' }
-  deadline: 10s
-  respond: aggregate
-  steps:
-${steps}  response:
-    success: { status: 201, body: { id: '\${saga.id}' } }
-    failure: { status: 409 }
-`;
+    match: { method: DELETE, path: '/bookings/{sagaId}' }`,
+    Array.from({ length: t.leaves }, (_, j) => leafName(j)),
+    "{ id: '${saga.id}' }",
+  );
 }
 
 /** The saga request: middle i's part is one payload per leaf (`{ "ms": 20 }`). */
@@ -302,12 +296,11 @@ export async function runNested(o: Options, runDir: string): Promise<NestedResul
     process.stdout.write(`  nested ${t.name}: starting ${t.middles + 1} Envoys and sagameshes…\n`);
     const lab = await startNestedLab(t, runDir);
     try {
-      const unused = spec('1to4', NESTED_LATENCY_MS); // the nested systems ignore the flat spec
       for (const system of lab.systems) {
         await measure(
           system,
           `nested/${t.name}/warmup`,
-          unused,
+          undefined, // the nested systems' targets need no saga spec
           { kind: 'closed', workers: 8 },
           o.warmupS,
           runDir,
@@ -318,7 +311,7 @@ export async function runNested(o: Options, runDir: string): Promise<NestedResul
         for (const l of loads) {
           for (const system of lab.systems) {
             const cell = `nested/${t.name}/${l.load}`;
-            const result = await measure(system, cell, unused, l.mode, l.durationS, runDir, `run${run}`);
+            const result = await measure(system, cell, undefined, l.mode, l.durationS, runDir, `run${run}`);
             process.stdout.write(`  [${run}/${o.runs}] ${cell} ${system.id}: ${describe(result)}\n`);
             samples.push({
               topology: t.name,

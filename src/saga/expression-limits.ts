@@ -83,7 +83,10 @@ export function checkStep(
   environment: jsonata.Environment,
   result: unknown,
 ): void {
-  if (typeof expr === 'object' && expr !== null && RANGE_ENDS.has(expr)) checkRangeEnd(result);
+  // Only a number (or a path's sequence of one) can end a range; most steps skip the lookup.
+  if ((typeof result === 'number' || Array.isArray(result)) && RANGE_ENDS.has(expr as object)) {
+    checkRangeEnd(result);
+  }
   let bytes: number;
   let items = 0;
   if (typeof result === 'string') {

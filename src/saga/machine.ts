@@ -97,8 +97,6 @@ function initialSteps(definition: SagaDefinition): Record<string, StepRun> {
 
 export function buildSagaMachine(definition: SagaDefinition, options: BuildOptions = {}) {
   const jitter = options.jitter ?? jitterOf;
-  const retryJitter = (sagaId: string, step: string, kind: CallKind, attempt: number): number =>
-    jitter(`${sagaId}:${step}:${kind}:${attempt}`);
   const callFn: CallFn = options.call ?? (() => Promise.reject(new Error('no call function provided')));
   const send = (input: CallInput, signal: AbortSignal): Promise<CallOutput> => {
     try {
@@ -114,6 +112,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
   const callOf = (step: string, kind: CallKind): CallDefinition | undefined => {
     const def = byName.get(step);
     return kind === 'action' ? def?.action : def?.compensation;
+  };
+  /** The wait before the next attempt of a step's call: its backoff, with this retry's jitter. */
+  const retryDelayMs = (context: SagaContext, step: string, kind: CallKind, attempt: number): number => {
+    const call = callOf(step, kind);
+    return call
+      ? backoffDelayMs(call.retry, attempt, jitter(`${context.sagaId}:${step}:${kind}:${attempt}`))
+      : 0;
   };
 
   /** A compensation must read its own step's response: an in-doubt step is first replayed to learn it. */
@@ -263,7 +268,6 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       recordActionOutcome: assign(({ context, event }, params: { step: string }) => {
         const out = outputOf(event);
         const run = context.steps[params.step];
-        const call = callOf(params.step, 'action');
         const applied = mergeApplied(run?.applied ?? 'no', out.applied);
         const patch: Partial<StepRun> = {
           inFlight: false,
@@ -272,13 +276,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           ...(out.response ? { httpStatus: out.response.status } : {}),
           ...(out.error ? { error: out.error } : {}),
           ...(out.outcome === 'success' ? { status: 'succeeded' as const } : {}),
-          nextDelayMs: call
-            ? backoffDelayMs(
-                call.retry,
-                run?.attempts ?? 1,
-                retryJitter(context.sagaId, params.step, 'action', run?.attempts ?? 1),
-              )
-            : 0,
+          nextDelayMs: retryDelayMs(context, params.step, 'action', run?.attempts ?? 1),
         };
         return { steps: patchStep(context, params.step, patch) };
       }),
@@ -294,13 +292,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
             inFlight: false,
             applied: mergeApplied(run?.applied ?? 'no', 'maybe'),
             error,
-            nextDelayMs: call
-              ? backoffDelayMs(
-                  call.retry,
-                  run?.attempts ?? 1,
-                  retryJitter(context.sagaId, params.step, 'action', run?.attempts ?? 1),
-                )
-              : 0,
+            nextDelayMs: retryDelayMs(context, params.step, 'action', run?.attempts ?? 1),
           }),
         };
       }),
@@ -385,33 +377,19 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         const out = outputOf(event);
         const run = context.steps[params.step];
         if (!run) return {};
-        const call = callOf(params.step, 'compensation');
         const compensation = { ...run.compensation, ...(out.error ? { error: out.error } : {}) };
-        const nextDelayMs = call
-          ? backoffDelayMs(
-              call.retry,
-              run.compensation.attempts,
-              retryJitter(context.sagaId, params.step, 'compensation', run.compensation.attempts),
-            )
-          : 0;
+        const nextDelayMs = retryDelayMs(context, params.step, 'compensation', run.compensation.attempts);
         return { steps: { ...context.steps, [params.step]: { ...run, compensation, nextDelayMs } } };
       }),
       recordCompensationTimeout: assign(({ context }, params: { step: string }) => {
         const run = context.steps[params.step];
-        const call = callOf(params.step, 'compensation');
         if (!run) return {};
         return {
           steps: {
             ...context.steps,
             [params.step]: {
               ...run,
-              nextDelayMs: call
-                ? backoffDelayMs(
-                    call.retry,
-                    run.compensation.attempts,
-                    retryJitter(context.sagaId, params.step, 'compensation', run.compensation.attempts),
-                  )
-                : 0,
+              nextDelayMs: retryDelayMs(context, params.step, 'compensation', run.compensation.attempts),
               compensation: {
                 ...run.compensation,
                 error: { code: ERRORS.STEP_TIMEOUT.code, message: `${params.step}: compensation timed out` },
