@@ -17,11 +17,12 @@ import type {
 import { freshStep, mergeApplied, needsCompensation } from './saga-state';
 
 /**
- * The pure machine builder: SagaDefinition → XState machine. The machine does no I/O of its own.
- * Every request a saga sends goes through the one `call` function the runner passes in: a calling
- * state's entry action `dispatch` starts the call, the answer comes back to the saga as the event
- * `call.<kind>.<step>`, and the state's exit action `cancel` aborts a call still in flight (a
- * timeout, a failure elsewhere, the deadline). Time goes through the actor's clock. The same
+ * The pure machine builder: SagaDefinition → XState machine. The machine does no I/O of its own
+ * and keeps no state outside its context. Every request a saga sends goes through the one port the
+ * runner passes in (CallPort, the runner's CallsInFlight): a calling state's entry action `dispatch`
+ * starts the call, the answer comes back to the saga as the event `call.<kind>.<step>`, and the
+ * state's exit action `cancel` aborts a call still in flight (a timeout, a failure elsewhere, the
+ * deadline). Time goes through the actor's clock. The same
  * builder feeds the server and the state-chart rendering, so what operators see is what runs.
  *
  * Why actions and not an invoked `fromPromise` actor per call: a child actor per call cost a fifth
@@ -39,32 +40,35 @@ import { freshStep, mergeApplied, needsCompensation } from './saga-state';
  *     └─ every region settled ─▶ compensated | stuck
  */
 
+/** What a call's answer event carries: the call's outcome, or why it threw (a retryable, in-doubt outcome). */
+export type CallResult = { readonly output: CallOutput } | { readonly error: unknown };
+
 /**
- * Sends one call and resolves with its outcome (the runner's `callStep`); `signal` aborts it.
- * A rejection counts as a retryable, in-doubt outcome.
+ * The machine's one I/O, passed in by whoever runs it (the runner's CallsInFlight): a calling
+ * state's entry starts its call, its exit cancels it. The port owns the calls in flight; the
+ * machine keeps nothing outside its context.
  */
-export type CallFn = (input: CallInput, signal: AbortSignal) => Promise<CallOutput>;
+export interface CallPort {
+  /** Sends the call `id` of the saga `saga`; its result goes to `deliver` unless `cancel` came first. */
+  start(saga: object, id: string, input: CallInput, deliver: (result: CallResult) => void): void;
+  /** The saga left the call's state: the call is aborted and its result dropped. */
+  cancel(saga: object, id: string): void;
+}
 
 export interface BuildOptions {
   /** The jitter of a retry named by its key (backoff.ts jitterOf by default; tests pin it). */
   readonly jitter?: (key: string) => number;
-  /** The one I/O: sends a call. Without it every call fails (a chart, not a runnable saga). */
-  readonly call?: CallFn;
+  /** Sends the calls. Without it every call fails (a chart, not a runnable saga). */
+  readonly calls?: CallPort;
 }
 
-/** The calls in flight, per saga actor, by call id: leaving a calling state aborts its call. */
-const callsInFlight = new WeakMap<object, Map<string, AbortController>>();
-
-/**
- * Aborts every call a saga actor has in flight. Stopping an actor runs no exit actions, so the
- * runner calls this when it stops a saga before its end (an abandoned saga).
- */
-export function abortCalls(actor: object): void {
-  const calls = callsInFlight.get(actor);
-  if (!calls) return;
-  callsInFlight.delete(actor);
-  for (const c of calls.values()) c.abort();
-}
+/** The port of a machine built only to be drawn: every call fails. */
+const NO_CALLS: CallPort = {
+  start: (_saga, _id, _input, deliver) => {
+    void Promise.resolve().then(() => deliver({ error: new Error('no call port provided') }));
+  },
+  cancel: () => undefined,
+};
 
 /** A call's id within its saga (`action.hotel`, `resolve.hotel`, `compensation.hotel`). */
 const callId = (kind: CallKind | 'resolve', step: string): string => `${kind}.${step}`;
@@ -97,14 +101,7 @@ function initialSteps(definition: SagaDefinition): Record<string, StepRun> {
 
 export function buildSagaMachine(definition: SagaDefinition, options: BuildOptions = {}) {
   const jitter = options.jitter ?? jitterOf;
-  const callFn: CallFn = options.call ?? (() => Promise.reject(new Error('no call function provided')));
-  const send = (input: CallInput, signal: AbortSignal): Promise<CallOutput> => {
-    try {
-      return callFn(input, signal);
-    } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-    }
-  };
+  const calls = options.calls ?? NO_CALLS;
   const byName = new Map(definition.steps.map((s) => [s.name, s]));
   const dependents = new Map<string, string[]>(definition.steps.map((s) => [s.name, []]));
   for (const s of definition.steps) for (const d of s.dependsOn) dependents.get(d)?.push(s.name);
@@ -223,24 +220,13 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     actions: {
       // Entry of a calling state: start the call; its answer comes back as `call.<kind>.<step>`.
       dispatch: ({ context, self }, params: { step: string; kind: CallKind | 'resolve' }) => {
-        const id = callId(params.kind, params.step);
-        let calls = callsInFlight.get(self);
-        if (!calls) callsInFlight.set(self, (calls = new Map<string, AbortController>()));
-        const controller = new AbortController();
-        calls.set(id, controller);
         const input =
           params.kind === 'resolve'
             ? callInput(context, params.step, 'action', true)
             : callInput(context, params.step, params.kind, false);
-        const settle = (result: { output: CallOutput } | { error: unknown }): void => {
-          // Cancelled: the state was left (timeout, failure, deadline) or the saga was stopped.
-          if (controller.signal.aborted) return;
-          calls.delete(id);
-          self.send({ type: answerEvent(params.kind, params.step), ...result });
-        };
-        void send(input, controller.signal).then(
-          (output) => settle({ output }),
-          (error: unknown) => settle({ error }),
+        const type = answerEvent(params.kind, params.step);
+        calls.start(self, callId(params.kind, params.step), input, (result) =>
+          self.send({ type, ...result }),
         );
       },
       // Exit of a calling state: a call still in flight is aborted, and its answer dropped — but
@@ -248,12 +234,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       // compensation waits for it (markAwaiting, the `awaiting` state) rather than replaying it.
       cancel: ({ self, event }, params: { step: string; kind: CallKind | 'resolve' }) => {
         if (params.kind === 'action' && event.type === 'saga.step.failed') return;
-        const id = callId(params.kind, params.step);
-        const calls = callsInFlight.get(self);
-        const controller = calls?.get(id);
-        if (!controller) return;
-        calls?.delete(id);
-        controller.abort();
+        calls.cancel(self, callId(params.kind, params.step));
       },
       startAttempt: assign(({ context }, params: { step: string }) => {
         const run = context.steps[params.step];

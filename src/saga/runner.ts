@@ -22,7 +22,8 @@ import type { SagaActor, SagaResult } from './execution';
 import { SagaExecution, scopeOf, stuckSteps, summarize } from './execution';
 import type { SagaMachine } from './machine';
 import type { CallInput, CallOutput, ErrorInfo, FinalState, SagaContext, SagaInput } from './saga-state';
-import { abortCalls, buildSagaMachine } from './machine';
+import { buildSagaMachine } from './machine';
+import { CallsInFlight } from './calls-in-flight';
 import { callStep } from './call-step';
 import { Redrives } from './redrive';
 import { answerFromLog } from './answer-from-log';
@@ -107,7 +108,7 @@ export function traceIdOf(traceparent: string | undefined): string | undefined {
 }
 
 export class SagaRunner {
-  private readonly machines = new WeakMap<SagaDefinition, SagaMachine>();
+  private readonly machines = new WeakMap<SagaDefinition, { machine: SagaMachine; calls: CallsInFlight }>();
   private readonly sagas = new Map<string, Running>();
   private readonly savedVersions = new Set<string>();
   private readonly newId: () => string;
@@ -385,7 +386,8 @@ export class SagaRunner {
     if (opts.undo) logger.info({ definition_version: definition.version }, 'saga undo started');
     this.observer.sagaStarted(definition.name);
     const startedAt = this.deps.clock.now();
-    const actor = createActor(this.machineFor(definition), { input, clock: this.deps.clock });
+    const { machine, calls } = this.machineFor(definition);
+    const actor = createActor(machine, { input, clock: this.deps.clock });
 
     let resolveSteps: (value: 'pivot' | 'final') => void = () => undefined;
     const stepsDone = new Promise<'pivot' | 'final'>((resolve) => (resolveSteps = resolve));
@@ -471,7 +473,7 @@ export class SagaRunner {
       done = true;
       subscription.unsubscribe();
       actor.stop();
-      abortCalls(actor);
+      calls.abortAll(actor);
       this.sagas.delete(sagaId);
       resolveSteps('final');
       resolveSettled(
@@ -541,24 +543,24 @@ export class SagaRunner {
     if (toSagameshError(err).code !== ERRORS.LEASE_LOST.code) this.redrives.schedule(sagaId);
   }
 
-  private machineFor(definition: SagaDefinition): SagaMachine {
-    let machine = this.machines.get(definition);
-    if (!machine) {
-      machine = buildSagaMachine(definition, {
-        call: (input: CallInput, signal: AbortSignal): Promise<CallOutput> => {
-          const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
-          const { log, http, clock } = this.deps;
-          const onStoreError = (err: unknown): void => this.onStoreError(input.sagaId, err, logger);
-          return callStep(
-            { log, http, clock, observer: this.observer, logger, onStoreError },
-            definition,
-            input,
-            signal,
-          );
-        },
+  /** A definition's machine, built once, and the port that sends its sagas' calls. */
+  private machineFor(definition: SagaDefinition): { machine: SagaMachine; calls: CallsInFlight } {
+    let built = this.machines.get(definition);
+    if (!built) {
+      const calls = new CallsInFlight((input: CallInput, signal: AbortSignal): Promise<CallOutput> => {
+        const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
+        const { log, http, clock } = this.deps;
+        const onStoreError = (err: unknown): void => this.onStoreError(input.sagaId, err, logger);
+        return callStep(
+          { log, http, clock, observer: this.observer, logger, onStoreError },
+          definition,
+          input,
+          signal,
+        );
       });
-      this.machines.set(definition, machine);
+      built = { machine: buildSagaMachine(definition, { calls }), calls };
+      this.machines.set(definition, built);
     }
-    return machine;
+    return built;
   }
 }

@@ -2,6 +2,7 @@ import { createActor, SimulatedClock } from 'xstate';
 import type { StepResponse } from '../../src/saga/definition';
 import type { CallInput, CallOutput } from '../../src/saga/saga-state';
 import { buildSagaMachine } from '../../src/saga/machine';
+import { CallsInFlight } from '../../src/saga/calls-in-flight';
 import { definition, step } from '../helpers/fake-definition';
 
 type Script = (input: CallInput, n: number) => CallOutput | Promise<CallOutput>;
@@ -36,14 +37,14 @@ function run(def: ReturnType<typeof definition>, script: Script, opts: { deadlin
   const clock = new SimulatedClock();
   const machine = buildSagaMachine(def, {
     jitter: () => 0.5,
-    call: (input, signal) => {
+    calls: new CallsInFlight((input, signal) => {
       calls.push(input);
       signals.push(signal);
       const key = `${input.kind}:${input.step}:${input.replay}`;
       const n = (counts.get(key) ?? 0) + 1;
       counts.set(key, n);
       return Promise.resolve(script(input, n));
-    },
+    }),
   });
   const actor = createActor(machine, {
     input: {
@@ -207,10 +208,10 @@ describe('saga machine', () => {
     const clock = new SimulatedClock();
     const calls: CallInput[] = [];
     const machine = buildSagaMachine(def, {
-      call: (input) => {
+      calls: new CallsInFlight((input) => {
         calls.push(input);
         return Promise.resolve(ok(`${input.step}-1`, 200));
-      },
+      }),
     });
     const succeeded = { status: 'succeeded' as const, attempts: 1, inFlight: false, applied: 'yes' as const };
     const actor = createActor(machine, {
