@@ -3,10 +3,10 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { systemClock } from '../src/clock';
-import type { HttpCaller, StepHttpRequest } from '../src/participants/step-caller';
-import type { StepResponse } from '../src/saga/definition';
-import { loadDefinitionText } from '../src/saga/loader';
-import { SagaRunner } from '../src/saga/runner';
+import type { HttpCaller, StepHttpRequest } from '../src/engine/http-caller';
+import type { StepResponse } from '../src/definition/definition';
+import { loadDefinitionText } from '../src/definition/loader';
+import { SagaRunner } from '../src/engine/runner';
 import { MemorySagaLog } from '../src/saga-log/memory';
 import { REPO_ROOT } from './layout';
 

@@ -10,19 +10,19 @@ import { answerToKeep } from './extproc/answers';
 import { SagaProcessor } from './extproc/saga-processor';
 import { ExtProcServer } from './extproc/server';
 import type { Logger } from './logger';
-import type { Observer } from './observer';
+import type { Observer } from './engine/observer';
 import { createH2cCaller } from './participants/h2c-caller';
 import { createHttpCaller } from './participants/step-caller';
-import type { SagaDefinition } from './saga/definition';
-import { DefinitionSet } from './saga/definition-set';
-import { loadDefinitionText } from './saga/loader';
-import { loadDefinitionsOffThread } from './saga/offthread-load';
-import { SagaRunner } from './saga/runner';
-import { DefinitionsWatcher, problemCodes } from './saga/watcher';
+import type { SagaDefinition } from './definition/definition';
+import { DefinitionSet } from './definition/definition-set';
+import { loadDefinitionText } from './definition/loader';
+import { loadDefinitionsOffThread } from './definition/offthread-load';
+import { SagaRunner } from './engine/runner';
+import { DefinitionsWatcher, problemCodes } from './definition/watcher';
 import { parseFieldPaths } from './redaction';
 import { Maintenance } from './saga-log/maintenance';
 import { openSagaLog } from './saga-log/open';
-import type { SagaLog } from './saga-log/saga-log';
+import type { SagaLog } from './runtime/journal';
 
 /**
  * Wires one sagamesh instance: saga log, definitions, step caller, runner, ext_proc server,

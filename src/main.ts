@@ -3,7 +3,7 @@ import type { ConfigOverrides } from './config/config';
 import { loadConfig } from './config/config';
 import { isSagameshError } from './errors';
 import { createLogger } from './logger';
-import { formatProblem, isDefinitionProblem } from './saga/loader';
+import { formatProblem, isDefinitionProblem } from './definition/loader';
 
 /**
  * Entry point: load config → create the app → listen; SIGTERM/SIGINT → graceful stop, exit 0.

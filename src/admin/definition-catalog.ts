@@ -1,5 +1,5 @@
-import type { SagaDefinition } from '../saga/definition';
-import type { DefinitionSet } from '../saga/definition-set';
+import type { SagaDefinition } from '../definition/definition';
+import type { DefinitionSet } from '../definition/definition-set';
 
 /**
  * Finds a definition by name and, optionally, version — the version a saga ran with may no longer

@@ -1,7 +1,7 @@
 import { ERRORS, SagameshError } from '../errors';
-import type { SagaDefinition } from '../saga/definition';
-import type { DefinitionSet } from '../saga/definition-set';
-import { sagaChart, toDot, toMermaid } from '../saga/graph';
+import type { SagaDefinition } from '../definition/definition';
+import type { DefinitionSet } from '../definition/definition-set';
+import { sagaChart, toDot, toMermaid } from '../runtime/graph';
 import type { DefinitionCatalog } from './definition-catalog';
 import type { Route } from './http';
 

@@ -1,6 +1,6 @@
 import { ERRORS, SagameshError } from '../errors';
-import type { ListCursor, ListOptions, SagaStatus } from '../saga-log/saga-log';
-import { SAGA_STATUSES } from '../saga-log/saga-log';
+import type { ListCursor, ListOptions, SagaStatus } from '../runtime/journal';
+import { SAGA_STATUSES } from '../runtime/journal';
 
 /**
  * `?status=&definition=&since=&limit=&cursor=` of GET /sagas (and the UI's list), checked all at

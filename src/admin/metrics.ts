@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { performance } from 'node:perf_hooks';
-import type { Observer } from '../observer';
-import type { SagaLog } from '../saga-log/saga-log';
+import type { Observer } from '../engine/observer';
+import type { SagaLog } from '../runtime/journal';
 
 /**
  * Every Prometheus metric sagamesh exports, named once, here (docs/metrics.md lists the same).

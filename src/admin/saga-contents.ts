@@ -1,6 +1,6 @@
 import type { FieldPath } from '../redaction';
 import { redactCredentials, redactFields } from '../redaction';
-import type { SagaRecord } from '../saga-log/saga-log';
+import type { SagaRecord } from '../runtime/journal';
 
 /**
  * A saga's log records as the admin API, the UI and `sagamesh inspect` serve them. Contents — the

@@ -1,5 +1,5 @@
 import { ERRORS, SagameshError } from '../errors';
-import type { ListOptions, SagaRecord, SagaSummary } from '../saga-log/saga-log';
+import type { ListOptions, SagaRecord, SagaSummary } from '../runtime/journal';
 import type { Route } from './http';
 import { encodeCursor, parseListQuery } from './list-query';
 import type { FieldPath } from '../redaction';

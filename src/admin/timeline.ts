@@ -1,5 +1,5 @@
-import type { CallKind, SagaParent, SagaRecord, SagaStatus } from '../saga-log/saga-log';
-import { statusAfter } from '../saga-log/saga-log';
+import type { CallKind, SagaParent, SagaRecord, SagaStatus } from '../runtime/journal';
+import { statusAfter } from '../runtime/journal';
 
 /**
  * One saga's story, derived from its saga log records only (so it reads the same for a saga run

@@ -1,5 +1,5 @@
-import type { DefinitionSet } from '../saga/definition-set';
-import { sagaChart } from '../saga/graph';
+import type { DefinitionSet } from '../definition/definition-set';
+import { sagaChart } from '../runtime/graph';
 import type { DefinitionCatalog } from './definition-catalog';
 import type { Route } from './http';
 import { parseListQuery } from './list-query';

@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ERRORS, SagameshError } from '../errors';
-import { sagaChart, toDot, toMermaid } from '../saga/graph';
-import { loadDefinitionText } from '../saga/loader';
+import { sagaChart, toDot, toMermaid } from '../runtime/graph';
+import { loadDefinitionText } from '../definition/loader';
 import type { CliIo } from './io';
 
 export const GRAPH_FORMATS = ['mermaid', 'dot', 'json'] as const;

@@ -1,5 +1,5 @@
 import { toSagameshError } from '../errors';
-import { formatProblem, isDefinitionProblem } from '../saga/loader';
+import { formatProblem, isDefinitionProblem } from '../definition/loader';
 import type { CliIo } from './io';
 
 /**

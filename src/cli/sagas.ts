@@ -1,7 +1,7 @@
 import type { SagaView } from '../admin/timeline';
 import { formatDuration, formatTime } from '../admin/ui/format';
 import { ERRORS, SagameshError } from '../errors';
-import type { SagaSummary } from '../saga-log/saga-log';
+import type { SagaSummary } from '../runtime/journal';
 import type { AdminClient } from './admin-client';
 import type { CliIo } from './io';
 

@@ -1,9 +1,14 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ERRORS, SagameshError, isSagameshError } from '../errors';
-import type { SagaDefinition } from '../saga/definition';
-import type { DefinitionProblem } from '../saga/loader';
-import { formatProblem, isDefinitionProblem, loadDefinitionFile, loadDefinitions } from '../saga/loader';
+import type { SagaDefinition } from '../definition/definition';
+import type { DefinitionProblem } from '../definition/loader';
+import {
+  formatProblem,
+  isDefinitionProblem,
+  loadDefinitionFile,
+  loadDefinitions,
+} from '../definition/loader';
 import type { CliIo } from './io';
 import { reportError } from './report';
 

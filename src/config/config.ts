@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { ERRORS, SagameshError } from '../errors';
-import { MAX_DURATION_MS } from '../saga/duration';
+import { MAX_DURATION_MS } from '../definition/duration';
 import { DEFAULT_BODY_LIMITS } from '../json-limits';
 import type { StoreConfig } from './store-url';
 import { DEFAULT_STORE, parseStoreUrl } from './store-url';

@@ -1,10 +1,10 @@
 import type { ErrorSpec } from '../errors';
 import { ERRORS, SagameshError, toSagameshError } from '../errors';
-import type { SagaDefinition } from '../saga/definition';
-import { renderResponse } from '../saga/render';
-import type { SagaResult, UndoOutcome } from '../saga/runner';
-import { stuckSteps } from '../saga/execution';
-import type { StoredAnswer } from '../saga-log/saga-log';
+import type { SagaDefinition } from '../definition/definition';
+import { renderResponse } from '../definition/render';
+import type { SagaResult, UndoOutcome } from '../engine/runner';
+import { stuckSteps } from '../engine/execution';
+import type { StoredAnswer } from '../runtime/journal';
 import { setHeaders } from './headers';
 import type { ImmediateResponse, ProcessingResponse } from './messages';
 import { toStruct } from './struct';

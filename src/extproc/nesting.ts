@@ -1,5 +1,5 @@
 import { ERRORS, SagameshError } from '../errors';
-import type { SagaParent } from '../saga-log/saga-log';
+import type { SagaParent } from '../runtime/journal';
 
 /**
  * Nested sagas (docs/nested-sagas.md): a saga's step call carries `x-sagamesh-saga-id`,

@@ -1,17 +1,17 @@
 import { ERRORS, SagameshError, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
-import type { Observer } from '../observer';
+import type { Observer } from '../engine/observer';
 import type { FieldPath } from '../redaction';
-import type { SagaDefinition } from '../saga/definition';
-import { MAX_PATH_LENGTH } from '../saga/path-match';
-import { renderHeaders } from '../saga/render';
-import type { SagaExecution, SagaRunner, UndoOutcome } from '../saga/runner';
+import type { SagaDefinition } from '../definition/definition';
+import { MAX_PATH_LENGTH } from '../definition/path-match';
+import { renderHeaders } from '../definition/render';
+import type { SagaExecution, SagaRunner, UndoOutcome } from '../engine/runner';
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock';
 import type { JsonLimits } from '../json-limits';
 import { DEFAULT_BODY_LIMITS, jsonShapeProblem } from '../json-limits';
-import type { KeyHolder, KeyRequest, SagaLog, StoredAnswer } from '../saga-log/saga-log';
-import { isFinal } from '../saga-log/saga-log';
+import type { KeyHolder, KeyRequest, SagaLog, StoredAnswer } from '../runtime/journal';
+import { isFinal } from '../runtime/journal';
 import type { Nesting } from './nesting';
 import { nestingOf } from './nesting';
 import {

@@ -1,7 +1,7 @@
 import type { FieldPath } from '../redaction';
 import { isCredentialName, redactFields } from '../redaction';
-import type { SagaDefinition, TemplateScope } from '../saga/definition';
-import { overlaps } from '../saga/request-reads';
+import type { SagaDefinition, TemplateScope } from '../definition/definition';
+import { overlaps } from '../definition/request-reads';
 
 /**
  * The request a saga runs with, which is also all its `saga.started` record keeps of it (and so

@@ -2,8 +2,9 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { DEFAULT_BODY_LIMITS } from '../json-limits';
-import type { CallResponse, HttpCaller, StepHttpRequest } from './step-caller';
-import { CallNetworkError, errnoOf, parseBody, responseTooLarge } from './step-caller';
+import type { CallResponse, HttpCaller, StepHttpRequest } from '../engine/http-caller';
+import { CallNetworkError, responseTooLarge } from '../engine/http-caller';
+import { errnoOf, parseBody } from './step-caller';
 
 /**
  * The HTTP/2 step caller (SAGAMESH_EGRESS_PROTOCOL=h2c): the same contract as the HTTP/1.1 one in
@@ -17,7 +18,7 @@ import { CallNetworkError, errnoOf, parseBody, responseTooLarge } from './step-c
  * Whether a failed call may have been applied is what the saga's compensation depends on: a call
  * that HTTP/2 proves was never processed — refused stream, above a GOAWAY's last stream id, or
  * never given a stream id at all — fails with errno UNPROCESSED_STREAM (or the socket's own
- * ECONNREFUSED), which the classifier in src/saga/outcome.ts counts as not sent. Anything else
+ * ECONNREFUSED), which the classifier in src/engine/outcome.ts counts as not sent. Anything else
  * after the request left (a reset, a lost connection) stays "may have been applied".
  */
 export const UNPROCESSED_STREAM = 'UNPROCESSED_STREAM';

@@ -1,7 +1,8 @@
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { DEFAULT_BODY_LIMITS, jsonShapeProblem } from '../json-limits';
-import type { StepResponse } from '../saga/definition';
+import type { CallResponse, HttpCaller } from '../engine/http-caller';
+import { CallNetworkError, responseTooLarge } from '../engine/http-caller';
 
 /**
  * The HTTP step caller: sends one step or compensation request to a participant through Envoy's
@@ -12,50 +13,6 @@ import type { StepResponse } from '../saga/definition';
  * It makes exactly one attempt: timeouts and retries belong to the saga machine, which aborts the
  * signal when a step times out.
  */
-export interface StepHttpRequest {
-  readonly method: string;
-  /** `http://hotel` — sent as the Host header. */
-  readonly origin: string;
-  /** Path and query, already percent-encoded. */
-  readonly path: string;
-  readonly headers: Readonly<Record<string, string>>;
-  /** A JSON value; undefined sends no body. */
-  readonly body?: unknown;
-  readonly signal: AbortSignal;
-}
-
-/** A participant's answer as the caller read it. */
-export interface CallResponse extends StepResponse {
-  /**
-   * Set when the body claims JSON (`content-type`) but is not JSON sagamesh can read — invalid, or
-   * nested deeper than the limit: why. `body` is then the raw text. Never stored: the outcome
-   * rules (saga/outcome.ts) decide what such an answer means.
-   */
-  readonly unreadable?: string;
-}
-
-export interface HttpCaller {
-  call(request: StepHttpRequest): Promise<CallResponse>;
-  close(): Promise<void>;
-}
-
-/** Network failures carry the system error code so the classifier can tell "never sent" apart. */
-export class CallNetworkError extends Error {
-  constructor(
-    message: string,
-    readonly errno: string | undefined,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'CallNetworkError';
-  }
-}
-
-/** A participant's answer larger than the caller reads: a network failure (the step may have run). */
-export function responseTooLarge(bytes: number, maxBytes: number): CallNetworkError {
-  return new CallNetworkError(`response body of ${bytes} bytes exceeds ${maxBytes}`, 'ERESPONSETOOLARGE');
-}
-
 /**
  * Stops reading a body. Destroying undici's body emits an abort error; with nobody listening that
  * would be an uncaught exception, i.e. the coordinator's crash on an oversized answer.

@@ -1,5 +1,5 @@
-import type { KeyHolder, KeyRequest, SagaEvent, SagaRecord } from './saga-log';
-import { sagaRecord, serialiseRecord } from './saga-log';
+import type { KeyHolder, KeyRequest, SagaEvent, SagaRecord } from '../runtime/journal';
+import { sagaRecord, serialiseRecord } from '../runtime/journal';
 
 /**
  * What the group-committing stores (SQLite, PostgreSQL, etcd) share: a batch is written per saga

@@ -1,7 +1,7 @@
 import type { PendingAppend } from './batches';
 import type { Compare, RequestOp, TxnRequest } from './etcd-client';
 import type { EtcdKeys, KeyValueJson, SagaValue } from './etcd-keys';
-import { isFinal, statusAfter } from './saga-log';
+import { isFinal, statusAfter } from '../runtime/journal';
 
 /**
  * One saga's share of a group commit on etcd: a nested transaction of its own inside the batch's

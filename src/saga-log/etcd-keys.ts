@@ -1,6 +1,6 @@
 import { ERRORS, SagameshError } from '../errors';
-import type { SagaStatus, SagaSummary } from './saga-log';
-import { SAGA_STATUSES } from './saga-log';
+import type { SagaStatus, SagaSummary } from '../runtime/journal';
+import { SAGA_STATUSES } from '../runtime/journal';
 
 /**
  * Where the etcd saga log keeps what, under its prefix (default /sagamesh/). Ids and key names are

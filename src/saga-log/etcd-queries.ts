@@ -2,8 +2,8 @@ import type { EtcdClient, KeyValue, RequestOp } from './etcd-client';
 import { prefixEnd } from './etcd-client';
 import type { EtcdKeys, KeyValueJson, SagaValue } from './etcd-keys';
 import { parseJson, parseSagaValue, toSummary } from './etcd-keys';
-import type { ListOptions, SagaStatus, SagaSummary } from './saga-log';
-import { emptyCounts, SAGA_STATUSES } from './saga-log';
+import type { ListOptions, SagaStatus, SagaSummary } from '../runtime/journal';
+import { emptyCounts, SAGA_STATUSES } from '../runtime/journal';
 
 /**
  * The etcd saga log's reads and its bulk work (list, counts, claims, retention): each a few Txns

@@ -35,8 +35,8 @@ import type {
   StartOutcome,
   StoredAnswer,
   StoredDefinition,
-} from './saga-log';
-import { duplicateStart, isFinal, ORPHAN_KEY_AGE_MS, reopens } from './saga-log';
+} from '../runtime/journal';
+import { duplicateStart, isFinal, ORPHAN_KEY_AGE_MS, reopens } from '../runtime/journal';
 
 /**
  * The saga log on etcd v3 (`SAGAMESH_STORE=etcd://…`), shared by several sagamesh instances and

@@ -1,7 +1,7 @@
 import type { Clock } from '../clock';
 import type { Logger } from '../logger';
-import type { SagaRunner } from '../saga/runner';
-import type { SagaLog } from './saga-log';
+import type { SagaRunner } from '../engine/runner';
+import type { SagaLog } from '../runtime/journal';
 
 /**
  * The saga log's background work, on timers that never keep the process alive:

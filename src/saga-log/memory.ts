@@ -14,8 +14,15 @@ import type {
   StartOutcome,
   StoredAnswer,
   StoredDefinition,
-} from './saga-log';
-import { duplicateStart, emptyCounts, isFinal, sagaRecord, serialiseRecord, statusAfter } from './saga-log';
+} from '../runtime/journal';
+import {
+  duplicateStart,
+  emptyCounts,
+  isFinal,
+  sagaRecord,
+  serialiseRecord,
+  statusAfter,
+} from '../runtime/journal';
 
 interface Entry {
   summary: SagaSummary;

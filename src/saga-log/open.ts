@@ -3,7 +3,7 @@ import type { StoreConfig } from '../config/store-url';
 import { EtcdSagaLog } from './etcd';
 import { MemorySagaLog } from './memory';
 import { PostgresSagaLog } from './postgres';
-import type { SagaLog } from './saga-log';
+import type { SagaLog } from '../runtime/journal';
 import { SqliteSagaLog } from './sqlite';
 
 /** Opens the configured saga log; rejects with STORE_UNAVAILABLE or STORE_CORRUPT, never half-opens. */

@@ -1,6 +1,6 @@
 import type { PendingAppend } from './batches';
-import type { KeyRequest, SagaStatus } from './saga-log';
-import { isFinal, reopens, statusAfter } from './saga-log';
+import type { KeyRequest, SagaStatus } from '../runtime/journal';
+import { isFinal, reopens, statusAfter } from '../runtime/journal';
 
 /**
  * What one group commit of the PostgreSQL saga log writes, and the one statement that writes it

@@ -20,8 +20,8 @@ import type {
   StartOutcome,
   StoredAnswer,
   StoredDefinition,
-} from './saga-log';
-import { duplicateStart, emptyCounts, ORPHAN_KEY_AGE_MS, SAGA_STATUSES } from './saga-log';
+} from '../runtime/journal';
+import { duplicateStart, emptyCounts, ORPHAN_KEY_AGE_MS, SAGA_STATUSES } from '../runtime/journal';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**

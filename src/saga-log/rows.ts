@@ -1,6 +1,6 @@
 import { ERRORS, SagameshError } from '../errors';
-import type { SagaRecord, SagaSummary } from './saga-log';
-import { SAGA_STATUSES } from './saga-log';
+import type { SagaRecord, SagaSummary } from '../runtime/journal';
+import { SAGA_STATUSES } from '../runtime/journal';
 
 /**
  * Rows of the durable stores back into records. The journal holds records sagamesh wrote itself;

@@ -20,7 +20,7 @@ import type {
   StartOutcome,
   StoredAnswer,
   StoredDefinition,
-} from './saga-log';
+} from '../runtime/journal';
 import {
   duplicateStart,
   emptyCounts,
@@ -30,7 +30,7 @@ import {
   serialiseRecord,
   reopens,
   statusAfter,
-} from './saga-log';
+} from '../runtime/journal';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**

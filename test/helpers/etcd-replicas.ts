@@ -8,7 +8,7 @@ import { REPO_ROOT } from '../../demo/stack';
 import { renderEnvoyConfig } from '../../demo/envoy';
 import { EtcdClient, prefixEnd } from '../../src/saga-log/etcd-client';
 import { parseRecord } from '../../src/saga-log/rows';
-import type { SagaRecord } from '../../src/saga-log/saga-log';
+import type { SagaRecord } from '../../src/runtime/journal';
 import type { TestEtcd } from './etcd';
 
 /** What the etcd store tests (test/integration/store-etcd*.test.ts) share. */

@@ -5,8 +5,8 @@ import type {
   Template,
   TemplateScope,
   UrlTemplate,
-} from '../../src/saga/definition';
-import { NO_REQUEST_READS } from '../../src/saga/request-reads';
+} from '../../src/definition/definition';
+import { NO_REQUEST_READS } from '../../src/definition/request-reads';
 
 /** Hand-built definitions for unit tests that isolate the machine from the loader. */
 export function constant(value: unknown): Template {

@@ -15,7 +15,7 @@ import YAML from 'yaml';
 import { ENVOY_CONFIG_PATH } from '../../demo/envoy';
 import { DEFAULTS } from '../../src/config/config';
 import { parseStoreUrl } from '../../src/config/store-url';
-import { loadDefinitions } from '../../src/saga/loader';
+import { loadDefinitions } from '../../src/definition/loader';
 import type { K8sObject, Rendered } from '../helpers/k8s';
 import {
   ROOT,

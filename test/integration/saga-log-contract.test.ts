@@ -6,7 +6,7 @@ import { parseStoreUrl } from '../../src/config/store-url';
 import { EtcdSagaLog } from '../../src/saga-log/etcd';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 import { PostgresSagaLog } from '../../src/saga-log/postgres';
-import type { ListCursor, SagaEvent, SagaLog, SagaRecord, StartedEvent } from '../../src/saga-log/saga-log';
+import type { ListCursor, SagaEvent, SagaLog, SagaRecord, StartedEvent } from '../../src/runtime/journal';
 import { SqliteSagaLog } from '../../src/saga-log/sqlite';
 import type { TestEtcd } from '../helpers/etcd';
 import { startEtcd } from '../helpers/etcd';

@@ -1,7 +1,7 @@
 import { systemClock } from '../../src/clock';
 import { parseStoreUrl } from '../../src/config/store-url';
 import { EtcdSagaLog } from '../../src/saga-log/etcd';
-import type { SagaEvent, StartedEvent } from '../../src/saga-log/saga-log';
+import type { SagaEvent, StartedEvent } from '../../src/runtime/journal';
 import type { TestEtcd } from '../helpers/etcd';
 import { startEtcd } from '../helpers/etcd';
 import { until } from '../helpers/etcd-replicas';

@@ -1,7 +1,7 @@
 import { Client, Pool } from 'pg';
 import { systemClock } from '../../src/clock';
 import { PostgresSagaLog } from '../../src/saga-log/postgres';
-import type { SagaEvent, StartedEvent } from '../../src/saga-log/saga-log';
+import type { SagaEvent, StartedEvent } from '../../src/runtime/journal';
 import type { TestPostgres } from '../helpers/postgres';
 import { startPostgres } from '../helpers/postgres';
 

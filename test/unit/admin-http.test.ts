@@ -7,7 +7,7 @@ import { loadConfig } from '../../src/config/config';
 import { Secret } from '../../src/config/secret';
 import { inspect } from 'node:util';
 import { parseFieldPaths } from '../../src/redaction';
-import type { SagaRecord } from '../../src/saga-log/saga-log';
+import type { SagaRecord } from '../../src/runtime/journal';
 
 /** The admin server's small pieces: bearer auth, query checks, readiness, HTML escaping, secrets. */
 

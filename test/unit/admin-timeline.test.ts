@@ -1,5 +1,5 @@
 import { sagaView } from '../../src/admin/timeline';
-import type { SagaEvent, SagaRecord } from '../../src/saga-log/saga-log';
+import type { SagaEvent, SagaRecord } from '../../src/runtime/journal';
 
 /** The timeline is derived from saga log records alone: dispatch/completion pairs become bars. */
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { backoffDelayMs, jitterOf } from '../../src/saga/backoff';
+import { backoffDelayMs, jitterOf } from '../../src/runtime/backoff';
 
 const retry = { attempts: 5, backoffMs: 100, maxBackoffMs: 1_000 };
 

@@ -1,5 +1,5 @@
 import { NESTED_TOPOLOGIES, middleDefinition, nestedRequest, rootDefinition } from '../../bench/nested';
-import { loadDefinitionText } from '../../src/saga/loader';
+import { loadDefinitionText } from '../../src/definition/loader';
 
 /** The nested bench's generated definitions are sagas sagamesh loads as they are (bench/nested.ts). */
 describe.each(NESTED_TOPOLOGIES)('nested bench topology $name', (t) => {

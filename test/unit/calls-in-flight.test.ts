@@ -1,6 +1,6 @@
-import { CallsInFlight } from '../../src/saga/calls-in-flight';
-import type { CallResult } from '../../src/saga/machine';
-import type { CallInput, CallOutput } from '../../src/saga/saga-state';
+import { CallsInFlight } from '../../src/engine/calls-in-flight';
+import type { CallResult } from '../../src/runtime/machine';
+import type { CallInput, CallOutput } from '../../src/runtime/saga-state';
 
 const input = (step: string): CallInput => ({
   sagaId: 's1',

@@ -1,4 +1,4 @@
-import { loadDefinitionText } from '../../src/saga/loader';
+import { loadDefinitionText } from '../../src/definition/loader';
 import { planRound } from '../chaos/plan';
 import type { RoundOptions } from '../chaos/plan';
 import { createRng } from '../chaos/prng';

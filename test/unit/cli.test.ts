@@ -7,7 +7,7 @@ import type { ConfigOverrides } from '../../src/config/config';
 import type { Serve } from '../../src/cli/program';
 import { runCli } from '../../src/cli/program';
 import type { CliIo } from '../../src/cli/io';
-import { DefinitionSet } from '../../src/saga/definition-set';
+import { DefinitionSet } from '../../src/definition/definition-set';
 import { MemorySagaLog } from '../../src/saga-log/memory';
 
 /** The CLI in-process: exit statuses, messages, and the admin commands against a real admin server. */

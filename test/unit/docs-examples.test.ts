@@ -5,7 +5,7 @@ import { Metrics } from '../../src/admin/metrics';
 import type { CliIo } from '../../src/cli/io';
 import { runCli } from '../../src/cli/program';
 import { DEFAULTS } from '../../src/config/config';
-import { loadDefinitionText } from '../../src/saga/loader';
+import { loadDefinitionText } from '../../src/definition/loader';
 import type { DocBlock } from '../helpers/docs';
 import {
   REPO_ROOT,

@@ -1,6 +1,6 @@
 import { SagameshError } from '../../src/errors';
-import type { TemplateScope } from '../../src/saga/definition';
-import { compileTemplate } from '../../src/saga/template';
+import type { TemplateScope } from '../../src/definition/definition';
+import { compileTemplate } from '../../src/definition/template';
 
 /**
  * Hostile request data against the expressions of a definition: nothing an evaluation does may

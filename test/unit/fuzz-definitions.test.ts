@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { ERRORS, SagameshError } from '../../src/errors';
-import { DEFINITION_LIMITS } from '../../src/saga/definition-limits';
-import { DefinitionSet } from '../../src/saga/definition-set';
-import { loadDefinitionText } from '../../src/saga/loader';
-import type { DefinitionProblem } from '../../src/saga/loader';
+import { DEFINITION_LIMITS } from '../../src/definition/definition-limits';
+import { DefinitionSet } from '../../src/definition/definition-set';
+import { loadDefinitionText } from '../../src/definition/loader';
+import type { DefinitionProblem } from '../../src/definition/loader';
 import { cpuMs, fuzzParams, fuzzTimeout, fuzzTrace, hostileString, jsonValue } from '../helpers/fuzz';
 
 /**

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { SagameshError } from '../../src/errors';
-import type { TemplateScope } from '../../src/saga/definition';
-import { EXPRESSION_LIMITS } from '../../src/saga/expression-limits';
-import { compileHeaderTemplate, compileTemplate } from '../../src/saga/template';
+import type { TemplateScope } from '../../src/definition/definition';
+import { EXPRESSION_LIMITS } from '../../src/definition/expression-limits';
+import { compileHeaderTemplate, compileTemplate } from '../../src/definition/template';
 import { cpuMs, fuzzParams, fuzzTimeout, fuzzTrace, hostileString, jsonValue } from '../helpers/fuzz';
 
 /**

@@ -1,8 +1,8 @@
 import path from 'node:path';
-import { loadDefinitions } from '../../src/saga/loader';
-import type { SagaDefinition } from '../../src/saga/definition';
-import { buildSagaMachine } from '../../src/saga/machine';
-import { chartNodes, sagaChart, toDot, toMermaid } from '../../src/saga/graph';
+import { loadDefinitions } from '../../src/definition/loader';
+import type { SagaDefinition } from '../../src/definition/definition';
+import { buildSagaMachine } from '../../src/runtime/machine';
+import { chartNodes, sagaChart, toDot, toMermaid } from '../../src/runtime/graph';
 import { definition, step } from '../helpers/fake-definition';
 
 /** The state chart is read off the machine the server runs: every state and transition appears. */

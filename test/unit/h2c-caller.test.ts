@@ -2,9 +2,9 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { createH2cCaller, UNPROCESSED_STREAM } from '../../src/participants/h2c-caller';
-import type { HttpCaller, StepHttpRequest } from '../../src/participants/step-caller';
-import { CallNetworkError } from '../../src/participants/step-caller';
-import { classifyNetworkError } from '../../src/saga/outcome';
+import type { HttpCaller, StepHttpRequest } from '../../src/engine/http-caller';
+import { CallNetworkError } from '../../src/engine/http-caller';
+import { classifyNetworkError } from '../../src/engine/outcome';
 
 /**
  * The h2c step caller against a local node:http2 cleartext server (what Envoy's egress listener

@@ -1,5 +1,5 @@
-import { classifyResponse } from '../../src/saga/outcome';
-import { readsResponseOf } from '../../src/saga/response-reads';
+import { classifyResponse } from '../../src/engine/outcome';
+import { readsResponseOf } from '../../src/definition/response-reads';
 import { call, constant, definition, step } from '../helpers/fake-definition';
 
 /** How an answer counts, for the one case that depends on who reads it: success with an unreadable body. */

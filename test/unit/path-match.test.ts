@@ -1,4 +1,4 @@
-import { canonicalPath, lenientPath, mayBeAmbiguous } from '../../src/saga/path-match';
+import { canonicalPath, lenientPath, mayBeAmbiguous } from '../../src/definition/path-match';
 
 /** The two readings of a request path that saga matching uses (docs/saga-format.md, "Matching"). */
 describe('canonicalPath', () => {

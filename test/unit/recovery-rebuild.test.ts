@@ -1,6 +1,6 @@
-import { needsCompensation } from '../../src/saga/saga-state';
-import { rebuild } from '../../src/saga-log/recovery';
-import type { CallKind, SagaEvent, SagaRecord } from '../../src/saga-log/saga-log';
+import { needsCompensation } from '../../src/runtime/saga-state';
+import { rebuild } from '../../src/runtime/recovery';
+import type { CallKind, SagaEvent, SagaRecord } from '../../src/runtime/journal';
 
 /**
  * rebuild(): a saga's journal → the state a recovered saga machine starts from. One test per rule

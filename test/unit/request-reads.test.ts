@@ -1,8 +1,8 @@
 import { sagaRequest } from '../../src/extproc/saga-request';
 import { isCredentialName, REDACTED, parseFieldPaths, redactFields } from '../../src/redaction';
-import { loadDefinitionText } from '../../src/saga/loader';
-import type { RequestReads } from '../../src/saga/request-reads';
-import { compileHeaderTemplate, compileTemplate, compileUrlTemplate } from '../../src/saga/template';
+import { loadDefinitionText } from '../../src/definition/loader';
+import type { RequestReads } from '../../src/definition/request-reads';
+import { compileHeaderTemplate, compileTemplate, compileUrlTemplate } from '../../src/definition/template';
 import { definition } from '../helpers/fake-definition';
 
 /** What of the request a saga keeps: the reads its templates make (found at load), and no credential. */

@@ -7,7 +7,7 @@ import {
   loadDefinitionFile,
   loadDefinitionText,
   loadDefinitions,
-} from '../../src/saga/loader';
+} from '../../src/definition/loader';
 
 /**
  * What a definition may ask for: durations a timer can hold, and sizes whose checking and

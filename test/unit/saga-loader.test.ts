@@ -3,15 +3,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ERRORS, SagameshError } from '../../src/errors';
-import type { SagaDefinition, TemplateScope } from '../../src/saga/definition';
-import { DefinitionSet } from '../../src/saga/definition-set';
-import { formatDuration, parseDuration } from '../../src/saga/duration';
+import type { SagaDefinition, TemplateScope } from '../../src/definition/definition';
+import { DefinitionSet } from '../../src/definition/definition-set';
+import { formatDuration, parseDuration } from '../../src/definition/duration';
 import {
   formatProblem,
   isDefinitionProblem,
   loadDefinitionText,
   loadDefinitions,
-} from '../../src/saga/loader';
+} from '../../src/definition/loader';
 
 const ROOT = path.join(__dirname, '..', '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'sagas');

@@ -1,6 +1,6 @@
 import type { Clock } from '../../src/clock';
 import { MemorySagaLog } from '../../src/saga-log/memory';
-import type { FinishedEvent, SagaEvent, SagaStatus, StartedEvent } from '../../src/saga-log/saga-log';
+import type { FinishedEvent, SagaEvent, SagaStatus, StartedEvent } from '../../src/runtime/journal';
 
 /**
  * The in-memory log: a finished saga's journal is kept only for the most recent finished sagas,

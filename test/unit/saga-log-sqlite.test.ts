@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Clock } from '../../src/clock';
-import type { FinishedEvent, SagaEvent, SagaStatus, StartedEvent } from '../../src/saga-log/saga-log';
+import type { FinishedEvent, SagaEvent, SagaStatus, StartedEvent } from '../../src/runtime/journal';
 import { SqliteSagaLog } from '../../src/saga-log/sqlite';
 
 /**

@@ -1,8 +1,8 @@
 import { createActor, SimulatedClock } from 'xstate';
-import type { StepResponse } from '../../src/saga/definition';
-import type { CallInput, CallOutput } from '../../src/saga/saga-state';
-import { buildSagaMachine } from '../../src/saga/machine';
-import { CallsInFlight } from '../../src/saga/calls-in-flight';
+import type { StepResponse } from '../../src/definition/definition';
+import type { CallInput, CallOutput } from '../../src/runtime/saga-state';
+import { buildSagaMachine } from '../../src/runtime/machine';
+import { CallsInFlight } from '../../src/engine/calls-in-flight';
 import { definition, step } from '../helpers/fake-definition';
 
 type Script = (input: CallInput, n: number) => CallOutput | Promise<CallOutput>;

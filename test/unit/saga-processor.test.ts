@@ -3,11 +3,11 @@ import { SimulatedClock } from 'xstate';
 import { ERRORS, SagameshError } from '../../src/errors';
 import type { HttpHeaders, ProcessingResponse } from '../../src/extproc/messages';
 import { SagaProcessor } from '../../src/extproc/saga-processor';
-import type { SagaDefinition } from '../../src/saga/definition';
-import type { SagaResult, SagaRunner } from '../../src/saga/runner';
+import type { SagaDefinition } from '../../src/definition/definition';
+import type { SagaResult, SagaRunner } from '../../src/engine/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
-import type { Observer } from '../../src/observer';
-import { NOOP_OBSERVER } from '../../src/observer';
+import type { Observer } from '../../src/engine/observer';
+import { NOOP_OBSERVER } from '../../src/engine/observer';
 import type { JsonLimits } from '../../src/json-limits';
 import { constant, definition, step } from '../helpers/fake-definition';
 

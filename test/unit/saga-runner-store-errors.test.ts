@@ -1,12 +1,12 @@
 import pino from 'pino';
 import { SimulatedClock } from 'xstate';
 import { ERRORS, SagameshError } from '../../src/errors';
-import type { HttpCaller, StepHttpRequest } from '../../src/participants/step-caller';
-import type { StepResponse } from '../../src/saga/definition';
-import type { SagaResult } from '../../src/saga/runner';
-import { SagaRunner } from '../../src/saga/runner';
+import type { HttpCaller, StepHttpRequest } from '../../src/engine/http-caller';
+import type { StepResponse } from '../../src/definition/definition';
+import type { SagaResult } from '../../src/engine/runner';
+import { SagaRunner } from '../../src/engine/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
-import type { FinishedEvent, SagaEvent, SagaRecord, StoredAnswer } from '../../src/saga-log/saga-log';
+import type { FinishedEvent, SagaEvent, SagaRecord, StoredAnswer } from '../../src/runtime/journal';
 import { definition, step } from '../helpers/fake-definition';
 
 /**

@@ -1,10 +1,10 @@
 import { SimulatedClock } from 'xstate';
 import pino from 'pino';
-import type { HttpCaller, StepHttpRequest } from '../../src/participants/step-caller';
-import type { StepResponse } from '../../src/saga/definition';
-import { SagaRunner } from '../../src/saga/runner';
+import type { HttpCaller, StepHttpRequest } from '../../src/engine/http-caller';
+import type { StepResponse } from '../../src/definition/definition';
+import { SagaRunner } from '../../src/engine/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
-import type { SagaEvent, SagaRecord } from '../../src/saga-log/saga-log';
+import type { SagaEvent, SagaRecord } from '../../src/runtime/journal';
 import { definition, step } from '../helpers/fake-definition';
 
 /**

@@ -1,12 +1,12 @@
 import { ERRORS, SagameshError } from '../../src/errors';
-import type { Template, TemplateScope, UrlTemplate } from '../../src/saga/definition';
+import type { Template, TemplateScope, UrlTemplate } from '../../src/definition/definition';
 import {
   compileHeaderTemplate,
   compileTemplate,
   compileUrlTemplate,
   splitInterpolation,
-} from '../../src/saga/template';
-import type { Compiled } from '../../src/saga/template';
+} from '../../src/definition/template';
+import type { Compiled } from '../../src/definition/template';
 
 const scope: TemplateScope = {
   request: {

@@ -1,7 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { HttpCaller, StepHttpRequest } from '../../src/participants/step-caller';
-import { CallNetworkError, createHttpCaller } from '../../src/participants/step-caller';
+import type { HttpCaller, StepHttpRequest } from '../../src/engine/http-caller';
+import { CallNetworkError } from '../../src/engine/http-caller';
+import { createHttpCaller } from '../../src/participants/step-caller';
 
 /**
  * The HTTP/1.1 step caller against a local server (what Envoy's egress listener is to it): the

@@ -1,8 +1,8 @@
 import { SagameshError } from '../../src/errors';
-import type { SagaDefinition } from '../../src/saga/definition';
-import { DefinitionSet } from '../../src/saga/definition-set';
+import type { SagaDefinition } from '../../src/definition/definition';
+import { DefinitionSet } from '../../src/definition/definition-set';
 import path from 'node:path';
-import { loadDefinitions, loadDefinitionText } from '../../src/saga/loader';
+import { loadDefinitions, loadDefinitionText } from '../../src/definition/loader';
 
 /** `spec.undo` (docs/saga-format.md, docs/nested-sagas.md): how it loads and how requests meet it. */
 const saga = (name: string, path: string, extra: string): string => `apiVersion: sagamesh.dev/v1alpha1

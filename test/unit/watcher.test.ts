@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import type { SagaDefinition } from '../../src/saga/definition';
-import { loadDefinitions } from '../../src/saga/loader';
-import type { ReloadResult } from '../../src/saga/watcher';
-import { DefinitionsWatcher, problemCodes } from '../../src/saga/watcher';
+import type { SagaDefinition } from '../../src/definition/definition';
+import { loadDefinitions } from '../../src/definition/loader';
+import type { ReloadResult } from '../../src/definition/watcher';
+import { DefinitionsWatcher, problemCodes } from '../../src/definition/watcher';
 import { ConfigMapDir } from '../helpers/configmap';
 
 /**

@@ -1,4 +1,4 @@
-import type { ChartNode, ChartTransition } from '../../saga/graph';
+import type { ChartNode, ChartTransition } from '../../runtime/graph';
 import type { Html } from './html';
 import { html } from './html';
 

@@ -1,5 +1,5 @@
-import type { ListOptions, SagaSummary } from '../../saga-log/saga-log';
-import { SAGA_STATUSES } from '../../saga-log/saga-log';
+import type { ListOptions, SagaSummary } from '../../runtime/journal';
+import { SAGA_STATUSES } from '../../runtime/journal';
 import { formatDuration, formatTime } from './format';
 import { html } from './html';
 import { page } from './layout';

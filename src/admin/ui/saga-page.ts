@@ -1,6 +1,6 @@
-import type { SagaDefinition } from '../../saga/definition';
-import type { ChartNode } from '../../saga/graph';
-import { toMermaid } from '../../saga/graph';
+import type { SagaDefinition } from '../../definition/definition';
+import type { ChartNode } from '../../runtime/graph';
+import { toMermaid } from '../../runtime/graph';
 import type { ServedRecord } from '../saga-contents';
 import type { SagaView } from '../timeline';
 import { chartHtml } from './chart-html';

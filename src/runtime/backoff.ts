@@ -1,4 +1,4 @@
-import type { RetryPolicy } from './definition';
+import type { RetryPolicy } from '../definition/definition';
 
 /**
  * Delay before the attempt that follows attempt number `attempt` (1-based): exponential growth

@@ -1,4 +1,4 @@
-import type { CallKind } from './saga-log/saga-log';
+import type { CallKind } from '../runtime/journal';
 
 /**
  * What the data path reports as it runs: the seam metrics (and anything else that watches) hook

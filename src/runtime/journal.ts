@@ -1,13 +1,13 @@
 import type { ErrorSpec } from '../errors';
 import { ERRORS, SagameshError } from '../errors';
-import type { StepResponse, TemplateScope } from '../saga/definition';
-import type { CallKind } from '../saga/saga-state';
+import type { StepResponse, TemplateScope } from '../definition/definition';
+import type { CallKind } from './saga-state';
 
 /**
  * The saga log: an append-only journal of every transition of every saga, written before the
  * side effect it allows ("record before acting"). The runner awaits `append` before it dispatches
  * a request, so a store that cannot write stops the saga instead of letting it act unrecorded.
- * Recovery rebuilds a saga's state from its journal (saga-log/recovery.ts); docs/saga-log.md says
+ * Recovery rebuilds a saga's state from its journal (runtime/recovery.ts); docs/saga-log.md says
  * why a journal rather than XState snapshots.
  *
  * Implementations: memory (tests, benchmarks), sqlite (the embedded default, one instance),
@@ -23,7 +23,7 @@ export const SAGA_STATUSES: readonly SagaStatus[] = [
 ];
 export const FINAL_STATUSES: readonly SagaStatus[] = ['succeeded', 'compensated', 'stuck'];
 /** One definition of a call's kind: the runtime's (saga/saga-state.ts); records carry it. */
-export type { CallKind } from '../saga/saga-state';
+export type { CallKind } from './saga-state';
 
 /** The saga and step whose call started a saga (its `x-sagamesh-saga-id`, `x-sagamesh-step`). */
 export interface SagaParent {

@@ -1,7 +1,7 @@
 import type { Clock } from '../clock';
 import { ERRORS, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
-import { backoffDelayMs } from './backoff';
+import { backoffDelayMs } from '../runtime/backoff';
 
 /**
  * Re-drives sagas whose record could not be written. Such a saga is stopped at once (its log no

@@ -1,15 +1,15 @@
 import type { Clock } from '../clock';
 import { toSagameshError } from '../errors';
 import type { Logger } from '../logger';
-import type { Observer } from '../observer';
-import type { HttpCaller } from '../participants/step-caller';
-import { CallNetworkError } from '../participants/step-caller';
-import type { SagaLog } from '../saga-log/saga-log';
-import type { SagaDefinition } from './definition';
-import type { CallInput, CallOutput } from './saga-state';
+import type { Observer } from './observer';
+import type { HttpCaller } from '../engine/http-caller';
+import { CallNetworkError } from '../engine/http-caller';
+import type { SagaLog } from '../runtime/journal';
+import type { SagaDefinition } from '../definition/definition';
+import type { CallInput, CallOutput } from '../runtime/saga-state';
 import { classifyNetworkError, classifyResponse } from './outcome';
-import { renderRequest } from './render';
-import { readsResponseOf } from './response-reads';
+import { renderRequest } from '../definition/render';
+import { readsResponseOf } from '../definition/response-reads';
 
 /**
  * The saga machine's one I/O function (its `call`): every step and compensation request goes

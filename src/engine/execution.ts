@@ -1,8 +1,8 @@
 import type { Actor } from 'xstate';
-import type { StoredAnswer } from '../saga-log/saga-log';
-import type { SagaDefinition, TemplateScope } from './definition';
-import type { SagaMachine } from './machine';
-import type { ErrorInfo, FinalState, SagaContext, StepRun } from './saga-state';
+import type { StoredAnswer } from '../runtime/journal';
+import type { SagaDefinition, TemplateScope } from '../definition/definition';
+import type { SagaMachine } from '../runtime/machine';
+import type { ErrorInfo, FinalState, SagaContext, StepRun } from '../runtime/saga-state';
 
 /**
  * A saga as its caller sees it while it runs (SagaExecution) and once it settled (SagaResult):

@@ -1,16 +1,16 @@
-import type { SagaLog, StoredAnswer } from '../saga-log/saga-log';
-import { rebuild } from '../saga-log/recovery';
-import type { SagaDefinition } from './definition';
+import type { SagaLog, StoredAnswer } from '../runtime/journal';
+import { rebuild } from '../runtime/recovery';
+import type { SagaDefinition } from '../definition/definition';
 import type { SagaResult } from './execution';
 import { scopeOf, summarize } from './execution';
-import type { SagaContext } from './saga-state';
-import { FINAL_STATES, freshStep } from './saga-state';
+import type { SagaContext } from '../runtime/saga-state';
+import { FINAL_STATES, freshStep } from '../runtime/saga-state';
 
 /**
  * The answer of a saga that finished without one kept for its Idempotency-Keys. A sagamesh from
  * before answers were written with `saga.finished` could die between its two writes; the key then
  * answered 202 until it expired. The answer is derived from the journal, as recovery rebuilds a
- * saga (saga-log/recovery.ts), stored, and returned; undefined while the saga has not finished,
+ * saga (runtime/recovery.ts), stored, and returned; undefined while the saga has not finished,
  * or when sagamesh does not own its answer (a pivot saga's success).
  */
 export interface AnswerFromLogDeps {

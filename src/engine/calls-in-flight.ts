@@ -1,5 +1,5 @@
-import type { CallPort, CallResult } from './machine';
-import type { CallInput, CallOutput } from './saga-state';
+import type { CallPort, CallResult } from '../runtime/machine';
+import type { CallInput, CallOutput } from '../runtime/saga-state';
 
 /**
  * Sends one call and resolves with its outcome (the runner's `callStep`); `signal` aborts it.

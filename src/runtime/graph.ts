@@ -1,4 +1,4 @@
-import type { SagaDefinition } from './definition';
+import type { SagaDefinition } from '../definition/definition';
 import { buildSagaMachine } from './machine';
 
 /**

@@ -4,10 +4,10 @@ import { createActor } from 'xstate';
 import type { Clock } from '../clock';
 import { ERRORS, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
-import type { Observer } from '../observer';
-import { NOOP_OBSERVER } from '../observer';
-import type { HttpCaller } from '../participants/step-caller';
-import { rebuild } from '../saga-log/recovery';
+import type { Observer } from './observer';
+import { NOOP_OBSERVER } from './observer';
+import type { HttpCaller } from '../engine/http-caller';
+import { rebuild } from '../runtime/recovery';
 import type {
   KeyHolder,
   KeyRequest,
@@ -16,13 +16,20 @@ import type {
   SagaParent,
   SagaStatus,
   StoredAnswer,
-} from '../saga-log/saga-log';
-import type { SagaDefinition, TemplateScope } from './definition';
+} from '../runtime/journal';
+import type { SagaDefinition, TemplateScope } from '../definition/definition';
 import type { SagaActor, SagaResult } from './execution';
 import { SagaExecution, scopeOf, stuckSteps, summarize } from './execution';
-import type { SagaMachine } from './machine';
-import type { CallInput, CallOutput, ErrorInfo, FinalState, SagaContext, SagaInput } from './saga-state';
-import { buildSagaMachine } from './machine';
+import type { SagaMachine } from '../runtime/machine';
+import type {
+  CallInput,
+  CallOutput,
+  ErrorInfo,
+  FinalState,
+  SagaContext,
+  SagaInput,
+} from '../runtime/saga-state';
+import { buildSagaMachine } from '../runtime/machine';
 import { CallsInFlight } from './calls-in-flight';
 import { callStep } from './call-step';
 import { Redrives } from './redrive';

@@ -1,6 +1,6 @@
-import type { ErrorInfo, StepRun } from '../saga/saga-state';
-import { freshStep, mergeApplied } from '../saga/saga-state';
-import type { SagaRecord, SagaStatus } from './saga-log';
+import type { ErrorInfo, StepRun } from './saga-state';
+import { freshStep, mergeApplied } from './saga-state';
+import type { SagaRecord, SagaStatus } from './journal';
 
 /**
  * Rebuilds a saga's state from its journal: the input a recovered saga machine starts from.

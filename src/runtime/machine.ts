@@ -1,7 +1,7 @@
 import type { AnyEventObject } from 'xstate';
 import { assign, raise, setup } from 'xstate';
 import { ERRORS } from '../errors';
-import type { CallDefinition, SagaDefinition, StepDefinition, StepResponse } from './definition';
+import type { CallDefinition, SagaDefinition, StepDefinition, StepResponse } from '../definition/definition';
 import { backoffDelayMs, jitterOf } from './backoff';
 import type {
   CallInput,

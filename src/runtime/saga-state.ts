@@ -1,5 +1,5 @@
 import type { ErrorSpec } from '../errors';
-import type { StepResponse, TemplateScope } from './definition';
+import type { StepResponse, TemplateScope } from '../definition/definition';
 
 /**
  * The saga's data model, as the machine holds it in its context and the saga log's recovery

@@ -1,7 +1,7 @@
 import { ERRORS } from '../errors';
-import type { CallResponse } from '../participants/step-caller';
-import type { CallDefinition } from './definition';
-import type { CallKind, CallOutput } from './saga-state';
+import type { CallResponse } from '../engine/http-caller';
+import type { CallDefinition } from '../definition/definition';
+import type { CallKind, CallOutput } from '../runtime/saga-state';
 
 /**
  * How a participant's answer counts (ARCHITECTURE.md, "Saga semantics"): a listed success status
