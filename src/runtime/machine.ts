@@ -388,7 +388,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     delays,
   });
 
-  type StateConfig = Record<string, unknown>;
+  /** A state's config, typed by the setup above: every action, guard and delay it names exists. */
+  type StateConfig = Parameters<typeof machineSetup.createStateConfig>[0];
+  type Action = Exclude<NonNullable<StateConfig['entry']>, readonly unknown[]>;
+  type Transitions = NonNullable<StateConfig['always']>;
+  type Delayed = NonNullable<StateConfig['after']>[string];
 
   /**
    * A state that sends one call — the only way the machine sends one, so every `dispatch` has its
@@ -398,22 +402,26 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
   const callState = (
     kind: CallKind | 'resolve',
     step: string,
-    start: unknown,
-    answers: readonly unknown[],
+    start: Action,
+    answers: Transitions,
     timeoutMs: number,
-    onTimeout: readonly unknown[],
+    onTimeout: Delayed,
   ): StateConfig => ({
     entry: [start, { type: 'dispatch', params: { step, kind } }],
     exit: { type: 'cancel', params: { step, kind } },
     on: { [answerEvent(kind, step)]: answers },
-    after: { [timeoutMs]: onTimeout },
+    after: { [String(timeoutMs)]: onTimeout },
   });
 
   const actionRegion = (step: StepDefinition): StateConfig => {
     const p = { step: step.name };
-    const retryOrFail = [
-      { guard: { type: 'attemptsLeft', params: { step: step.name, kind: 'action' } }, target: 'backoff' },
-      { target: 'failed' },
+    const retryOrFail = (actions: Action): Delayed => [
+      {
+        guard: { type: 'attemptsLeft', params: { step: step.name, kind: 'action' } },
+        target: 'backoff',
+        actions,
+      },
+      { target: 'failed', actions },
     ];
     return {
       // A step with no dependencies calls at once; only a dependent step has a `waiting` state,
@@ -443,7 +451,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
             { target: 'failed', actions: { type: 'recordActionOutcome', params: p } },
           ],
           step.action.timeoutMs,
-          retryOrFail.map((t) => ({ ...t, actions: { type: 'recordActionTimeout', params: p } })),
+          retryOrFail({ type: 'recordActionTimeout', params: p }),
         ),
         backoff: { after: { [delayName('action', step.name)]: 'calling' } },
         succeeded: { type: 'final' },
@@ -461,9 +469,9 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     const p = { step: step.name };
     const comp = step.compensation;
     const timeoutMs = comp?.timeoutMs ?? 1;
-    const retryOrStuck = (kind: 'resolve' | 'compensation', backoff: string) => [
-      { guard: { type: 'attemptsLeft', params: { step: step.name, kind } }, target: backoff },
-      { target: 'stuck' },
+    const retryOrStuck = (kind: 'resolve' | 'compensation', backoff: string, actions: Action): Delayed => [
+      { guard: { type: 'attemptsLeft', params: { step: step.name, kind } }, target: backoff, actions },
+      { target: 'stuck', actions },
     ];
     return {
       initial: 'entering',
@@ -523,10 +531,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
             { target: 'stuck', actions: { type: 'recordCompensationOutcome', params: p } },
           ],
           timeoutMs,
-          retryOrStuck('resolve', 'resolveBackoff').map((t) => ({
-            ...t,
-            actions: { type: 'recordCompensationTimeout', params: p },
-          })),
+          retryOrStuck('resolve', 'resolveBackoff', { type: 'recordCompensationTimeout', params: p }),
         ),
         resolveBackoff: { after: { [delayName('compensation', step.name)]: 'resolving' } },
         undoing: callState(
@@ -548,10 +553,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
             { target: 'stuck', actions: { type: 'recordCompensationOutcome', params: p } },
           ],
           timeoutMs,
-          retryOrStuck('compensation', 'undoBackoff').map((t) => ({
-            ...t,
-            actions: { type: 'recordCompensationTimeout', params: p },
-          })),
+          retryOrStuck('compensation', 'undoBackoff', { type: 'recordCompensationTimeout', params: p }),
         ),
         undoBackoff: { after: { [delayName('compensation', step.name)]: 'undoing' } },
         done: {
@@ -570,8 +572,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     };
   };
 
-  const toCompensating = { target: 'compensating', actions: ['markAwaiting', 'recordFailure'] };
-  const config = {
+  const toCompensating = {
+    target: 'compensating',
+    actions: [{ type: 'markAwaiting' }, { type: 'recordFailure' }],
+  } as const;
+  return machineSetup.createMachine({
     id: 'saga',
     context: ({ input }: { input: SagaInput }): SagaContext => ({
       sagaId: input.sagaId,
@@ -621,10 +626,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       compensated: { type: 'final' },
       stuck: { type: 'final' },
     },
-  };
-  // The config is generated from data, so its literal types are lost; setup() above fixes the
-  // implementations it may name, and the unit tests exercise every generated transition.
-  return machineSetup.createMachine(config as never);
+  });
 }
 
 export type SagaMachine = ReturnType<typeof buildSagaMachine>;
