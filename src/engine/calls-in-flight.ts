@@ -1,4 +1,5 @@
-import type { CallPort, CallResult } from '../runtime/machine';
+import type { Clock } from '../clock';
+import type { CallingSaga, CallPort } from '../runtime/machine';
 import type { CallInput, CallOutput } from '../runtime/saga-state';
 
 /**
@@ -7,31 +8,47 @@ import type { CallInput, CallOutput } from '../runtime/saga-state';
  */
 export type CallFn = (input: CallInput, signal: AbortSignal) => Promise<CallOutput>;
 
+/** One call: its abort controller and its timer. */
+interface InFlight {
+  readonly controller: AbortController;
+  timer: unknown;
+}
+
 /**
  * The calls a runner's sagas have in flight, by saga and call id: the machine's CallPort. The
- * machine says when a call starts and when its state is left; this object owns the abort
- * controllers, so the machine itself keeps no state outside its context. An answer that arrives
- * after its call was cancelled is dropped, as XState drops the output of a stopped child.
+ * machine says when a call starts (with its timeout) and when its state is left; this object owns
+ * the abort controllers and the timers, so the machine itself keeps no state outside its context.
+ * An answer that arrives after its call was cancelled is dropped, as XState drops the output of a
+ * stopped child. Timers run on the saga's clock (the one its actor runs on).
  */
 export class CallsInFlight implements CallPort {
-  private readonly bySaga = new WeakMap<object, Map<string, AbortController>>();
+  private readonly bySaga = new WeakMap<CallingSaga, Map<string, InFlight>>();
 
-  constructor(private readonly send: CallFn) {}
+  constructor(
+    private readonly send: CallFn,
+    private readonly clock: Pick<Clock, 'setTimeout' | 'clearTimeout'>,
+  ) {}
 
-  start(saga: object, id: string, input: CallInput, deliver: (result: CallResult) => void): void {
+  start(saga: CallingSaga, id: string, input: CallInput, timeoutMs: number): void {
     let calls = this.bySaga.get(saga);
-    if (!calls) this.bySaga.set(saga, (calls = new Map<string, AbortController>()));
-    const controller = new AbortController();
-    calls.set(id, controller);
-    const settle = (result: CallResult): void => {
+    if (!calls) this.bySaga.set(saga, (calls = new Map<string, InFlight>()));
+    const call: InFlight = { controller: new AbortController(), timer: undefined };
+    calls.set(id, call);
+    call.timer = this.clock.setTimeout(() => {
+      call.timer = undefined;
+      // The saga leaves the call's state on its timeout, which cancels (aborts) the call.
+      if (!call.controller.signal.aborted) saga.send({ type: `timeout.${id}` });
+    }, timeoutMs);
+    const settle = (result: { output: CallOutput } | { error: unknown }): void => {
       // Cancelled: the state was left (timeout, failure, deadline) or the saga was stopped.
-      if (controller.signal.aborted) return;
-      calls.delete(id);
-      deliver(result);
+      if (call.controller.signal.aborted) return;
+      if (calls.get(id) === call) calls.delete(id);
+      this.stopTimer(call);
+      saga.send({ type: `call.${id}`, ...result });
     };
     let sent: Promise<CallOutput>;
     try {
-      sent = this.send(input, controller.signal);
+      sent = this.send(input, call.controller.signal);
     } catch (err) {
       sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
@@ -41,22 +58,33 @@ export class CallsInFlight implements CallPort {
     );
   }
 
-  cancel(saga: object, id: string): void {
+  cancel(saga: CallingSaga, id: string): void {
     const calls = this.bySaga.get(saga);
-    const controller = calls?.get(id);
-    if (!controller) return;
+    const call = calls?.get(id);
+    if (!call) return;
     calls?.delete(id);
-    controller.abort();
+    this.stop(call);
   }
 
   /**
    * Aborts every call of a saga. Stopping an actor runs no exit actions, so the runner calls this
    * when it stops a saga before its end (an abandoned saga).
    */
-  abortAll(saga: object): void {
+  abortAll(saga: CallingSaga): void {
     const calls = this.bySaga.get(saga);
     if (!calls) return;
     this.bySaga.delete(saga);
-    for (const c of calls.values()) c.abort();
+    for (const call of calls.values()) this.stop(call);
+  }
+
+  private stop(call: InFlight): void {
+    this.stopTimer(call);
+    call.controller.abort();
+  }
+
+  private stopTimer(call: InFlight): void {
+    if (call.timer === undefined) return;
+    this.clock.clearTimeout(call.timer);
+    call.timer = undefined;
   }
 }

@@ -564,7 +564,7 @@ export class SagaRunner {
           input,
           signal,
         );
-      });
+      }, this.deps.clock);
       built = { machine: buildSagaMachine(definition, { calls }), calls };
       this.machines.set(definition, built);
     }

@@ -8,7 +8,10 @@ import { buildSagaMachine } from './machine';
  */
 
 export interface ChartTransition {
-  /** What fires it, for people: `saga.abort`, `after 2000ms`, `answer: action.hotel`, `always`, … */
+  /**
+   * What fires it, for people: `saga.abort`, `after 10000ms (deadline)`, `answer: action.hotel`,
+   * `timeout 2000ms: action.hotel`, `always`, …
+   */
   readonly label: string;
   readonly guard?: string;
   readonly targets: readonly string[];
@@ -43,15 +46,29 @@ interface MachineTransition {
   readonly guard?: unknown;
 }
 
-export function sagaChart(definition: SagaDefinition): ChartNode {
-  const machine = buildSagaMachine(definition);
-  return chartOf(machine.root, definition.deadlineMs);
+/** What labels need from the definition: its deadline, and each call's timeout by call id. */
+interface Timing {
+  readonly deadlineMs: number;
+  readonly timeouts: ReadonlyMap<string, number>;
 }
 
-function chartOf(node: MachineNode, deadlineMs: number): ChartNode {
+export function sagaChart(definition: SagaDefinition): ChartNode {
+  const machine = buildSagaMachine(definition);
+  const timeouts = new Map<string, number>();
+  for (const step of definition.steps) {
+    timeouts.set(`action.${step.name}`, step.action.timeoutMs);
+    if (step.compensation) {
+      timeouts.set(`compensation.${step.name}`, step.compensation.timeoutMs);
+      timeouts.set(`resolve.${step.name}`, step.compensation.timeoutMs);
+    }
+  }
+  return chartOf(machine.root, { deadlineMs: definition.deadlineMs, timeouts });
+}
+
+function chartOf(node: MachineNode, timing: Timing): ChartNode {
   const transitions: ChartTransition[] = [];
   for (const [eventType, list] of node.transitions) {
-    for (const t of list) transitions.push(transition(labelOf(eventType, node.id, deadlineMs), t));
+    for (const t of list) transitions.push(transition(labelOf(eventType, node.id, timing), t));
   }
   for (const t of node.always ?? []) transitions.push(transition('always', t));
   const initial = node.type === 'compound' ? node.initial?.target[0]?.id : undefined;
@@ -62,7 +79,7 @@ function chartOf(node: MachineNode, deadlineMs: number): ChartNode {
     ...(initial ? { initial } : {}),
     calls: node.entry.flatMap(callOf),
     transitions,
-    children: Object.values(node.states).map((child) => chartOf(child, deadlineMs)),
+    children: Object.values(node.states).map((child) => chartOf(child, timing)),
   };
 }
 
@@ -80,13 +97,18 @@ function transition(label: string, t: MachineTransition): ChartTransition {
 }
 
 /** XState's internal event types, said the way the definition says them. */
-function labelOf(eventType: string, stateId: string, deadlineMs: number): string {
+function labelOf(eventType: string, stateId: string, { deadlineMs, timeouts }: Timing): string {
   const afterPrefix = 'xstate.after.';
   if (eventType.startsWith(afterPrefix) && eventType.endsWith(`.${stateId}`)) {
     const delay = eventType.slice(afterPrefix.length, -(stateId.length + 1));
     // The deadline is per saga (a parent's budget may shorten it): the definition's is the most.
     if (delay === 'saga.deadline') return `after ${deadlineMs}ms (deadline)`;
     return /^\d+$/.test(delay) ? `after ${delay}ms` : `after ${delay}`;
+  }
+  // A call's timeout (machine.ts `timeoutEvent`): its timer runs in the runner's call port.
+  if (eventType.startsWith('timeout.')) {
+    const call = eventType.slice('timeout.'.length);
+    return `timeout ${timeouts.get(call) ?? '?'}ms: ${call}`;
   }
   for (const [prefix, say] of [
     ['call.', 'answer: '],

@@ -43,16 +43,25 @@ import { freshStep, mergeApplied, needsCompensation } from './saga-state';
 /** What a call's answer event carries: the call's outcome, or why it threw (a retryable, in-doubt outcome). */
 export type CallResult = { readonly output: CallOutput } | { readonly error: unknown };
 
+/** The saga a call belongs to: the port sends the call's answer or timeout to it as an event. */
+export interface CallingSaga {
+  send(event: SagaMachineEvent): void;
+}
+
 /**
  * The machine's one I/O, passed in by whoever runs it (the runner's CallsInFlight): a calling
- * state's entry starts its call, its exit cancels it. The port owns the calls in flight; the
- * machine keeps nothing outside its context.
+ * state's entry starts its call, its exit cancels it. The port owns the calls in flight and their
+ * timers; the machine keeps nothing outside its context.
  */
 export interface CallPort {
-  /** Sends the call `id` of the saga `saga`; its result goes to `deliver` unless `cancel` came first. */
-  start(saga: object, id: string, input: CallInput, deliver: (result: CallResult) => void): void;
-  /** The saga left the call's state: the call is aborted and its result dropped. */
-  cancel(saga: object, id: string): void;
+  /**
+   * Sends the call `id` (`action.hotel`) of `saga`. Its result comes back to the saga as the event
+   * `call.<id>` (`{ output }` or `{ error }`), or, when `timeoutMs` passes first on the saga's
+   * clock, as `timeout.<id>` — unless `cancel` came first.
+   */
+  start(saga: CallingSaga, id: string, input: CallInput, timeoutMs: number): void;
+  /** The saga left the call's state: the call is aborted, its timer stopped, its result dropped. */
+  cancel(saga: CallingSaga, id: string): void;
 }
 
 export interface BuildOptions {
@@ -64,17 +73,20 @@ export interface BuildOptions {
 
 /** The port of a machine built only to be drawn: every call fails. */
 const NO_CALLS: CallPort = {
-  start: (_saga, _id, _input, deliver) => {
-    void Promise.resolve().then(() => deliver({ error: new Error('no call port provided') }));
+  start: (saga, id) => {
+    void Promise.resolve().then(() => saga.send({ type: `call.${id}`, error: new Error('no call port') }));
   },
   cancel: () => undefined,
 };
 
 /** A call's id within its saga (`action.hotel`, `resolve.hotel`, `compensation.hotel`). */
 const callId = (kind: CallKind | 'resolve', step: string): string => `${kind}.${step}`;
-/** The event that brings a call's answer back to its saga. */
+/** The event that brings a call's answer back to its saga (CallPort). */
 const answerEvent = (kind: CallKind | 'resolve', step: string): `call.${string}` =>
   `call.${callId(kind, step)}`;
+/** The event that says a call's timeout passed before its answer (`timeout.action.hotel`, CallPort). */
+const timeoutEvent = (kind: CallKind | 'resolve', step: string): `timeout.${string}` =>
+  `timeout.${callId(kind, step)}`;
 const delayName = (kind: CallKind, step: string): string => `backoff.${kind}.${step}`;
 /** The saga's deadline, a named delay: per saga (context.deadlineMs), not per definition. */
 const SAGA_DEADLINE = 'saga.deadline';
@@ -218,16 +230,17 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       anyStuck: ({ context }) => Object.values(context.steps).some((s) => s.compensation.status === 'stuck'),
     },
     actions: {
-      // Entry of a calling state: start the call; its answer comes back as `call.<kind>.<step>`.
-      dispatch: ({ context, self }, params: { step: string; kind: CallKind | 'resolve' }) => {
+      // Entry of a calling state: start the call; its answer comes back as `call.<kind>.<step>`, or
+      // `timeout.<kind>.<step>` once its timeout passed first.
+      dispatch: (
+        { context, self },
+        params: { step: string; kind: CallKind | 'resolve'; timeoutMs: number },
+      ) => {
         const input =
           params.kind === 'resolve'
             ? callInput(context, params.step, 'action', true)
             : callInput(context, params.step, params.kind, false);
-        const type = answerEvent(params.kind, params.step);
-        calls.start(self, callId(params.kind, params.step), input, (result) =>
-          self.send({ type, ...result }),
-        );
+        calls.start(self, callId(params.kind, params.step), input, params.timeoutMs);
       },
       // Exit of a calling state: a call still in flight is aborted, and its answer dropped — but
       // for an action left because another step failed: its answer is on its way, and the
@@ -392,12 +405,12 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
   type StateConfig = Parameters<typeof machineSetup.createStateConfig>[0];
   type Action = Exclude<NonNullable<StateConfig['entry']>, readonly unknown[]>;
   type Transitions = NonNullable<StateConfig['always']>;
-  type Delayed = NonNullable<StateConfig['after']>[string];
 
   /**
    * A state that sends one call — the only way the machine sends one, so every `dispatch` has its
    * `cancel` and its answer event: `start`, then `dispatch` on entry; `cancel` on exit; `answers`
-   * on the call's answer; `onTimeout` when `timeoutMs` passes first.
+   * on the call's answer; `onTimeout` when `timeoutMs` passes first (the port's timer, on the saga's
+   * clock: an `after` per call cost XState a scheduled event each, bench/notes.md §2).
    */
   const callState = (
     kind: CallKind | 'resolve',
@@ -405,17 +418,16 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     start: Action,
     answers: Transitions,
     timeoutMs: number,
-    onTimeout: Delayed,
+    onTimeout: Transitions,
   ): StateConfig => ({
-    entry: [start, { type: 'dispatch', params: { step, kind } }],
+    entry: [start, { type: 'dispatch', params: { step, kind, timeoutMs } }],
     exit: { type: 'cancel', params: { step, kind } },
-    on: { [answerEvent(kind, step)]: answers },
-    after: { [String(timeoutMs)]: onTimeout },
+    on: { [answerEvent(kind, step)]: answers, [timeoutEvent(kind, step)]: onTimeout },
   });
 
   const actionRegion = (step: StepDefinition): StateConfig => {
     const p = { step: step.name };
-    const retryOrFail = (actions: Action): Delayed => [
+    const retryOrFail = (actions: Action): Transitions => [
       {
         guard: { type: 'attemptsLeft', params: { step: step.name, kind: 'action' } },
         target: 'backoff',
@@ -469,7 +481,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
     const p = { step: step.name };
     const comp = step.compensation;
     const timeoutMs = comp?.timeoutMs ?? 1;
-    const retryOrStuck = (kind: 'resolve' | 'compensation', backoff: string, actions: Action): Delayed => [
+    const retryOrStuck = (
+      kind: 'resolve' | 'compensation',
+      backoff: string,
+      actions: Action,
+    ): Transitions => [
       { guard: { type: 'attemptsLeft', params: { step: step.name, kind } }, target: backoff, actions },
       { target: 'stuck', actions },
     ];
@@ -483,7 +499,8 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
           ],
         },
         // The action's call was on its way when another step failed: its answer says what to undo.
-        // Past the action's timeout it is in doubt, and resolved below as any such step is.
+        // Past the action's timeout (the same call's timer, started when it was sent) it is in
+        // doubt, and resolved below as any such step is.
         awaiting: {
           exit: { type: 'cancel', params: { step: step.name, kind: 'action' } },
           on: {
@@ -491,9 +508,7 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
               target: 'waiting',
               actions: { type: 'recordActionOutcome', params: p },
             },
-          },
-          after: {
-            [step.action.timeoutMs]: {
+            [timeoutEvent('action', step.name)]: {
               target: 'waiting',
               actions: { type: 'recordActionTimeout', params: p },
             },

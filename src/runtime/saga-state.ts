@@ -108,7 +108,9 @@ export type SagaMachineEvent =
   | { type: 'saga.upstream.failed'; message: string }
   | { type: 'saga.abort'; reason: string }
   /** A call's answer (`call.action.hotel`): its outcome, or what the call function threw. */
-  | { type: `call.${string}`; output?: CallOutput; error?: unknown };
+  | { type: `call.${string}`; output?: CallOutput; error?: unknown }
+  /** A call's timeout passed before its answer (`timeout.action.hotel`). */
+  | { type: `timeout.${string}` };
 
 /** Final states of the saga machine, i.e. the saga statuses a saga can end in. */
 export const FINAL_STATES = ['succeeded', 'compensated', 'stuck'] as const;

@@ -1,6 +1,7 @@
+import { SimulatedClock } from 'xstate';
 import { CallsInFlight } from '../../src/engine/calls-in-flight';
-import type { CallResult } from '../../src/runtime/machine';
-import type { CallInput, CallOutput } from '../../src/runtime/saga-state';
+import type { CallingSaga } from '../../src/runtime/machine';
+import type { CallInput, CallOutput, SagaMachineEvent } from '../../src/runtime/saga-state';
 
 const input = (step: string): CallInput => ({
   sagaId: 's1',
@@ -20,76 +21,97 @@ const ok: CallOutput = {
   response: { status: 201, headers: {}, body: {} },
 };
 
-/** A call function whose answers the test releases one by one. */
-function pending() {
-  const sent: {
-    input: CallInput;
-    signal: AbortSignal;
-    answer: (o: CallOutput) => void;
-    fail: (e: Error) => void;
-  }[] = [];
-  const send = (i: CallInput, signal: AbortSignal): Promise<CallOutput> =>
-    new Promise<CallOutput>((answer, fail) => sent.push({ input: i, signal, answer, fail }));
-  return { sent, send };
+/** An event as the tests compare it: `call.action.hotel: success`, `timeout.action.hotel`. */
+const said = (e: SagaMachineEvent): string =>
+  'output' in e ? `${e.type}: ${e.output?.outcome}` : 'error' in e ? `${e.type}: error` : e.type;
+
+/** A port whose calls the test answers one by one, on a simulated clock, and what its sagas got. */
+function port() {
+  const sent: { signal: AbortSignal; answer: (o: CallOutput) => void }[] = [];
+  const clock = new SimulatedClock();
+  const calls = new CallsInFlight(
+    (_i: CallInput, signal: AbortSignal) =>
+      new Promise<CallOutput>((answer) => sent.push({ signal, answer })),
+    clock,
+  );
+  const got: string[] = [];
+  const saga = (): CallingSaga => ({ send: (e: SagaMachineEvent) => got.push(said(e)) });
+  const start = (s: CallingSaga, id: string, timeoutMs = 1000): void =>
+    calls.start(s, id, input(id), timeoutMs);
+  return { sent, clock, calls, got, saga, start };
 }
 const settle = () => new Promise((r) => setImmediate(r));
 
 describe('CallsInFlight (the machine’s call port)', () => {
-  it('delivers an answer; a cancelled call is aborted and its late answer dropped', async () => {
-    const { sent, send } = pending();
-    const calls = new CallsInFlight(send);
-    const saga = {};
-    const got: [string, CallResult][] = [];
-    calls.start(saga, 'action.hotel', input('hotel'), (r) => got.push(['hotel', r]));
-    calls.start(saga, 'action.car', input('car'), (r) => got.push(['car', r]));
-    calls.cancel(saga, 'action.car');
-    expect(sent[1]?.signal.aborted).toBe(true);
-    expect(sent[0]?.signal.aborted).toBe(false);
+  it('sends the answer to its saga; a cancelled call is aborted and its late answer dropped', async () => {
+    const { sent, calls, got, saga, start } = port();
+    const s = saga();
+    start(s, 'action.hotel');
+    start(s, 'action.car');
+    calls.cancel(s, 'action.car');
+    expect(sent.map((c) => c.signal.aborted)).toEqual([false, true]);
     sent[1]?.answer(ok);
     sent[0]?.answer(ok);
     await settle();
-    expect(got).toEqual([['hotel', { output: ok }]]);
+    expect(got).toEqual(['call.action.hotel: success']);
   });
 
-  it('a call that throws or rejects is delivered as an error (in doubt)', async () => {
+  it('a call that throws or rejects comes back as an error (in doubt)', async () => {
     const calls = new CallsInFlight(() => {
       throw new Error('boom');
-    });
-    const got: CallResult[] = [];
-    calls.start({}, 'action.hotel', input('hotel'), (r) => got.push(r));
+    }, new SimulatedClock());
+    const got: SagaMachineEvent[] = [];
+    calls.start({ send: (e) => got.push(e) }, 'action.hotel', input('hotel'), 1000);
     await settle();
-    expect(got).toHaveLength(1);
-    expect((got[0] as { error: Error }).error.message).toBe('boom');
+    expect(got).toEqual([{ type: 'call.action.hotel', error: new Error('boom') }]);
   });
 
-  it('abortAll stops every call of one saga and no other saga’s', async () => {
-    const { sent, send } = pending();
-    const calls = new CallsInFlight(send);
-    const a = {};
-    const b = {};
-    const got: string[] = [];
-    calls.start(a, 'action.hotel', input('hotel'), () => got.push('a.hotel'));
-    calls.start(a, 'action.car', input('car'), () => got.push('a.car'));
-    calls.start(b, 'action.hotel', input('hotel'), () => got.push('b.hotel'));
+  it('says timeout once the timeout passes first, and not after an answer or a cancel', async () => {
+    const { sent, clock, calls, got, saga, start } = port();
+    const s = saga();
+    start(s, 'action.hotel', 1000);
+    start(s, 'action.flight', 1000);
+    start(s, 'action.car', 1000);
+    sent[1]?.answer(ok);
+    await settle();
+    calls.cancel(s, 'action.car');
+    clock.increment(999);
+    expect(got).toEqual(['call.action.flight: success']);
+    clock.increment(1);
+    expect(got).toEqual(['call.action.flight: success', 'timeout.action.hotel']);
+    clock.increment(10_000);
+    expect(got).toHaveLength(2);
+  });
+
+  it('abortAll stops every call and timer of one saga and no other saga’s', async () => {
+    const { sent, clock, calls, got, saga, start } = port();
+    const a = saga();
+    const b = saga();
+    start(a, 'action.hotel');
+    start(a, 'action.car');
+    start(b, 'action.flight');
     calls.abortAll(a);
-    expect(sent.map((s) => s.signal.aborted)).toEqual([true, true, false]);
-    for (const s of sent) s.answer(ok);
+    expect(sent.map((c) => c.signal.aborted)).toEqual([true, true, false]);
+    clock.increment(1000);
+    for (const c of sent) c.answer(ok);
     await settle();
-    expect(got).toEqual(['b.hotel']);
+    // b's call timed out, and its answer still comes: only the machine's cancel (leaving the
+    // state on its timeout) stops a call.
+    expect(got).toEqual(['timeout.action.flight', 'call.action.flight: success']);
   });
 
-  it('a retry under the same call id is not cancelled by the answer of the one before', async () => {
-    const { sent, send } = pending();
-    const calls = new CallsInFlight(send);
-    const saga = {};
-    const got: number[] = [];
-    calls.start(saga, 'action.hotel', input('hotel'), () => got.push(1));
-    calls.cancel(saga, 'action.hotel'); // timed out
-    calls.start(saga, 'action.hotel', input('hotel'), () => got.push(2));
-    sent[0]?.answer(ok); // the first attempt's answer arrives late
+  it('a retry under the same call id is not touched by the attempt before it', async () => {
+    const { sent, clock, calls, got, saga, start } = port();
+    const s = saga();
+    start(s, 'action.hotel', 1000);
+    calls.cancel(s, 'action.hotel'); // the machine left the state on the timeout
+    clock.increment(500);
+    start(s, 'action.hotel', 1000); // the retry, after its backoff
+    sent[0]?.answer(ok); // the first attempt's answer arrives late: dropped
     await settle();
-    calls.cancel(saga, 'action.hotel'); // the second attempt is still in flight: this aborts it
-    expect(sent[1]?.signal.aborted).toBe(true);
+    clock.increment(600); // the first attempt's timer would have fired here
     expect(got).toEqual([]);
+    calls.cancel(s, 'action.hotel'); // still the retry's entry: this aborts it
+    expect(sent[1]?.signal.aborted).toBe(true);
   });
 });

@@ -52,7 +52,11 @@ describe('sagaChart', () => {
           targets: ['saga.running.flight.succeeded'],
         },
         // flight's timeout in sagas/book-trip.yaml is 1s
-        { label: 'after 1000ms', guard: 'attemptsLeft', targets: ['saga.running.flight.backoff'] },
+        {
+          label: 'timeout 1000ms: action.flight',
+          guard: 'attemptsLeft',
+          targets: ['saga.running.flight.backoff'],
+        },
       ]),
     );
     expect(byId.get('saga.running')?.transitions).toEqual(

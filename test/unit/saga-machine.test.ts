@@ -44,7 +44,7 @@ function run(def: ReturnType<typeof definition>, script: Script, opts: { deadlin
       const n = (counts.get(key) ?? 0) + 1;
       counts.set(key, n);
       return Promise.resolve(script(input, n));
-    }),
+    }, clock),
   });
   const actor = createActor(machine, {
     input: {
@@ -155,6 +155,26 @@ describe('saga machine', () => {
     ]);
   });
 
+  it('waits for a call on its way only until that call’s own timeout, counted from when it was sent', async () => {
+    const def = definition([step('car'), step('flight')]);
+    let refuseFlight: (o: CallOutput) => void = () => undefined;
+    const { actor, calls, advance } = run(def, (i) => {
+      if (i.kind === 'action' && i.step === 'car' && !i.replay) return never();
+      if (i.kind === 'action' && i.step === 'flight')
+        return new Promise<CallOutput>((r) => (refuseFlight = r));
+      return ok(`${i.step}-1`);
+    });
+    await advance(600);
+    refuseFlight(rejected); // 600 ms after both were sent; car's timeout (1 s) has 400 ms left
+    await advance(0);
+    expect(actor.getSnapshot().value).toMatchObject({ compensating: { car: 'awaiting' } });
+    await advance(399);
+    expect(actor.getSnapshot().value).toMatchObject({ compensating: { car: 'awaiting' } });
+    await advance(1);
+    expect(actor.getSnapshot().value).toBe('compensated');
+    expect(order(calls)).toEqual(['action:car', 'action:flight', 'action(replay):car', 'compensation:car']);
+  });
+
   it('times out a step, then resolves the in-doubt step by replay before undoing it', async () => {
     const def = definition([
       step('hotel'),
@@ -211,7 +231,7 @@ describe('saga machine', () => {
       calls: new CallsInFlight((input) => {
         calls.push(input);
         return Promise.resolve(ok(`${input.step}-1`, 200));
-      }),
+      }, clock),
     });
     const succeeded = { status: 'succeeded' as const, attempts: 1, inFlight: false, applied: 'yes' as const };
     const actor = createActor(machine, {
