@@ -226,8 +226,6 @@ export interface SagaLog {
   summary(sagaId: string): Promise<SagaSummary | undefined>;
   /** Recent sagas, newest first. */
   list(opts?: ListOptions): Promise<readonly SagaSummary[]>;
-  /** How many sagas are in each status (stuck sagas need an operator). */
-  counts(): Promise<Readonly<Record<SagaStatus, number>>>;
 
   /** Keeps a definition's source under its version (idempotent): recovery runs the exact version. */
   saveDefinition(definition: StoredDefinition): Promise<void>;
@@ -279,8 +277,4 @@ export function reopens(event: SagaEvent): boolean {
 
 export function isFinal(status: SagaStatus): boolean {
   return FINAL_STATUSES.includes(status);
-}
-
-export function emptyCounts(): Record<SagaStatus, number> {
-  return { running: 0, succeeded: 0, compensating: 0, compensated: 0, stuck: 0 };
 }

@@ -2,11 +2,11 @@ import type { EtcdClient, KeyValue, RequestOp } from './etcd-client';
 import { prefixEnd } from './etcd-client';
 import type { EtcdKeys, KeyValueJson, SagaValue } from './etcd-keys';
 import { parseJson, parseSagaValue, toSummary } from './etcd-keys';
-import type { ListOptions, SagaStatus, SagaSummary } from '../runtime/journal';
-import { emptyCounts, SAGA_STATUSES } from '../runtime/journal';
+import type { ListOptions, SagaSummary } from '../runtime/journal';
+import { SAGA_STATUSES } from '../runtime/journal';
 
 /**
- * The etcd saga log's reads and its bulk work (list, counts, claims, retention): each a few Txns
+ * The etcd saga log's reads and its bulk work (list, claims, retention): each a few Txns
  * of ranges, so what it reads is one revision of the store.
  */
 
@@ -77,19 +77,6 @@ export async function listSagas(
     if (!page.more || !last) return out;
     end = last.key;
   }
-}
-
-export async function countSagas(client: EtcdClient, keys: EtcdKeys): Promise<Record<SagaStatus, number>> {
-  const r = await client.txn({
-    compare: [],
-    success: SAGA_STATUSES.map((s): RequestOp => ({
-      request_range: { key: keys.statuses(s), range_end: prefixEnd(keys.statuses(s)), count_only: true },
-    })),
-    failure: [],
-  });
-  const counts = emptyCounts();
-  SAGA_STATUSES.forEach((s, i) => (counts[s] = Number(r.responses[i]?.response_range?.count ?? 0)));
-  return counts;
 }
 
 /** Unfinished sagas that no instance owns (their owner's lease lapsed), oldest ids first, at most `max`. */

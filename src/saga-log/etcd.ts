@@ -9,16 +9,7 @@ import type { RequestOp, TxnResponse } from './etcd-client';
 import { EtcdClient, prefixEnd, storeError } from './etcd-client';
 import type { KeyValueJson, SagaValue } from './etcd-keys';
 import { EtcdKeys, parseJson, parseSagaValue, toSummary } from './etcd-keys';
-import {
-  claimSagas,
-  countSagas,
-  getMany,
-  getSaga,
-  listSagas,
-  pruneKeys,
-  pruneSagas,
-  unownedSagas,
-} from './etcd-queries';
+import { claimSagas, getMany, getSaga, listSagas, pruneKeys, pruneSagas, unownedSagas } from './etcd-queries';
 import { parseRecord } from './rows';
 import type {
   FinishedEvent,
@@ -29,7 +20,6 @@ import type {
   SagaEvent,
   SagaLog,
   SagaRecord,
-  SagaStatus,
   SagaSummary,
   StartedEvent,
   StartOutcome,
@@ -367,10 +357,6 @@ export class EtcdSagaLog implements SagaLog {
 
   list(opts: ListOptions = {}): Promise<readonly SagaSummary[]> {
     return listSagas(this.client, this.keys, opts);
-  }
-
-  counts(): Promise<Readonly<Record<SagaStatus, number>>> {
-    return countSagas(this.client, this.keys);
   }
 
   async saveDefinition(d: StoredDefinition): Promise<void> {

@@ -15,14 +15,7 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from '../runtime/journal';
-import {
-  duplicateStart,
-  emptyCounts,
-  isFinal,
-  sagaRecord,
-  serialiseRecord,
-  statusAfter,
-} from '../runtime/journal';
+import { duplicateStart, isFinal, sagaRecord, serialiseRecord, statusAfter } from '../runtime/journal';
 
 interface Entry {
   summary: SagaSummary;
@@ -192,12 +185,6 @@ export class MemorySagaLog implements SagaLog {
       )
       .sort((a, b) => b.startedAt - a.startedAt || (a.sagaId < b.sagaId ? 1 : a.sagaId > b.sagaId ? -1 : 0));
     return Promise.resolve(out.slice(0, limit));
-  }
-
-  counts(): Promise<Readonly<Record<SagaStatus, number>>> {
-    const counts = emptyCounts();
-    for (const e of this.sagas.values()) counts[e.summary.status] += 1;
-    return Promise.resolve(counts);
   }
 
   saveDefinition(definition: StoredDefinition): Promise<void> {

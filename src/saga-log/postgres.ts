@@ -13,7 +13,6 @@ import type {
   SagaEvent,
   SagaLog,
   SagaRecord,
-  SagaStatus,
   SagaSummary,
   FinishedEvent,
   StartedEvent,
@@ -21,7 +20,7 @@ import type {
   StoredAnswer,
   StoredDefinition,
 } from '../runtime/journal';
-import { duplicateStart, emptyCounts, ORPHAN_KEY_AGE_MS, SAGA_STATUSES } from '../runtime/journal';
+import { duplicateStart, ORPHAN_KEY_AGE_MS } from '../runtime/journal';
 import { MIGRATIONS_TABLE, migrations } from './schema';
 
 /**
@@ -280,18 +279,6 @@ export class PostgresSagaLog implements SagaLog {
       args,
     );
     return r.rows.map((row) => toSummary(row));
-  }
-
-  async counts(): Promise<Readonly<Record<SagaStatus, number>>> {
-    const counts = emptyCounts();
-    const r = await this.query<{ status: string; n: string }>(
-      'SELECT status, COUNT(*) AS n FROM sagas GROUP BY status',
-    );
-    for (const row of r.rows) {
-      const status = SAGA_STATUSES.find((s) => s === row.status);
-      if (status) counts[status] = Number(row.n);
-    }
-    return counts;
   }
 
   async saveDefinition(d: StoredDefinition): Promise<void> {

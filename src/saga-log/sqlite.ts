@@ -23,9 +23,7 @@ import type {
 } from '../runtime/journal';
 import {
   duplicateStart,
-  emptyCounts,
   isFinal,
-  SAGA_STATUSES,
   sagaRecord,
   serialiseRecord,
   reopens,
@@ -160,7 +158,6 @@ export class SqliteSagaLog implements SagaLog {
       maxSeq: db.prepare('SELECT MAX(seq) AS seq FROM saga_events WHERE saga_id = ?'),
       history: db.prepare('SELECT data FROM saga_events WHERE saga_id = ? ORDER BY seq'),
       summary: db.prepare('SELECT * FROM sagas WHERE id = ?'),
-      counts: db.prepare('SELECT status, COUNT(*) AS n FROM sagas GROUP BY status'),
       saveDefinition: db.prepare(
         'INSERT INTO definitions (version, name, file, source, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (version) DO NOTHING',
       ),
@@ -365,17 +362,6 @@ export class SqliteSagaLog implements SagaLog {
         .prepare(sql)
         .all(...args)
         .map((row) => toSummary(row));
-    });
-  }
-
-  counts(): Promise<Readonly<Record<SagaStatus, number>>> {
-    return this.read(() => {
-      const counts = emptyCounts();
-      for (const row of this.stmt.counts.all() as { status: string; n: number }[]) {
-        const status = SAGA_STATUSES.find((s) => s === row.status);
-        if (status) counts[status] = row.n;
-      }
-      return counts;
     });
   }
 
