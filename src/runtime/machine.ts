@@ -14,7 +14,14 @@ import type {
   SagaMachineEvent,
   StepRun,
 } from './saga-state';
-import { freshStep, mergeApplied, needsCompensation } from './saga-state';
+import {
+  actionAnswered,
+  actionResolved,
+  actionSent,
+  answerOf,
+  freshStep,
+  needsCompensation,
+} from './saga-state';
 
 /**
  * The pure machine builder: SagaDefinition → XState machine. The machine does no I/O of its own
@@ -251,42 +258,33 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
       },
       startAttempt: assign(({ context }, params: { step: string }) => {
         const run = context.steps[params.step];
+        return run ? { steps: patchStep(context, params.step, actionSent(run, run.attempts + 1)) } : {};
+      }),
+      recordActionOutcome: assign(({ context, event }, params: { step: string }) => {
+        const run = context.steps[params.step];
+        if (!run) return {};
+        const nextDelayMs = retryDelayMs(context, params.step, 'action', run.attempts);
         return {
           steps: patchStep(context, params.step, {
-            status: 'running',
-            attempts: (run?.attempts ?? 0) + 1,
-            inFlight: true,
+            ...actionAnswered(run, answerOf(outputOf(event))),
+            nextDelayMs,
           }),
         };
       }),
-      recordActionOutcome: assign(({ context, event }, params: { step: string }) => {
-        const out = outputOf(event);
-        const run = context.steps[params.step];
-        const applied = mergeApplied(run?.applied ?? 'no', out.applied);
-        const patch: Partial<StepRun> = {
-          inFlight: false,
-          applied,
-          ...(out.outcome === 'success' && out.response ? { response: out.response } : {}),
-          ...(out.response ? { httpStatus: out.response.status } : {}),
-          ...(out.error ? { error: out.error } : {}),
-          ...(out.outcome === 'success' ? { status: 'succeeded' as const } : {}),
-          nextDelayMs: retryDelayMs(context, params.step, 'action', run?.attempts ?? 1),
-        };
-        return { steps: patchStep(context, params.step, patch) };
-      }),
+      // No answer within the timeout: an answer that says nothing (it may have been applied).
       recordActionTimeout: assign(({ context }, params: { step: string }) => {
         const run = context.steps[params.step];
+        if (!run) return {};
         const call = callOf(params.step, 'action');
         const error: ErrorInfo = {
           code: ERRORS.STEP_TIMEOUT.code,
-          message: `${params.step}: no answer within ${call?.timeoutMs ?? 0}ms (attempt ${run?.attempts ?? 0})`,
+          message: `${params.step}: no answer within ${call?.timeoutMs ?? 0}ms (attempt ${run.attempts})`,
         };
+        const nextDelayMs = retryDelayMs(context, params.step, 'action', run.attempts);
         return {
           steps: patchStep(context, params.step, {
-            inFlight: false,
-            applied: mergeApplied(run?.applied ?? 'no', 'maybe'),
-            error,
-            nextDelayMs: retryDelayMs(context, params.step, 'action', run?.attempts ?? 1),
+            ...actionAnswered(run, { outcome: 'retryable', applied: 'maybe', error }),
+            nextDelayMs,
           }),
         };
       }),
@@ -356,12 +354,11 @@ export function buildSagaMachine(definition: SagaDefinition, options: BuildOptio
         };
       }),
       recordResolved: assign(({ context, event }, params: { step: string }) => {
-        const out = outputOf(event);
+        const run = context.steps[params.step];
+        if (!run) return {};
         return {
           steps: patchStep(context, params.step, {
-            ...(out.outcome === 'success' && out.response ? { response: out.response } : {}),
-            ...(out.response ? { httpStatus: out.response.status } : {}),
-            applied: out.outcome === 'success' ? 'yes' : out.outcome === 'rejected' ? 'no' : 'maybe',
+            ...actionResolved(run, answerOf(outputOf(event))),
             // The replay counts against the compensation's attempts: reset them for the undo itself.
             compensation: { status: 'running', attempts: 0 },
           }),

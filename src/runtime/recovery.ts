@@ -1,10 +1,11 @@
-import type { ErrorInfo, StepRun } from './saga-state';
-import { freshStep, mergeApplied } from './saga-state';
+import type { CallOutput, ErrorInfo, StepAnswer, StepRun } from './saga-state';
+import { actionAnswered, actionResolved, actionSent, freshStep } from './saga-state';
 import type { SagaRecord, SagaStatus } from './journal';
 
 /**
  * Rebuilds a saga's state from its journal: the input a recovered saga machine starts from.
- * Pure; the rules are those of the machine:
+ * Pure; an action's records go through the machine's own step rules (saga-state.ts: actionSent,
+ * actionAnswered, actionResolved), so:
  * - an action dispatched and never completed is in doubt (in flight);
  * - an action that answered success succeeded (its response is kept for the compensation);
  * - a 5xx or network failure may have been applied; a 4xx refusal was not;
@@ -40,8 +41,7 @@ export function rebuild(
     switch (r.type) {
       case 'call.dispatched': {
         const s = step(r.step);
-        if (r.kind === 'action' && !r.replay)
-          steps[r.step] = { ...s, status: 'running', attempts: r.attempt, inFlight: true };
+        if (r.kind === 'action' && !r.replay) steps[r.step] = actionSent(s, r.attempt);
         if (r.kind === 'compensation')
           steps[r.step] = { ...s, compensation: { ...s.compensation, status: 'running' } };
         break;
@@ -49,29 +49,7 @@ export function rebuild(
       case 'call.completed': {
         const s = step(r.step);
         if (r.kind === 'action') {
-          const inFlight = r.replay ? s.inFlight : false;
-          if (r.outcome === 'success') {
-            // A replay (during compensation) learns what the action did; the step did not succeed
-            // in the saga's run for it — as the machine's recordResolved leaves its status.
-            steps[r.step] = {
-              ...s,
-              inFlight,
-              ...(r.replay ? {} : { status: 'succeeded' as const }),
-              applied: 'yes',
-              ...(r.response ? { response: r.response } : {}),
-            };
-          } else if (r.outcome === 'rejected') {
-            // A refused replay proves the action never took effect.
-            steps[r.step] = {
-              ...s,
-              inFlight: r.replay ? false : inFlight,
-              applied: r.replay ? 'no' : s.applied,
-            };
-          } else {
-            steps[r.step] = { ...s, inFlight, applied: mergeApplied(s.applied, 'maybe') };
-          }
-          if (r.error && r.outcome !== 'success') steps[r.step] = { ...step(r.step), error: r.error };
-          if (r.status !== undefined) steps[r.step] = { ...step(r.step), httpStatus: r.status };
+          steps[r.step] = r.replay ? actionResolved(s, answerIn(r)) : actionAnswered(s, answerIn(r));
         } else {
           const status =
             r.outcome === 'success' ? 'done' : r.outcome === 'rejected' ? 'stuck' : s.compensation.status;
@@ -116,5 +94,18 @@ export function rebuild(
     ...(failedStep ? { failedStep } : {}),
     ...(error ? { error } : {}),
     ...(undo ? { undo: true as const } : {}),
+  };
+}
+
+/** A `call.completed` record as the step rules read an answer. */
+function answerIn(r: Extract<SagaRecord, { type: 'call.completed' }>): StepAnswer {
+  const outcome: CallOutput['outcome'] =
+    r.outcome === 'success' || r.outcome === 'rejected' ? r.outcome : 'retryable';
+  return {
+    outcome,
+    applied: outcome === 'success' ? 'yes' : outcome === 'rejected' ? 'no' : 'maybe',
+    ...(r.status !== undefined ? { httpStatus: r.status } : {}),
+    ...(outcome === 'success' && r.response ? { response: r.response } : {}),
+    ...(r.error ? { error: r.error } : {}),
   };
 }

@@ -139,3 +139,71 @@ export function mergeApplied(before: Applied, now: Applied): Applied {
 export function needsCompensation(run: StepRun): boolean {
   return run.status === 'succeeded' || run.inFlight || run.applied !== 'no';
 }
+
+/**
+ * One call's answer as the step rules below read it: what the machine's call port brings back
+ * (`answerOf(output)`) and what a journal's `call.completed` record says (runtime/recovery.ts).
+ */
+export interface StepAnswer {
+  readonly outcome: CallOutput['outcome'];
+  readonly applied: Applied;
+  /** The participant's HTTP status, success or not. */
+  readonly httpStatus?: number;
+  /** Kept only for a success: what templates read as `steps.<name>.response`. */
+  readonly response?: StepResponse;
+  readonly error?: ErrorInfo;
+}
+
+export function answerOf(output: CallOutput): StepAnswer {
+  const { outcome, applied, response, error } = output;
+  return {
+    outcome,
+    applied,
+    ...(response ? { httpStatus: response.status } : {}),
+    ...(outcome === 'success' && response ? { response } : {}),
+    ...(error ? { error } : {}),
+  };
+}
+
+// The step rules: what each thing that happens to a step's action does to its run. The machine's
+// actions apply them as the saga runs; recovery applies them to the journal's records, so a saga
+// rebuilt from its log holds what the machine held when it was written.
+
+/** The action's attempt `attempt` was sent. */
+export function actionSent(run: StepRun, attempt: number): StepRun {
+  return { ...run, status: 'running', attempts: attempt, inFlight: true };
+}
+
+/** The action's attempt answered: a success is the step's result; anything else may be retried. */
+export function actionAnswered(run: StepRun, answer: StepAnswer): StepRun {
+  return {
+    ...run,
+    inFlight: false,
+    applied: mergeApplied(run.applied, answer.applied),
+    ...(answer.response ? { response: answer.response } : {}),
+    ...(answer.httpStatus !== undefined ? { httpStatus: answer.httpStatus } : {}),
+    ...(answer.error ? { error: answer.error } : {}),
+    ...(answer.outcome === 'success' ? { status: 'succeeded' as const } : {}),
+  };
+}
+
+/**
+ * A replay of the in-doubt action (same idempotency key, while compensating) answered: it says
+ * what the action did. A success gives the response the undo reads; a refusal proves the action
+ * never took effect; anything else leaves it in doubt. The step's status in the run stays.
+ */
+export function actionResolved(run: StepRun, answer: StepAnswer): StepRun {
+  return {
+    ...run,
+    ...(answer.response ? { response: answer.response } : {}),
+    ...(answer.httpStatus !== undefined ? { httpStatus: answer.httpStatus } : {}),
+    ...(answer.outcome === 'rejected' ? { inFlight: false } : {}),
+    applied:
+      answer.outcome === 'success'
+        ? 'yes'
+        : answer.outcome === 'rejected'
+          ? 'no'
+          : mergeApplied(run.applied, 'maybe'),
+    ...(answer.error && answer.outcome !== 'success' ? { error: answer.error } : {}),
+  };
+}
