@@ -201,7 +201,11 @@ async function main(): Promise<void> {
       log(`memory case: ${o.memorySagas} sagas in flight…`);
       memory = await runMemoryCase(lab, o, runDir);
       if (memory)
-        log(`  peak RSS ${(memory.hwmBytes / 2 ** 20).toFixed(0)} MB, ${memory.peakStreams} streams open`);
+        log(
+          `  peak RSS ${(memory.hwmBytes / 2 ** 20).toFixed(0)} MB, ${memory.peakStreams} streams open, ` +
+            `participants' peak ${memory.peakParticipantCalls} calls, ${memory.answered['201'] ?? 0} of ` +
+            `${memory.sagas} answered 201 within 30 s, p50 ${(memory.p50Ms / 1000).toFixed(1)} s`,
+        );
       await lab.sagamesh.get('hold')?.child?.stop('SIGKILL');
       await new Promise((r) => setTimeout(r, 5000));
     }
