@@ -55,8 +55,15 @@ export interface SidecarXds {
   readonly proxy: Json;
 }
 
-/** Runs tools/istio-translate on `objects` (Kubernetes objects and Istio configs) for `pod`. */
-export function istioTranslate(objects: readonly unknown[], pod: string): SidecarXds {
+/**
+ * Runs tools/istio-translate on `objects` (Kubernetes objects and Istio configs) for `pod`, with
+ * istiod's environment `env` (default ISTIOD_ENV).
+ */
+export function istioTranslate(
+  objects: readonly unknown[],
+  pod: string,
+  env: Readonly<Record<string, string>> = ISTIOD_ENV,
+): SidecarXds {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-istio-translate-'));
   try {
     const input = path.join(dir, 'objects.yaml');
@@ -65,7 +72,7 @@ export function istioTranslate(objects: readonly unknown[], pod: string): Sideca
     runTranslator(
       'istio-translate',
       ['--objects', input, '--pod', pod, '--bootstrap-template', istioBootstrapTemplate(), '--out', output],
-      ISTIOD_ENV,
+      env,
     );
     return JSON.parse(fs.readFileSync(output, 'utf8')) as SidecarXds;
   } finally {

@@ -25,8 +25,9 @@ import type { GatewayXds } from '../helpers/egctl-gateway';
 import { egctlInput, egctlTranslate, gatewayRunConfig } from '../helpers/egctl-gateway';
 import type { Json } from '../helpers/xds-static';
 import { connectionManagers, field } from '../helpers/xds-static';
-import type { SidecarXds } from '../helpers/istio-sidecar';
+import type { SidecarPorts, SidecarXds } from '../helpers/istio-sidecar';
 import { istioTranslate, sidecarRunConfig } from '../helpers/istio-sidecar';
+import type { ClusterState } from '../helpers/cluster-state';
 import { clusterState } from '../helpers/cluster-state';
 import { postJson, trip } from '../helpers/trip-client';
 
@@ -234,6 +235,8 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
   const POD = 'sagamesh-demo/trips-0';
   const POD_GRPC_PORT = 50051;
   let objects: K8sObject[];
+  let state: ClusterState;
+  let ports: SidecarPorts;
   let xds: SidecarXds;
   let rewrites: string[];
   let bootstrap: Json;
@@ -244,7 +247,7 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
 
   beforeAll(async () => {
     objects = render('base').objects;
-    const state = clusterState(objects, ['trips']);
+    state = clusterState(objects, ['trips']);
     xds = istioTranslate(state.objects, POD);
 
     const trips = only(objects, 'Deployment', 'trips');
@@ -264,23 +267,23 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
         SAGAMESH_EGRESS_URL: `http://127.0.0.1:${outbound80}`,
       }),
     });
-    const { ports } = stack;
+    const stackPorts = stack.ports;
     const podIP = (name: string): string => state.podIPs[`${name}-0`] ?? '';
-    const ports80 = { inbound: await freePort(), admin: await freePort() };
-    ({ bootstrap, rewrites } = sidecarRunConfig(xds, {
-      inbound: ports80.inbound,
+    ports = {
+      inbound: await freePort(),
       outbound80,
-      admin: ports80.admin,
-      app: ports.trips,
+      admin: await freePort(),
+      app: stackPorts.trips,
       appContainerPort: 8080,
-      podLoopback: { [POD_GRPC_PORT]: ports.extProc },
+      podLoopback: { [POD_GRPC_PORT]: stackPorts.extProc },
       pods: {
-        [podIP('trips')]: { 8080: ports.trips },
-        [podIP('hotel')]: { 8080: ports.hotel },
-        [podIP('flight')]: { 8080: ports.flight },
-        [podIP('car')]: { 8080: ports.car },
+        [podIP('trips')]: { 8080: stackPorts.trips },
+        [podIP('hotel')]: { 8080: stackPorts.hotel },
+        [podIP('flight')]: { 8080: stackPorts.flight },
+        [podIP('car')]: { 8080: stackPorts.car },
       },
-    }));
+    };
+    ({ bootstrap, rewrites } = sidecarRunConfig(xds, ports));
     // istio-agent hands the pod's bootstrap override to Envoy as --config-yaml (pkg/envoy/proxy.go).
     const override = only(objects, 'ConfigMap', 'sagamesh-envoy-bootstrap').data?.['custom_bootstrap.json'];
     const yaml = YAML.stringify(bootstrap, { lineWidth: 0 });
@@ -288,10 +291,10 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
     if (!ok) throw new Error(`envoy --mode validate rejected Istio's config:\n${output.slice(0, 4000)}`);
     sidecar = await startEnvoy({
       configYaml: yaml,
-      adminPort: ports80.admin,
+      adminPort: ports.admin,
       ...(override ? { configOverride: override } : {}),
     });
-    url = `http://127.0.0.1:${ports80.inbound}`;
+    url = `http://127.0.0.1:${ports.inbound}`;
   });
 
   afterAll(async () => {
@@ -323,6 +326,19 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
     // No Istio-only filter is left for upstream Envoy (istiod's settings in test/helpers/istio-sidecar.ts).
     const all = JSON.stringify(xds);
     expect(all).not.toMatch(/istio\.(metadata_exchange|alpn|stats)|io\.istio\./);
+  });
+
+  test('control: with istiod`s defaults (metadata exchange and ALPN filters on) upstream Envoy 1.40 rejects the config', async () => {
+    const defaults = istioTranslate(state.objects, POD, {});
+    const all = JSON.stringify(defaults);
+    expect(all).toContain('istio.alpn');
+    expect(all).toContain('istio.metadata_exchange');
+    const yaml = YAML.stringify(sidecarRunConfig(defaults, ports).bootstrap, { lineWidth: 0 });
+    const { ok, output } = await validateEnvoyConfig(yaml);
+    expect(ok).toBe(false);
+    expect(output).toMatch(
+      /istio\.envoy\.config\.filter\.http\.alpn|io\.istio\.http\.peer_metadata|istio\.metadata_exchange/,
+    );
   });
 
   test('istio-agent wrote the pod`s runtimeValues into the bootstrap: envoy/envoy.yaml`s flags, as booleans', () => {
