@@ -44,6 +44,23 @@ export const ISTIOD_ENV: Readonly<Record<string, string>> = Object.freeze({
   PILOT_ENABLE_ALPN_FILTER: 'false',
 });
 
+/**
+ * The mesh config (the `mesh` key of Istio's ConfigMap; read by istiod and istio-agent) the test
+ * translates with: Istio's defaults plus two settings that only make the sidecar observable, as an
+ * operator would for debugging, and change nothing on the request path —
+ *  - an access log (meshConfig.accessLogFile/Encoding/Format) with the fields sagamesh returns as
+ *    dynamic metadata (the EnvoyFilter's metadata_options lets them through);
+ *  - proxyStatsMatcher inclusions for the sagamesh cluster and the inbound ext_proc filter: Istio's
+ *    default stats matcher keeps every cluster's and filter's stats out of Envoy's stats store.
+ */
+export const TEST_MESH_CONFIG = `accessLogFile: /dev/stdout
+accessLogEncoding: JSON
+accessLogFormat: '{"method":"%REQ(:METHOD)%","path":"%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%","response_code":"%RESPONSE_CODE%","saga_id":"%DYNAMIC_METADATA(sagamesh:saga_id)%","saga":"%DYNAMIC_METADATA(sagamesh:saga)%","saga_outcome":"%DYNAMIC_METADATA(sagamesh:outcome)%"}'
+defaultConfig:
+  proxyStatsMatcher:
+    inclusionPrefixes: ['cluster.sagamesh.', 'http.inbound_0.0.0.0_8080;.ext_proc.']
+`;
+
 export interface SidecarXds {
   /** What istio-agent writes as the sidecar's bootstrap (snake_case JSON, from its template). */
   readonly bootstrap: Json;
@@ -63,15 +80,21 @@ export function istioTranslate(
   objects: readonly unknown[],
   pod: string,
   env: Readonly<Record<string, string>> = ISTIOD_ENV,
+  meshConfig = TEST_MESH_CONFIG,
 ): SidecarXds {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-istio-translate-'));
   try {
     const input = path.join(dir, 'objects.yaml');
     const output = path.join(dir, 'xds.json');
+    const mesh = path.join(dir, 'mesh.yaml');
     fs.writeFileSync(input, toYaml(objects));
+    fs.writeFileSync(mesh, meshConfig);
     runTranslator(
       'istio-translate',
-      ['--objects', input, '--pod', pod, '--bootstrap-template', istioBootstrapTemplate(), '--out', output],
+      [
+        ...['--objects', input, '--pod', pod, '--mesh', mesh],
+        ...['--bootstrap-template', istioBootstrapTemplate(), '--out', output],
+      ],
       env,
     );
     return JSON.parse(fs.readFileSync(output, 'utf8')) as SidecarXds;

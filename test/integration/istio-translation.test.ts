@@ -20,7 +20,7 @@ import { ENVOY_CONFIG_PATH, startEnvoy, validateEnvoyConfig } from '../../demo/e
 import type { Stack } from '../../demo/stack';
 import { freePort, startStack } from '../../demo/stack';
 import type { K8sObject } from '../helpers/k8s';
-import { container, envOf, mountConfigMap, only, render } from '../helpers/k8s';
+import { container, envOf, mountConfigMap, only, render, updateMountedConfigMap } from '../helpers/k8s';
 import type { GatewayXds } from '../helpers/egctl-gateway';
 import { egctlInput, egctlTranslate, gatewayRunConfig } from '../helpers/egctl-gateway';
 import type { Json } from '../helpers/xds-static';
@@ -30,13 +30,55 @@ import { istioTranslate, sidecarRunConfig } from '../helpers/istio-sidecar';
 import type { ClusterState } from '../helpers/cluster-state';
 import { clusterState } from '../helpers/cluster-state';
 import { postJson, trip } from '../helpers/trip-client';
+import { ERRORS } from '../../src/errors';
+import { counters, extProcCounters, passThrough } from '../helpers/envoy-stats';
+import { holdingExtProc } from '../helpers/holding-ext-proc';
+import { specOf } from '../helpers/k8s';
 
 jest.setTimeout(120_000);
 
-const envoyYaml = YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as {
+interface EnvoyYaml {
   layered_runtime: { layers: { static_layer: Record<string, unknown> }[] };
   grpc_async_client_manager_config: Record<string, unknown>;
-};
+  static_resources: {
+    listeners: {
+      name: string;
+      filter_chains: {
+        filters: {
+          typed_config: Record<string, unknown> & {
+            route_config?: {
+              virtual_hosts: { routes: { match: { prefix?: string }; route?: { timeout?: string } }[] }[];
+            };
+          };
+        }[];
+      }[];
+    }[];
+    clusters: { name: string; circuit_breakers: { thresholds: Record<string, unknown>[] } }[];
+  };
+}
+const envoyYaml = YAML.parse(fs.readFileSync(ENVOY_CONFIG_PATH, 'utf8')) as EnvoyYaml;
+/** envoy/envoy.yaml's ingress connection manager. */
+const ENVOY_YAML_INGRESS =
+  envoyYaml.static_resources.listeners.find((l) => l.name === 'ingress')?.filter_chains[0]?.filters[0]
+    ?.typed_config ?? {};
+
+/**
+ * Pass-through requests under load: well past nghttp2's burst of 1000 stream resets per connection,
+ * after which Node's HTTP/2 server answers resets with GOAWAY (bench/notes.md, finding 4).
+ */
+const LOAD_REQUESTS = 1200;
+const LOAD_CONCURRENCY = 32;
+/** How long the stub processor holds its answer: longer than Envoy Gateway's 10 s grpc_service timeout. */
+const HOLD_MS = 12_000;
+/** The ext_proc cluster Envoy Gateway names for the overlay's EnvoyExtensionPolicy. */
+const GATEWAY_EXTPROC_CLUSTER = 'envoyextensionpolicy/sagamesh-demo/sagamesh/extproc/0';
+/** The stat prefix of the gateway's HTTP listener (Envoy Gateway: `http-<container port>`). */
+const GATEWAY_STAT_PREFIX = 'http-10080';
+/**
+ * The stat prefix of the sidecar's inbound HTTP chains for the app port (Istio:
+ * `inbound_0.0.0.0_<port>;`, the `;` ends the part its tag extraction reads).
+ */
+const SIDECAR_STAT_PREFIX = 'inbound_0.0.0.0_8080;';
 /** envoy/envoy.yaml's runtime flags: what both translations must give the proxy too. */
 const ENVOY_YAML_RUNTIME = envoyYaml.layered_runtime.layers[0]?.static_layer;
 
@@ -65,6 +107,41 @@ function httpFilters(listeners: readonly Json[]): Json[] {
   return listeners.flatMap((l) =>
     connectionManagers(l).flatMap((hcm) => (field(hcm, 'http_filters') as Json[] | undefined) ?? []),
   );
+}
+
+/**
+ * egctl's translation of `objects`, started as an Envoy on loopback for the duration of `body`, with
+ * the trips Service on `appPort` and the sagamesh Service on `extProcPort`.
+ */
+async function withGateway<T>(
+  objects: readonly K8sObject[],
+  appPort: number,
+  extProcPort: number,
+  body: (envoy: EnvoyProcess, url: string) => Promise<T>,
+): Promise<T> {
+  const input = egctlInput(objects);
+  const { xds } = egctlTranslate(input);
+  const ports = { listener: await freePort(), admin: await freePort() };
+  const { bootstrap } = gatewayRunConfig(
+    xds,
+    {
+      ...ports,
+      services: {
+        [input.clusterIPs['trips'] ?? '']: { 80: appPort },
+        [input.clusterIPs['sagamesh'] ?? '']: { 50051: extProcPort },
+      },
+    },
+    input.clusterIPs,
+  );
+  const yaml = YAML.stringify(bootstrap, { lineWidth: 0 });
+  const { ok, output } = await validateEnvoyConfig(yaml);
+  if (!ok) throw new Error(`envoy --mode validate rejected egctl's config:\n${output.slice(0, 4000)}`);
+  const envoy = await startEnvoy({ configYaml: yaml, adminPort: ports.admin });
+  try {
+    return await body(envoy, `http://127.0.0.1:${ports.listener}`);
+  } finally {
+    await envoy.stop();
+  }
 }
 
 describe('Envoy Gateway: egctl x translate of overlays/envoy-gateway, run in Envoy 1.40', () => {
@@ -229,6 +306,143 @@ describe('Envoy Gateway: egctl x translate of overlays/envoy-gateway, run in Env
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ method: 'GET', path: '/trips/42?view=full' });
   });
+
+  test('the gateway handles paths as envoy/envoy.yaml`s ingress does (Envoy Gateway`s defaults)', () => {
+    const hcms = xds.listeners
+      .filter((l) => String(l['name']).split('/').length === 3)
+      .flatMap(connectionManagers);
+    expect(hcms).toHaveLength(1);
+    const hcm = hcms[0] ?? {};
+    const settings = ['normalize_path', 'merge_slashes', 'path_with_escaped_slashes_action'];
+    expect(Object.fromEntries(settings.map((k) => [k, field(hcm, k)]))).toEqual(
+      Object.fromEntries(settings.map((k) => [k, ENVOY_YAML_INGRESS[k]])),
+    );
+  });
+
+  test('the HTTPRoute`s timeout reaches the gateway`s route as envoy/envoy.yaml`s trips route has it', () => {
+    const ingress = ENVOY_YAML_INGRESS;
+    const wanted = ingress.route_config?.virtual_hosts[0]?.routes.find((r) => r.match.prefix === '/')?.route
+      ?.timeout;
+    expect(wanted).toBeDefined();
+    const routes = xds.routes.flatMap((r) =>
+      ((r['virtualHosts'] as Json[] | undefined) ?? []).flatMap((vh) => vh['routes'] as Json[]),
+    );
+    // Without `timeouts` Envoy Gateway sets no route timeout: Envoy's default (15 s) would apply.
+    expect((routes[0]?.['route'] as Json | undefined)?.['timeout']).toBe(wanted);
+  });
+
+  test('the policy`s circuitBreaker gives the ext_proc cluster envoy/envoy.yaml`s DEFAULT thresholds', () => {
+    const wanted = envoyYaml.static_resources.clusters
+      .find((c) => c.name === 'sagamesh')
+      ?.circuit_breakers.thresholds.find((t) => t['priority'] === 'DEFAULT');
+    expect(wanted).toBeDefined();
+    const cluster = xds.clusters.find((c) => c['name'] === GATEWAY_EXTPROC_CLUSTER);
+    // One threshold without a priority: DEFAULT, the priority ext_proc streams use.
+    const thresholds = (field(cluster ?? {}, 'circuit_breakers') as { thresholds: Json[] }).thresholds;
+    expect(thresholds).toHaveLength(1);
+    const snake = (t: Json): Json =>
+      Object.fromEntries(
+        Object.entries(t).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v]),
+      );
+    expect({ priority: 'DEFAULT', ...snake(thresholds[0] ?? {}) }).toEqual(wanted);
+  });
+
+  test(`${LOAD_REQUESTS} pass-through requests through the translated gateway: no stream reset, no GOAWAY, no retry, no 5xx`, async () => {
+    const adminUrl = gateway?.adminUrl ?? '';
+    const before = await extProcCounters(adminUrl, GATEWAY_EXTPROC_CLUSTER, GATEWAY_STAT_PREFIX);
+    expect(await passThrough(url, LOAD_REQUESTS, LOAD_CONCURRENCY)).toEqual({ 200: LOAD_REQUESTS });
+    const after = await extProcCounters(adminUrl, GATEWAY_EXTPROC_CLUSTER, GATEWAY_STAT_PREFIX);
+    // Every stream of this gateway so far (the saga tests' too) was half-closed, none reset.
+    expect(after).toEqual({
+      tx_reset: 0,
+      goaway: 0,
+      retries: 0,
+      streams_started: (before.streams_started ?? 0) + LOAD_REQUESTS,
+      streams_failed: 0,
+    });
+  });
+
+  test(`a saga that answers after ${HOLD_MS / 1000} s is not cut by Envoy Gateway's 10 s grpc_service timeout`, async () => {
+    const extProc = httpFilters(xds.listeners).find((f) =>
+      String(f['name']).startsWith('envoy.filters.http.ext_proc'),
+    );
+    // What egctl gives Envoy: Envoy Gateway's fixed 10 s on the grpc_service.
+    expect(extProc).toMatchObject({ typedConfig: { grpcService: { timeout: '10s' } } });
+    const stub = await holdingExtProc(HOLD_MS);
+    try {
+      const result = await withGateway(objects, stack?.ports.trips ?? 0, stub.port, async (envoy, gw) => {
+        const started = Date.now();
+        const answer = await postJson(gw, '/trips', trip());
+        return {
+          status: answer.status,
+          body: answer.text,
+          elapsed: Date.now() - started,
+          counters: await extProcCounters(envoy.adminUrl, GATEWAY_EXTPROC_CLUSTER, GATEWAY_STAT_PREFIX),
+        };
+      });
+      expect({ status: result.status, body: result.body }).toEqual({ status: 201, body: 'held' });
+      expect(result.elapsed).toBeGreaterThanOrEqual(HOLD_MS - 100);
+      expect(result.counters).toMatchObject({
+        tx_reset: 0,
+        retries: 0,
+        streams_started: 1,
+        streams_failed: 0,
+      });
+      // Envoy opened the stream without a deadline (no grpc-timeout header): the 10 s is not applied.
+      expect(stub.deadlines).toEqual([Infinity]);
+    } finally {
+      stub.close();
+    }
+  });
+
+  /**
+   * `CONCURRENT` sagas at once (the stub holds each answer 2 s) through egctl's translation of
+   * `objects`: status → count, and the ext_proc cluster's circuit-breaker overflows.
+   */
+  const CONCURRENT = 1100; // above the 1024 of Envoy's (and Envoy Gateway's) defaults
+  async function concurrentSagas(
+    from: readonly K8sObject[],
+  ): Promise<{ statuses: Record<number, number>; overflow: number }> {
+    const stub = await holdingExtProc(2_000);
+    try {
+      return await withGateway(from, stack?.ports.trips ?? 0, stub.port, async (envoy, gw) => {
+        const statuses: Record<number, number> = {};
+        await Promise.all(
+          Array.from({ length: CONCURRENT }, async () => {
+            const res = await fetch(`${gw}/trips`, { method: 'POST', body: '{}' });
+            await res.arrayBuffer();
+            statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+          }),
+        );
+        const escaped = GATEWAY_EXTPROC_CLUSTER.replace(/[.|/]/g, (ch) => `\\${ch}`);
+        const c = await counters(
+          `${envoy.adminUrl}/stats?filter=${encodeURIComponent(`^cluster\\.${escaped}\\.upstream_rq_(pending|active)_overflow$`)}`,
+          /^cluster\.\S+\.(upstream_rq_(?:pending|active)_overflow): (\d+)$/,
+        );
+        return { statuses, overflow: Object.values(c).reduce((a, b) => a + b, 0) };
+      });
+    } finally {
+      stub.close();
+    }
+  }
+
+  test(`${CONCURRENT} sagas held at once: all answered with the overlay's circuit breakers`, async () => {
+    expect(await concurrentSagas(objects)).toEqual({ statuses: { 201: CONCURRENT }, overflow: 0 });
+  });
+
+  test('control: without them (Envoy Gateway`s defaults) the gateway answers the excess with its statusOnError, 503', async () => {
+    const without = objects.map((o) => {
+      if (o.kind !== 'EnvoyExtensionPolicy') return o;
+      const copy = JSON.parse(JSON.stringify(o)) as K8sObject;
+      for (const e of specOf<{ extProc: { backendSettings: { circuitBreaker?: unknown } }[] }>(copy).extProc)
+        delete e.backendSettings.circuitBreaker;
+      return copy;
+    });
+    const { statuses, overflow } = await concurrentSagas(without);
+    expect(overflow).toBeGreaterThan(0);
+    expect(statuses[503]).toBe(overflow);
+    expect(statuses[201]).toBe(CONCURRENT - overflow);
+  });
 });
 
 describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (base), run in Envoy 1.40', () => {
@@ -244,6 +458,7 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
   let stack: Stack | undefined;
   let sidecar: EnvoyProcess | undefined;
   let url: string;
+  let sagasDir: string;
 
   beforeAll(async () => {
     objects = render('base').objects;
@@ -252,7 +467,7 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
 
     const trips = only(objects, 'Deployment', 'trips');
     workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagamesh-istio-translation-'));
-    const sagasDir = path.join(workDir, 'sagas');
+    sagasDir = path.join(workDir, 'sagas');
     fs.mkdirSync(sagasDir);
     mountConfigMap(only(objects, 'ConfigMap', 'sagamesh-sagas'), sagasDir);
     // The sidecar's outbound port-80 listener is sagamesh's egress: in the pod, the captured
@@ -406,6 +621,14 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
     for (const name of ['hotel', 'flight', 'car'] as const) {
       expect(stack?.participants[name].bookings()).toMatchObject([{ status: 'booked', sagaId }]);
     }
+    // The mesh's access log (TEST_MESH_CONFIG) carries the saga metadata sagamesh returned:
+    // metadata_options.receiving_namespaces from the EnvoyFilter lets it through.
+    expect(await accessLogLine(sagaId)).toMatchObject({
+      saga_id: sagaId,
+      saga: 'book-trip',
+      saga_outcome: 'succeeded',
+      response_code: 201,
+    });
     // Per-host counters from the admin's /clusters: Istio's bootstrap keeps outbound cluster stats
     // out of the stats store (its stats_matcher inclusion list), the hosts' counters are always there.
     const clusters = await (await fetch(`${sidecar?.adminUrl}/clusters`)).text();
@@ -430,5 +653,126 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
     const res = await fetch(`${url}/trips/42?view=full`);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ method: 'GET', path: '/trips/42?view=full' });
+  });
+
+  test('plan-itinerary (pivot): Istio`s path handling leaves spellings some server might read as its path to sagamesh, which refuses them; owned headers never reach the app', async () => {
+    const body = { guest: 'Ada', hotel: { city: 'Porto', nights: 1 }, flight: { from: 'BER', to: 'OPO' } };
+    for (const p of ['/itineraries;x', '/itineraries%2F', '/itineraries%5C']) {
+      const res = await postJson(url, p, body, { 'x-hotel-booking': 'FORGED' });
+      expect({ path: p, status: res.status, code: res.body?.error?.code }).toEqual({
+        path: p,
+        status: 400,
+        code: 'SAGAMESH_ERR_PATH_AMBIGUOUS',
+      });
+    }
+    // Owned headers are stripped on a route where sagas run, saga or not: the forged one never
+    // reaches the app.
+    const other = await postJson(url, '/elsewhere', body, { 'x-hotel-booking': 'FORGED' });
+    expect(other.status).toBe(200);
+    expect(stack?.app.calls().map((c) => [c.path, c.headers['x-hotel-booking']])).toEqual([
+      ['/elsewhere', undefined],
+    ]);
+    expect(stack?.participants.hotel.calls()).toEqual([]);
+    const res = await postJson(url, '/itineraries', body);
+    expect(res.status).toBe(200);
+    expect(res.body.headers['x-hotel-booking']).toBe(stack?.participants.hotel.bookings()[0]?.id);
+  });
+
+  /** The sidecar's access-log line (JSON, on its stdout) that mentions `text`. */
+  async function accessLogLine(text: string): Promise<Record<string, unknown>> {
+    for (let i = 0; i < 100; i++) {
+      const line = (sidecar?.logs() ?? '').split('\n').find((l) => l.startsWith('{') && l.includes(text));
+      if (line) return JSON.parse(line) as Record<string, unknown>;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`no access-log line with ${text}`);
+  }
+
+  test('a saga changed in the ConfigMap is in force once the kubelet has swapped the mount', async () => {
+    const data = only(objects, 'ConfigMap', 'sagamesh-sagas').data ?? {};
+    const bookTrip = data['book-trip.yaml'] ?? '';
+    expect(bookTrip).toMatch(/^ {6}status: 201$/m);
+    updateMountedConfigMap(sagasDir, {
+      ...data,
+      'book-trip.yaml': bookTrip.replace(/^( {6}status: )201$/m, '$1202'),
+    });
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 202; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = (await postJson(url, '/trips', trip())).status;
+    }
+    expect(status).toBe(202);
+    updateMountedConfigMap(sagasDir, data);
+    for (let i = 0; i < 100 && status !== 201; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = (await postJson(url, '/trips', trip())).status;
+    }
+    expect(status).toBe(201);
+  });
+
+  test('the pod`s bootstrap override, merged by the sidecar`s Envoy, keeps the gRPC client cached as envoy/envoy.yaml does', async () => {
+    const mask = 'bootstrap.grpc_async_client_manager_config';
+    const dump = (await (await fetch(`${sidecar?.adminUrl}/config_dump?mask=${mask}`)).json()) as {
+      configs: { bootstrap?: { grpc_async_client_manager_config?: unknown } }[];
+    };
+    expect(dump.configs[0]?.bootstrap?.grpc_async_client_manager_config).toEqual(
+      envoyYaml.grpc_async_client_manager_config,
+    );
+  });
+
+  test(`${LOAD_REQUESTS} pass-through requests through the translated sidecar: no stream reset, no GOAWAY, no retry, no 5xx`, async () => {
+    const adminUrl = sidecar?.adminUrl ?? '';
+    const before = await extProcCounters(adminUrl, 'sagamesh', SIDECAR_STAT_PREFIX);
+    expect(before.streams_started).toBeGreaterThan(0); // the stats are there (TEST_MESH_CONFIG)
+    expect(await passThrough(url, LOAD_REQUESTS, LOAD_CONCURRENCY)).toEqual({ 200: LOAD_REQUESTS });
+    const after = await extProcCounters(adminUrl, 'sagamesh', SIDECAR_STAT_PREFIX);
+    expect(after).toEqual({
+      tx_reset: 0,
+      goaway: 0,
+      retries: 0,
+      streams_started: (before.streams_started ?? 0) + LOAD_REQUESTS,
+      streams_failed: 0,
+    });
+  });
+
+  test('control: the same runtime value written as the string "true" (no istio-agent conversion) resets every stream', async () => {
+    // What a bootstrap gets when "true" is passed through verbatim (Istio before 1.19, or a
+    // hand-written static layer): Envoy 1.40 reads no boolean from the string. Proves the check
+    // above can fail.
+    const requests = 200;
+    const other = {
+      ...ports,
+      inbound: await freePort(),
+      outbound80: await freePort(),
+      admin: await freePort(),
+    };
+    const { bootstrap: controlBootstrap } = sidecarRunConfig(xds, other);
+    const layers = field(field(controlBootstrap, 'layered_runtime') as Json, 'layers') as Json[];
+    const global = field(layers[0] ?? {}, 'static_layer') as Json;
+    for (const key of Object.keys(ENVOY_YAML_RUNTIME ?? {})) global[key] = 'true';
+    const yaml = YAML.stringify(controlBootstrap, { lineWidth: 0 });
+    const envoy = await startEnvoy({ configYaml: yaml, adminPort: other.admin });
+    try {
+      expect(await passThrough(`http://127.0.0.1:${other.inbound}`, requests, 8)).toEqual({ 200: requests });
+      const c = await extProcCounters(envoy.adminUrl, 'sagamesh', SIDECAR_STAT_PREFIX);
+      expect({ started: c.streams_started, resets: c.tx_reset }).toEqual({
+        started: requests,
+        resets: requests,
+      });
+    } finally {
+      await envoy.stop();
+    }
+  });
+
+  // Last: it stops sagamesh.
+  test('fail closed: with sagamesh gone the sidecar answers the EnvoyFilter`s coded 503 (istiod merged its local_reply_config)', async () => {
+    await stack?.sagamesh.stop();
+    const res = await postJson(url, '/trips', trip());
+    expect({
+      status: res.status,
+      retryAfter: res.headers.get('retry-after'),
+      code: res.body?.error?.code,
+    }).toEqual({ status: 503, retryAfter: '1', code: ERRORS.COORDINATOR_UNAVAILABLE.code });
+    expect(stack?.app.calls()).toHaveLength(0);
   });
 });
