@@ -44,7 +44,9 @@ if [[ -x "$BIN/istio-translate" && -f "$template" && -f "$STAMPS/istio-translate
   echo "install-translators: istio-translate (istio.io/istio $istio) already built"
 else
   echo "install-translators: building istio-translate (istio.io/istio $istio)"
-  dir=$(cd "$SRC" && go list -m -f '{{.Dir}}' istio.io/istio)
+  # The module's directory (downloaded first: `go list -m` alone does not fetch it).
+  dir=$(cd "$SRC" && go mod download istio.io/istio && go list -m -f '{{.Dir}}' istio.io/istio)
+  [[ -f "$dir/VERSION" ]] || { echo "install-translators: no istio.io/istio module directory ($dir)" >&2; exit 1; }
   version="$(cat "$dir/VERSION")-dev"
   (cd "$SRC" && go build -trimpath -ldflags "-X istio.io/istio/pkg/version.buildVersion=$version" -o "$BIN/istio-translate" .)
   install -m 0644 "$dir/tools/packaging/common/envoy_bootstrap.json" "$template"
