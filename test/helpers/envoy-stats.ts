@@ -1,6 +1,6 @@
 /**
  * Reading what Envoy and sagamesh count, and loading the ext_proc path with pass-through requests:
- * what the tests of ext_proc streams under load (extproc-streams, k8s-envoy) assert on.
+ * what the tests of ext_proc streams under load (extproc-streams, istio-translation) assert on.
  */
 
 /** Counters from an admin endpoint (Envoy `/stats` or sagamesh `/metrics`), name → value. */

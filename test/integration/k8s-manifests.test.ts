@@ -4,7 +4,8 @@
  * contracts no schema can see: the EnvoyFilter carries envoy/envoy.yaml's cluster and ext_proc
  * filter, the sagamesh container listens where they point, the probes, metrics and policies agree
  * on the admin port, the timeouts nest, the sagas ConfigMap is sagas/ and loads.
- * The Envoy side is run for real in k8s-envoy.test.ts.
+ * The Envoy side is run for real, through Istio's and Envoy Gateway's own translators, in
+ * istio-translation.test.ts.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -488,7 +489,7 @@ describe('overlays/envoy-gateway: sagas at the edge', () => {
       kind: 'EnvoyProxy',
       name: envoyProxy.metadata.name,
     });
-    // What the layer holds is run and checked in k8s-envoy.test.ts.
+    // What the layer holds is run and checked in istio-translation.test.ts.
     expect(envoyProxy.spec).toMatchObject({ bootstrap: { type: 'Merge' } });
   });
 
