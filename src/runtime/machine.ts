@@ -47,9 +47,6 @@ import {
  *     └─ every region settled ─▶ compensated | stuck
  */
 
-/** What a call's answer event carries: the call's outcome, or why it threw (a retryable, in-doubt outcome). */
-export type CallResult = { readonly output: CallOutput } | { readonly error: unknown };
-
 /** The saga a call belongs to: the port sends the call's answer or timeout to it as an event. */
 export interface CallingSaga {
   send(event: SagaMachineEvent): void;
