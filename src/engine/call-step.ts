@@ -2,8 +2,8 @@ import type { Clock } from '../clock';
 import { toSagameshError } from '../errors';
 import type { Logger } from '../logger';
 import type { Observer } from './observer';
-import type { HttpCaller } from '../engine/http-caller';
-import { CallNetworkError } from '../engine/http-caller';
+import type { HttpCaller } from './http-caller';
+import { CallNetworkError } from './http-caller';
 import type { SagaLog } from '../runtime/journal';
 import type { SagaDefinition } from '../definition/definition';
 import type { CallInput, CallOutput } from '../runtime/saga-state';
@@ -12,11 +12,12 @@ import { renderRequest } from '../definition/render';
 import { readsResponseOf } from '../definition/response-reads';
 
 /**
- * The saga machine's one I/O function (its `call`): every step and compensation request goes
- * through here.
+ * The saga machine's one I/O function (what its call port, CallsInFlight, sends through): every
+ * step and compensation request goes through here.
  * Record, then act: the dispatch is in the saga log before the request leaves, and the outcome is
  * in it before the machine may act on it. A request whose dispatch could not be recorded is not
- * sent. Timeouts and retries are the machine's; this makes exactly one attempt.
+ * sent. Timeouts (the port's timer, the machine's transition) and retries are the machine's; this
+ * makes exactly one attempt.
  */
 export interface CallStepDeps {
   readonly log: SagaLog;
@@ -107,7 +108,7 @@ export async function callStep(
     output = classifyResponse(kind, call, response, input.step, read);
   } catch (err) {
     if (signal.aborted) {
-      // The machine timed the call out (or the saga moved on); it records that itself.
+      // The call timed out (or the saga moved on) and the machine cancelled it; it records that itself.
       logger.debug({ step: input.step, kind, attempt }, 'call aborted');
       report('aborted');
       throw err;

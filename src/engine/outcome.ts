@@ -1,5 +1,5 @@
 import { ERRORS } from '../errors';
-import type { CallResponse } from '../engine/http-caller';
+import type { CallResponse } from './http-caller';
 import type { CallDefinition } from '../definition/definition';
 import type { CallKind, CallOutput } from '../runtime/saga-state';
 

@@ -6,7 +6,7 @@ import { ERRORS, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
 import type { Observer } from './observer';
 import { NOOP_OBSERVER } from './observer';
-import type { HttpCaller } from '../engine/http-caller';
+import type { HttpCaller } from './http-caller';
 import { rebuild } from '../runtime/recovery';
 import type {
   KeyHolder,
@@ -37,7 +37,8 @@ import { answerFromLog } from './answer-from-log';
 
 /**
  * Runs sagas: one XState actor per saga, built from the definition's machine (built once per
- * definition) with the one I/O function, `callStep`, passed in here. `callStep` records the
+ * definition) with its call port, CallsInFlight over the one I/O function, `callStep`, passed in
+ * here (the port holds the calls in flight and their timers). `callStep` records the
  * dispatch in the saga log before it sends anything, and the outcome before the machine may act on
  * it. A saga whose record cannot be written stops there: with its lease lost, another instance
  * owns it; otherwise it is resumed from the log after a backoff (redrive.ts).
