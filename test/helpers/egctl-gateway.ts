@@ -13,12 +13,22 @@
  * GatewayClass's), which is the overlay's `sagamesh-edge` that the Gateway names.
  *
  * What gatewayRunConfig changes in egctl's output, each for the reason given, and nothing else:
- * see GatewayRunConfig.rewrites (the test compares that list with the one it expects).
+ * see RunConfig.rewrites (the test compares that list with the one it expects).
  */
 import type { K8sObject } from './k8s';
 import { specOf } from './k8s';
-import type { AddressMap, Json } from './xds-static';
-import { clone, deleteField, field, inlineRoutes, isJson, setField, staticClusters } from './xds-static';
+import type { AddressMap, Json, RunConfig } from './xds-static';
+import {
+  clone,
+  deleteField,
+  field,
+  inlineRoutes,
+  isJson,
+  setField,
+  setLoopbackSocket,
+  socketOf,
+  staticClusters,
+} from './xds-static';
 import { runTranslator, toYaml } from './translators';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -131,21 +141,6 @@ export interface GatewayPorts {
   readonly services: Readonly<Record<string, Readonly<Record<number, number>>>>;
 }
 
-export interface GatewayRunConfig {
-  readonly bootstrap: Json;
-  /** What was changed in egctl's output, port numbers left out (they differ per run). */
-  readonly rewrites: string[];
-}
-
-function socketOf(obj: Json): { address: string; port: number } {
-  const sa = field(field(obj, 'address') as Json, 'socket_address') as Json;
-  return { address: String(sa['address']), port: Number(field(sa, 'port_value')) };
-}
-
-function setSocket(obj: Json, address: string, port: number): void {
-  setField(obj, 'address', { socket_address: { address, port_value: port } });
-}
-
 /**
  * egctl's bootstrap with the pushed listeners, clusters and routes in its static_resources, on
  * loopback. `clusterIPs` names the Services (for the rewrite list).
@@ -154,14 +149,14 @@ export function gatewayRunConfig(
   xds: GatewayXds,
   ports: GatewayPorts,
   clusterIPs: Readonly<Record<string, string>>,
-): GatewayRunConfig {
+): RunConfig {
   const rewrites: string[] = [];
   const bootstrap = clone(xds.bootstrap);
 
   // Envoy's admin: egctl's 127.0.0.1:19000 is a pod-local port; the test host shares one loopback.
   const admin = field(bootstrap, 'admin') as Json;
   const adminSocket = socketOf(admin);
-  setSocket(admin, '127.0.0.1', ports.admin);
+  setLoopbackSocket(admin, ports.admin);
   rewrites.push(`admin ${adminSocket.address}:${adminSocket.port} → a free loopback port`);
 
   // No Envoy Gateway control plane runs: the xDS comes from egctl, statically.
@@ -181,7 +176,7 @@ export function gatewayRunConfig(
   const bootListeners = (field(resources, 'listeners') as Json[] | undefined) ?? [];
   for (const l of bootListeners) {
     const s = socketOf(l);
-    setSocket(l, '127.0.0.1', 0);
+    setLoopbackSocket(l, 0);
     rewrites.push(`listener ${String(l['name'])}: ${s.address}:${s.port} → 127.0.0.1, any free port`);
   }
 
@@ -194,7 +189,7 @@ export function gatewayRunConfig(
   for (const l of listeners) {
     const s = socketOf(l);
     const isGateway = gatewayListeners.includes(l);
-    setSocket(l, '127.0.0.1', isGateway ? ports.listener : 0);
+    setLoopbackSocket(l, isGateway ? ports.listener : 0);
     rewrites.push(
       `listener ${String(l['name'])}: ${s.address}:${s.port} → ${isGateway ? 'the loopback port the test sends to' : '127.0.0.1, any free port'}`,
     );

@@ -24,7 +24,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { AddressMap, Json } from './xds-static';
+import type { AddressMap, Json, RunConfig } from './xds-static';
 import {
   clone,
   deleteField,
@@ -33,6 +33,8 @@ import {
   isJson,
   mapAddresses,
   setField,
+  setLoopbackSocket,
+  socketOf,
   staticClusters,
   walk,
 } from './xds-static';
@@ -119,20 +121,6 @@ export interface SidecarPorts {
   readonly pods: Readonly<Record<string, Readonly<Record<number, number>>>>;
 }
 
-export interface SidecarRunConfig {
-  readonly bootstrap: Json;
-  readonly rewrites: string[];
-}
-
-function socketOf(obj: Json): { address: string; port: number } {
-  const sa = field(field(obj, 'address') as Json, 'socket_address') as Json;
-  return { address: String(sa['address']), port: Number(field(sa, 'port_value')) };
-}
-
-function setSocket(obj: Json, port: number): void {
-  setField(obj, 'address', { socket_address: { address: '127.0.0.1', port_value: port } });
-}
-
 /** Whether a config names istio-agent's SDS server (the `sds-grpc` cluster). */
 function usesAgentSds(node: unknown): boolean {
   for (const { obj } of walk(node)) {
@@ -143,13 +131,13 @@ function usesAgentSds(node: unknown): boolean {
 }
 
 /** The agent's bootstrap with istiod's xDS in its static_resources, on loopback. */
-export function sidecarRunConfig(xds: SidecarXds, ports: SidecarPorts): SidecarRunConfig {
+export function sidecarRunConfig(xds: SidecarXds, ports: SidecarPorts): RunConfig {
   const rewrites: string[] = [];
   const bootstrap = clone(xds.bootstrap);
 
   const admin = field(bootstrap, 'admin') as Json;
   const adminSocket = socketOf(admin);
-  setSocket(admin, ports.admin);
+  setLoopbackSocket(admin, ports.admin);
   rewrites.push(`admin ${adminSocket.address}:${adminSocket.port} → a free loopback port`);
 
   if (field(bootstrap, 'dynamic_resources') === undefined)
@@ -189,7 +177,7 @@ export function sidecarRunConfig(xds: SidecarXds, ports: SidecarPorts): SidecarR
   const bootListeners = (field(resources, 'listeners') as Json[] | undefined) ?? [];
   for (const l of bootListeners) {
     const s = socketOf(l);
-    setSocket(l, 0);
+    setLoopbackSocket(l, 0);
     rewrites.push(`listener ${String(l['name'])}: ${s.address}:${s.port} → 127.0.0.1, any free port`);
   }
 
@@ -201,7 +189,7 @@ export function sidecarRunConfig(xds: SidecarXds, ports: SidecarPorts): SidecarR
       // No iptables: the test connects to the listener itself, so the destination it sees is the
       // listener's own address, not the pod IP and app port; the chains for the app port match
       // this port instead.
-      setSocket(l, ports.inbound);
+      setLoopbackSocket(l, ports.inbound);
       rewrites.push(`listener virtualInbound: ${s.address}:${s.port} → the loopback port the test sends to`);
       const chains = (field(l, 'filter_chains') as Json[]).filter((fc) => {
         if (!usesAgentSds(fc)) return true;
@@ -223,13 +211,13 @@ export function sidecarRunConfig(xds: SidecarXds, ports: SidecarPorts): SidecarR
     } else if (name === '0.0.0.0_80') {
       // No iptables capture and original-dst hand-off from virtualOutbound: sagamesh's egress
       // connects to this listener directly.
-      setSocket(l, ports.outbound80);
+      setLoopbackSocket(l, ports.outbound80);
       deleteField(l, 'bind_to_port');
       rewrites.push(
         `listener 0.0.0.0_80: ${s.address}:${s.port} (bind_to_port false) → bound to sagamesh's egress port`,
       );
     } else if (name === 'virtualOutbound') {
-      setSocket(l, 0);
+      setLoopbackSocket(l, 0);
       rewrites.push(
         `listener virtualOutbound: ${s.address}:${s.port} → 127.0.0.1, any free port (nothing is captured here)`,
       );

@@ -152,3 +152,20 @@ export function staticClusters(
     return cluster;
   });
 }
+
+/** A translator's bootstrap made to run on one loopback host, and what was changed (port numbers left out). */
+export interface RunConfig {
+  readonly bootstrap: Json;
+  readonly rewrites: string[];
+}
+
+/** A listener's or the admin's `address.socket_address`. */
+export function socketOf(obj: Json): { address: string; port: number } {
+  const sa = field(field(obj, 'address') as Json, 'socket_address') as Json;
+  return { address: String(sa['address']), port: Number(field(sa, 'port_value')) };
+}
+
+/** Binds a listener or the admin to `127.0.0.1:port` (0: any free port). */
+export function setLoopbackSocket(obj: Json, port: number): void {
+  setField(obj, 'address', { socket_address: { address: '127.0.0.1', port_value: port } });
+}

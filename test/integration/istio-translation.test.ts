@@ -109,6 +109,25 @@ function httpFilters(listeners: readonly Json[]): Json[] {
   );
 }
 
+/** A translated bootstrap, checked by `envoy --mode validate` (`what` names the translator), then started. */
+async function startTranslated(
+  bootstrap: Json,
+  adminPort: number,
+  what: string,
+  override?: string,
+): Promise<EnvoyProcess> {
+  const yaml = YAML.stringify(bootstrap, { lineWidth: 0 });
+  const { ok, output } = await validateEnvoyConfig(yaml, override);
+  if (!ok) throw new Error(`envoy --mode validate rejected ${what}:\n${output.slice(0, 4000)}`);
+  return startEnvoy({ configYaml: yaml, adminPort, ...(override ? { configOverride: override } : {}) });
+}
+
+/** Every test starts from participants and an app with nothing booked and no fault set. */
+function resetDemo(stack: Stack | undefined): void {
+  if (!stack) return;
+  for (const p of Object.values(stack.participants)) p.reset();
+  stack.app.reset();
+}
 /**
  * egctl's translation of `objects`, started as an Envoy on loopback for the duration of `body`, with
  * the trips Service on `appPort` and the sagamesh Service on `extProcPort`.
@@ -133,10 +152,7 @@ async function withGateway<T>(
     },
     input.clusterIPs,
   );
-  const yaml = YAML.stringify(bootstrap, { lineWidth: 0 });
-  const { ok, output } = await validateEnvoyConfig(yaml);
-  if (!ok) throw new Error(`envoy --mode validate rejected egctl's config:\n${output.slice(0, 4000)}`);
-  const envoy = await startEnvoy({ configYaml: yaml, adminPort: ports.admin });
+  const envoy = await startTranslated(bootstrap, ports.admin, "egctl's config");
   try {
     return await body(envoy, `http://127.0.0.1:${ports.listener}`);
   } finally {
@@ -189,10 +205,7 @@ describe('Envoy Gateway: egctl x translate of overlays/envoy-gateway, run in Env
       input.clusterIPs,
     );
     ({ bootstrap, rewrites } = run);
-    const yaml = YAML.stringify(bootstrap, { lineWidth: 0 });
-    const { ok, output } = await validateEnvoyConfig(yaml);
-    if (!ok) throw new Error(`envoy --mode validate rejected egctl's config:\n${output.slice(0, 4000)}`);
-    gateway = await startEnvoy({ configYaml: yaml, adminPort: ports.admin });
+    gateway = await startTranslated(bootstrap, ports.admin, "egctl's config");
     url = `http://127.0.0.1:${ports.listener}`;
   });
 
@@ -202,11 +215,7 @@ describe('Envoy Gateway: egctl x translate of overlays/envoy-gateway, run in Env
     if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
   });
 
-  beforeEach(() => {
-    if (!stack) return;
-    for (const p of Object.values(stack.participants)) p.reset();
-    stack.app.reset();
-  });
+  beforeEach(() => resetDemo(stack));
 
   test('egctl translated the Gateway sagamesh-edge, with the EnvoyExtensionPolicy`s ext_proc filter', () => {
     expect(gatewayKey).toBe('sagamesh-demo/sagamesh-edge');
@@ -501,14 +510,7 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
     ({ bootstrap, rewrites } = sidecarRunConfig(xds, ports));
     // istio-agent hands the pod's bootstrap override to Envoy as --config-yaml (pkg/envoy/proxy.go).
     const override = only(objects, 'ConfigMap', 'sagamesh-envoy-bootstrap').data?.['custom_bootstrap.json'];
-    const yaml = YAML.stringify(bootstrap, { lineWidth: 0 });
-    const { ok, output } = await validateEnvoyConfig(yaml, override);
-    if (!ok) throw new Error(`envoy --mode validate rejected Istio's config:\n${output.slice(0, 4000)}`);
-    sidecar = await startEnvoy({
-      configYaml: yaml,
-      adminPort: ports.admin,
-      ...(override ? { configOverride: override } : {}),
-    });
+    sidecar = await startTranslated(bootstrap, ports.admin, "Istio's config", override);
     url = `http://127.0.0.1:${ports.inbound}`;
   });
 
@@ -518,11 +520,7 @@ describe('Istio: istio-agent`s bootstrap and istiod`s xDS for the trips pod (bas
     if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
   });
 
-  beforeEach(() => {
-    if (!stack) return;
-    for (const p of Object.values(stack.participants)) p.reset();
-    stack.app.reset();
-  });
+  beforeEach(() => resetDemo(stack));
 
   test('istiod applied the EnvoyFilter: the sagamesh cluster, ext_proc before the router on the inbound HTTP chains', () => {
     expect(xds.proxy).toMatchObject({
