@@ -11,8 +11,8 @@ import { ERRORS, SagameshError } from '../errors';
  *
  * One channel per endpoint; calls go to the current one, and a call that finds it unreachable
  * (UNAVAILABLE, a deadline, "no leader") moves to the next. Reads are tried once on every endpoint;
- * writes are not retried here — a Txn whose answer was lost may have committed, so the caller
- * reports STORE_UNAVAILABLE and recovers from the log, as it does for any store.
+ * a write only while it was never sent. A Txn whose answer was lost may have committed: its error
+ * says so (`inDoubt`), and the caller, which knows what it wrote, finds out (etcd.ts).
  */
 export interface EtcdClientOptions {
   /** host:port of each member. */
@@ -137,6 +137,16 @@ function neverSent(err: unknown): boolean {
   return (
     e.code === grpc.status.UNAVAILABLE && /No connection established|ECONNREFUSED/i.test(e.details ?? '')
   );
+}
+
+/**
+ * A write that reached a member which then could not answer (it died, dropped the connection, lost
+ * its leader, ran past the deadline): it may or may not have committed.
+ */
+export function inDoubt(err: unknown): boolean {
+  const cause = err instanceof SagameshError ? err.cause : err;
+  if (typeof cause !== 'object' || cause === null || !('code' in cause)) return false;
+  return isUnreachable(cause as grpc.ServiceError) && !neverSent(cause);
 }
 
 export function storeError(err: unknown): SagameshError {

@@ -6,7 +6,7 @@ import type { PendingAppend, Written } from './batches';
 import { bySaga, nextRecord, oneStartPerKey } from './batches';
 import { chunkSagas, MAX_RECORDS_PER_SAGA, sagaTxn } from './etcd-batch';
 import type { RequestOp, TxnResponse } from './etcd-client';
-import { EtcdClient, prefixEnd, storeError } from './etcd-client';
+import { EtcdClient, inDoubt, prefixEnd, storeError } from './etcd-client';
 import type { KeyValueJson, SagaValue } from './etcd-keys';
 import { EtcdKeys, parseJson, parseSagaValue, toSummary } from './etcd-keys';
 import { claimSagas, getMany, getSaga, listSagas, pruneKeys, pruneSagas, unownedSagas } from './etcd-queries';
@@ -213,9 +213,16 @@ export class EtcdSagaLog implements SagaLog {
   /**
    * Writes some sagas' appends in one Txn and settles them. A Txn etcd refuses as a whole for
    * what it holds (too large, a bad request) is written again saga by saga, so only the saga at
-   * fault fails; any other failure is the store's and fails the whole chunk.
+   * fault fails. A Txn whose member died under it (`inDoubt`) is sent once more through another
+   * member: if the first one committed, each saga's Txn then either writes the same keys again or
+   * fails its compares (the saga exists, its owner key is gone), and a saga whose records stand as
+   * they were sent is written. Any other failure is the store's and fails the whole chunk.
    */
-  private async writeChunk(chunk: readonly PendingAppend[][], keyRevision?: string): Promise<void> {
+  private async writeChunk(
+    chunk: readonly PendingAppend[][],
+    keyRevision?: string,
+    resent = false,
+  ): Promise<void> {
     const lease = this.lease;
     // A saga whose summary this instance forgot (a failed batch) while more of its appends were
     // queued: read it again, so they are fenced by etcd rather than refused here.
@@ -263,6 +270,7 @@ export class EtcdSagaLog implements SagaLog {
         for (const appends of chunk) await this.writeChunk([appends]);
         return;
       }
+      if (!resent && inDoubt(err)) return this.writeChunk(chunk, keyRevision, true);
       const e = storeError(err);
       for (const appends of chunk) {
         for (const p of appends) p.reject(e);
@@ -271,16 +279,27 @@ export class EtcdSagaLog implements SagaLog {
       if (/lease not found/i.test(e.message)) await this.grant().catch(() => undefined);
       return;
     }
+    let i = 0;
+    const results = plans.map((plan) => (plan ? r?.responses[i++]?.response_txn : undefined));
+    // Sent twice: the sagas whose second Txn failed may have been written by the first.
+    let sentBefore = new Set<number>();
+    let unknown: SagameshError | undefined;
+    if (resent) {
+      try {
+        sentBefore = await this.committedBefore(chunk, results);
+      } catch (err) {
+        unknown = storeError(err);
+      }
+    }
     // A pause may have outlived the lease between the commit and this answer: act on none of it.
     const leaseLapsed = this.monotonic() >= lease.deadline;
     if (leaseLapsed) await this.dropLease(lease.id);
-    let i = 0;
     for (const [n, appends] of chunk.entries()) {
       const plan = plans[n];
       const first = firstOf(appends);
       const id = first.record.sagaId;
-      const result = plan ? r?.responses[i++]?.response_txn : undefined;
-      if (plan && result?.succeeded && !leaseLapsed) {
+      const result = results[n];
+      if (plan && (result?.succeeded || sentBefore.has(n)) && !leaseLapsed) {
         const before = this.values.get(id);
         if (isFinal(plan.after.status) && !this.retrying.has(id) && !(before && isFinal(before.status))) {
           this.forget(id);
@@ -291,6 +310,9 @@ export class EtcdSagaLog implements SagaLog {
           else this.retrying.delete(id);
         }
         for (const p of appends) p.resolve({ record: p.record });
+      } else if (unknown && result && !result.succeeded) {
+        this.forget(id);
+        for (const p of appends) p.reject(unknown);
       } else if (plan?.starts && result && !result.succeeded && !leaseLapsed) {
         await this.startRefused(appends, result);
       } else {
@@ -299,6 +321,26 @@ export class EtcdSagaLog implements SagaLog {
         for (const p of appends) p.reject(e);
       }
     }
+  }
+
+  /**
+   * The sagas of a chunk sent twice (the first answer lost) whose second Txn failed its compares
+   * but whose last record stands as it was sent: the first send committed them.
+   */
+  private async committedBefore(
+    chunk: readonly PendingAppend[][],
+    results: readonly (TxnResponse | undefined)[],
+  ): Promise<Set<number>> {
+    const refused = chunk.flatMap((appends, n) => {
+      const last = appends[appends.length - 1];
+      return last && results[n]?.succeeded === false ? [{ n, last }] : [];
+    });
+    if (refused.length === 0) return new Set();
+    const kvs = await getMany(
+      this.client,
+      refused.map(({ last }) => this.keys.event(last.record.sagaId, last.record.seq)),
+    );
+    return new Set(refused.filter(({ last }, k) => kvs[k]?.value.toString() === last.data).map(({ n }) => n));
   }
 
   /** A start whose compares failed: the saga exists, or its key is held (perhaps expired). */

@@ -6,6 +6,8 @@ import type { TestEtcd } from '../helpers/etcd';
 import { startEtcd } from '../helpers/etcd';
 import { until } from '../helpers/etcd-replicas';
 import { countByStatus } from '../helpers/saga-log-counts';
+import type { TcpProxy } from '../helpers/tcp-proxy';
+import { tcpProxy } from '../helpers/tcp-proxy';
 
 /**
  * The etcd saga log's leases and fencing, two instances on one real 3-member cluster: what the
@@ -36,6 +38,24 @@ function open(
   );
 }
 const fresh = (): string => `/store-etcd-${++prefixes}/`;
+
+/** A log whose client talks to the members in this order (the first until it fails). */
+function openOn(endpoints: readonly string[], prefix: string, instanceId: string): Promise<EtcdSagaLog> {
+  const store = parseStoreUrl(
+    `etcd://${endpoints.join(',')}?prefix=${encodeURIComponent(prefix)}`,
+    process.cwd(),
+  );
+  if (!('kind' in store) || store.kind !== 'etcd') throw new Error('not an etcd store');
+  return EtcdSagaLog.open({ store, instanceId, leaseTtlMs: 10_000 }, systemClock);
+}
+
+/** A proxy in front of one running member, and a log that reaches that member through it first. */
+async function throughProxy(prefix: string): Promise<{ proxy: TcpProxy; log: EtcdSagaLog }> {
+  const [first, ...others] = etcd.members.filter((m) => m.running()).map((m) => m.endpoint);
+  if (!first) throw new Error('no member running');
+  const proxy = await tcpProxy(first);
+  return { proxy, log: await openOn([proxy.endpoint, ...others], prefix, 'a') };
+}
 
 const started: StartedEvent = {
   type: 'saga.started',
@@ -174,6 +194,73 @@ it("re-drives a stuck saga on an operator's retry, and prunes finished sagas wit
     expect(await log.start('s3', started, key)).toMatchObject({ started: { sagaId: 's3' } });
   } finally {
     await log.close();
+  }
+});
+
+// A member that dies under a write either never got it or committed it and lost the answer; the
+// client cannot tell which. Either way the record is written once, through another member.
+it('writes a record through another member when the one it was sent to never got it', async () => {
+  const { proxy, log } = await throughProxy(fresh());
+  try {
+    await log.append('s1', started);
+    proxy.holdRequests();
+    const write = log.append('s1', dispatched('hotel'));
+    await until(
+      'the write on its way',
+      () => proxy.held(),
+      (n) => n > 0,
+    );
+    proxy.cut();
+    await expect(write).resolves.toMatchObject({ seq: 2 });
+    await log.append('s1', dispatched('flight'));
+    expect((await log.history('s1')).map((r) => r.seq)).toEqual([1, 2, 3]);
+  } finally {
+    await log.close();
+    await proxy.close();
+  }
+});
+
+it.each([
+  ['a start with its Idempotency-Key', 1],
+  ['an append', 2],
+  ['the end with its answer', 2],
+])('takes a record as written when its member committed it and lost the answer: %s', async (what, seq) => {
+  const prefix = fresh();
+  const { proxy, log } = await throughProxy(prefix);
+  const reader = await open(prefix, 'reader');
+  const key = { definition: 'book-trip', key: 'k1', requestHash: 'h1', expiredBefore: 0 };
+  const answer = { status: 201, headers: {}, body: '{"ok":true}' };
+  try {
+    if (seq > 1) await log.start('s1', started, key);
+    proxy.holdAnswers();
+    const write =
+      what === 'an append'
+        ? log.append('s1', dispatched('hotel'))
+        : what === 'the end with its answer'
+          ? log.finish('s1', { type: 'saga.finished', status: 'succeeded' }, answer)
+          : log.start('s1', started, key);
+    await until(
+      'the record committed',
+      () => reader.history('s1'),
+      (h) => h.length === seq,
+    );
+    proxy.cut();
+    await expect(write).resolves.toMatchObject(seq === 1 ? { started: { seq: 1 } } : { seq });
+    const history = await reader.history('s1');
+    expect(history.map((r) => r.seq)).toEqual(seq === 1 ? [1] : [1, 2]);
+    if (what === 'an append') {
+      await log.append('s1', dispatched('flight'));
+      expect((await reader.history('s1')).map((r) => r.seq)).toEqual([1, 2, 3]);
+    }
+    if (what === 'the end with its answer') {
+      expect(await reader.summary('s1')).toMatchObject({ status: 'succeeded' });
+      // The key answers with the stored answer: a client's retry gets it.
+      expect(await reader.start('s2', started, key)).toMatchObject({ held: { sagaId: 's1', answer } });
+    }
+  } finally {
+    await log.close();
+    await reader.close();
+    await proxy.close();
   }
 });
 
