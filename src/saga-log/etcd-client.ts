@@ -192,8 +192,10 @@ export class EtcdClient {
     return this.call<RangeResponse>('kv', 'Range', asBytes(req), true);
   }
 
+  /** A Txn that only reads (ranges in both branches) is retried on every member, as a read is. */
   txn(req: TxnRequest): Promise<TxnResponse> {
-    return this.call<TxnResponse>('kv', 'Txn', txnBytes(req), false);
+    const reads = [...req.success, ...req.failure].every((op) => 'request_range' in op);
+    return this.call<TxnResponse>('kv', 'Txn', txnBytes(req), reads);
   }
 
   /** A new lease; its TTL may be longer than asked (etcd's minimum is 1.5 election timeouts). */

@@ -1,6 +1,7 @@
 import { systemClock } from '../../src/clock';
 import { parseStoreUrl } from '../../src/config/store-url';
 import { EtcdSagaLog } from '../../src/saga-log/etcd';
+import { EtcdClient } from '../../src/saga-log/etcd-client';
 import type { SagaEvent, StartedEvent } from '../../src/runtime/journal';
 import type { TestEtcd } from '../helpers/etcd';
 import { startEtcd } from '../helpers/etcd';
@@ -216,6 +217,30 @@ it('writes a record through another member when the one it was sent to never got
     expect((await log.history('s1')).map((r) => r.seq)).toEqual([1, 2, 3]);
   } finally {
     await log.close();
+    await proxy.close();
+  }
+});
+
+it('reads again through another member when the one it asked drops the connection', async () => {
+  const [first, ...others] = etcd.members.filter((m) => m.running()).map((m) => m.endpoint);
+  if (!first) throw new Error('no member running');
+  const proxy = await tcpProxy(first);
+  const client = new EtcdClient({ endpoints: [proxy.endpoint, ...others], callTimeoutMs: 5000 });
+  try {
+    // A Txn of ranges only (the log reads several keys at once this way) is a read.
+    const reads = { compare: [], success: [{ request_range: { key: 'a' } }], failure: [] };
+    await client.txn(reads);
+    proxy.holdAnswers();
+    const read = client.txn(reads);
+    await until(
+      'the read on its way',
+      () => proxy.held(),
+      (n) => n > 0,
+    );
+    proxy.cut();
+    await expect(read).resolves.toMatchObject({ succeeded: true });
+  } finally {
+    client.close();
     await proxy.close();
   }
 });
