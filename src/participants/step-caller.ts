@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { errors, Pool, util } from 'undici';
 import type { Dispatcher } from 'undici';
 import { DEFAULT_BODY_LIMITS, jsonShapeProblem } from '../json-limits';
 import type { CallResponse, HttpCaller } from '../engine/http-caller';
@@ -13,35 +13,6 @@ import { CallNetworkError, responseTooLarge } from '../engine/http-caller';
  * It makes exactly one attempt: timeouts and retries belong to the saga machine, which aborts the
  * signal when a step times out.
  */
-/**
- * Stops reading a body. Destroying undici's body emits an abort error; with nobody listening that
- * would be an uncaught exception, i.e. the coordinator's crash on an oversized answer.
- */
-function discard(body: Dispatcher.ResponseData['body']): void {
-  body.on('error', () => undefined);
-  body.destroy();
-}
-
-/**
- * The body of an answer without a Content-Length (chunked), read up to `maxBytes`. One with a
- * Content-Length was checked against it before and is read whole (`text()`): the common case
- * keeps undici's own reader.
- */
-async function boundedText(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let received = 0;
-  for await (const chunk of body) {
-    const buf = chunk as Buffer;
-    received += buf.length;
-    if (received > maxBytes) {
-      discard(body);
-      throw responseTooLarge(received, maxBytes);
-    }
-    chunks.push(buf);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 export interface HttpCallerOptions {
   /** Where step calls are sent, e.g. http://127.0.0.1:10001. */
   readonly egressUrl: string;
@@ -93,6 +64,85 @@ export function errnoOf(err: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * One call's undici handler: the answer's bytes are gathered as they arrive, up to `maxBytes`,
+ * and settle the call once complete. Through `dispatch` rather than `request()`, a call builds no
+ * body stream, async resource or async iteration: per call, that was most of the caller's CPU.
+ */
+class CallHandler implements Dispatcher.DispatchHandler {
+  private status = 0;
+  private headers: Record<string, string> = {};
+  private readonly chunks: Buffer[] = [];
+  private received = 0;
+  private abort: ((err?: Error) => void) | undefined;
+  private settled = false;
+  private readonly onAbort = (): void => this.abort?.(abortReason(this.signal));
+
+  constructor(
+    private readonly signal: AbortSignal,
+    private readonly maxBytes: number,
+    private readonly maxDepth: number,
+    private readonly resolve: (r: CallResponse) => void,
+    private readonly reject: (err: CallNetworkError) => void,
+  ) {
+    signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.signal.aborted) abort(abortReason(this.signal));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    if (statusCode < 200) return true;
+    this.status = statusCode;
+    this.headers = headerRecord(util.parseHeaders(rawHeaders));
+    const length = Number(this.headers['content-length'] ?? 0);
+    // A declared body over the limit is refused before a byte of it is read.
+    if (length > this.maxBytes) this.abort?.(responseTooLarge(length, this.maxBytes));
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.received += chunk.length;
+    if (this.received > this.maxBytes) this.abort?.(responseTooLarge(this.received, this.maxBytes));
+    else this.chunks.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    if (this.settle()) return;
+    const only = this.chunks.length === 1 ? this.chunks[0] : undefined;
+    const text = (only ?? Buffer.concat(this.chunks)).toString('utf8');
+    this.resolve({
+      status: this.status,
+      headers: this.headers,
+      ...parseBody(text, this.headers['content-type'], this.maxDepth),
+    });
+  }
+
+  onError(err: Error): void {
+    if (this.settle()) return;
+    this.reject(
+      err instanceof CallNetworkError ? err : new CallNetworkError(err.message, errnoOf(err), { cause: err }),
+    );
+  }
+
+  /** True when the call was settled already; else marks it settled. */
+  private settle(): boolean {
+    if (this.settled) return true;
+    this.settled = true;
+    this.signal.removeEventListener('abort', this.onAbort);
+    return false;
+  }
+}
+
+/** Why a call was cut: the signal's reason, as undici's request() reported it. */
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new errors.RequestAbortedError();
+}
+
 export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
   const maxBytes = options.maxResponseBytes ?? 1024 * 1024;
   const maxDepth = options.maxBodyDepth ?? DEFAULT_BODY_LIMITS.maxDepth;
@@ -103,38 +153,38 @@ export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
     bodyTimeout: 0,
     keepAliveTimeout: 30_000,
   });
+  /** The Host header of each origin: the definitions name a handful (bounded all the same). */
+  const hosts = new Map<string, string>();
+  const hostOf = (origin: string): string => {
+    let host = hosts.get(origin);
+    if (host !== undefined) return host;
+    if (hosts.size >= 1000) hosts.clear();
+    hosts.set(origin, (host = new URL(origin).host));
+    return host;
+  };
 
   return {
-    async call(request) {
-      const host = new URL(request.origin).host;
+    call(request) {
       const hasBody = request.body !== undefined;
-      const payload = hasBody ? JSON.stringify(request.body) : undefined;
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await pool.request({
-          method: request.method,
-          path: request.path,
-          headers: {
-            ...request.headers,
-            host,
-            ...(hasBody ? { 'content-type': 'application/json' } : {}),
-          },
-          ...(payload !== undefined ? { body: payload } : {}),
-          signal: request.signal,
-        });
-      } catch (err) {
-        throw new CallNetworkError(err instanceof Error ? err.message : String(err), errnoOf(err), {
-          cause: err,
-        });
-      }
-      const length = res.headers['content-length'];
-      if (Number(length ?? 0) > maxBytes) {
-        discard(res.body);
-        throw responseTooLarge(Number(length), maxBytes);
-      }
-      const text = length === undefined ? await boundedText(res.body, maxBytes) : await res.body.text();
-      const headers = headerRecord(res.headers);
-      return { status: res.statusCode, headers, ...parseBody(text, headers['content-type'], maxDepth) };
+      const headers: Record<string, string> = { ...request.headers, host: hostOf(request.origin) };
+      if (hasBody) headers['content-type'] = 'application/json';
+      return new Promise<CallResponse>((resolve, reject) => {
+        const handler = new CallHandler(request.signal, maxBytes, maxDepth, resolve, reject);
+        try {
+          pool.dispatch(
+            {
+              origin: options.egressUrl,
+              method: request.method as Dispatcher.HttpMethod,
+              path: request.path,
+              headers,
+              ...(hasBody ? { body: JSON.stringify(request.body) } : {}),
+            },
+            handler,
+          );
+        } catch (err) {
+          handler.onError(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
     },
     close: () => pool.close(),
   };

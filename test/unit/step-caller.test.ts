@@ -98,3 +98,28 @@ test('marks a JSON answer nested deeper than the limit as unreadable, without pa
     body: { id: [[['b1']]] },
   });
 });
+
+test('gives up a call when its signal aborts while the participant has not answered', async () => {
+  let arrived = (): void => undefined;
+  const held = new Promise<void>((resolve) => (arrived = resolve));
+  answer = () => arrived(); // never answers
+  const controller = new AbortController();
+  const call = caller.call({ ...request(), signal: controller.signal });
+  await held;
+  controller.abort();
+  const err = await failure(call);
+  expect(err.message).toMatch(/abort/i);
+});
+
+test('sends nothing for a call whose signal aborted before it was sent', async () => {
+  let served = 0;
+  answer = (res) => {
+    served++;
+    res.writeHead(201).end();
+  };
+  const controller = new AbortController();
+  controller.abort();
+  await failure(caller.call({ ...request(), signal: controller.signal }));
+  await expect(caller.call(request())).resolves.toMatchObject({ status: 201 });
+  expect(served).toBe(1);
+});
