@@ -174,7 +174,7 @@ export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
           pool.dispatch(
             {
               origin: options.egressUrl,
-              method: request.method as Dispatcher.HttpMethod,
+              method: request.method,
               path: request.path,
               headers,
               ...(hasBody ? { body: JSON.stringify(request.body) } : {}),
