@@ -192,10 +192,13 @@ export class EtcdClient {
     return this.call<RangeResponse>('kv', 'Range', asBytes(req), true);
   }
 
-  /** A Txn that only reads (ranges in both branches) is retried on every member, as a read is. */
-  txn(req: TxnRequest): Promise<TxnResponse> {
+  /**
+   * A Txn that only reads (ranges in both branches) is retried on every member, as a read is; so is
+   * one the caller calls `idempotent` (applied twice, it leaves what applying it once does).
+   */
+  txn(req: TxnRequest, opts: { idempotent?: boolean } = {}): Promise<TxnResponse> {
     const reads = [...req.success, ...req.failure].every((op) => 'request_range' in op);
-    return this.call<TxnResponse>('kv', 'Txn', txnBytes(req), reads);
+    return this.call<TxnResponse>('kv', 'Txn', txnBytes(req), reads || opts.idempotent === true);
   }
 
   /** A new lease; its TTL may be longer than asked (etcd's minimum is 1.5 election timeouts). */

@@ -99,7 +99,12 @@ export async function unownedSagas(client: EtcdClient, keys: EtcdKeys, max: numb
   return [...ids(0), ...ids(1)].filter((id) => !owned.has(id)).slice(0, max);
 }
 
-/** Puts this instance's owner key on each saga nobody owns; returns the ones it got. */
+/**
+ * Puts this instance's owner key on each saga nobody owns; returns the ones it got. A saga whose
+ * owner key is on this lease already counts as got: so a claim sent again after its answer was
+ * lost (it may have committed) neither fails nor leaves the saga owned by a lease whose instance
+ * does not know it — nobody's to run until that instance dies.
+ */
 export async function claimSagas(
   client: EtcdClient,
   keys: EtcdKeys,
@@ -107,21 +112,27 @@ export async function claimSagas(
   ids: readonly string[],
 ): Promise<string[]> {
   if (ids.length === 0) return [];
-  const r = await client.txn({
-    compare: [],
-    success: ids.map((id): RequestOp => ({
-      request_txn: {
-        compare: [
-          { key: keys.owner(id), target: 'CREATE', result: 'EQUAL', create_revision: 0 },
-          { key: keys.saga(id), target: 'CREATE', result: 'GREATER', create_revision: 0 },
-        ],
-        success: [{ request_put: { key: keys.owner(id), value: '', lease } }],
-        failure: [],
-      },
-    })),
-    failure: [],
+  const r = await client.txn(
+    {
+      compare: [],
+      success: ids.map((id): RequestOp => ({
+        request_txn: {
+          compare: [
+            { key: keys.owner(id), target: 'CREATE', result: 'EQUAL', create_revision: 0 },
+            { key: keys.saga(id), target: 'CREATE', result: 'GREATER', create_revision: 0 },
+          ],
+          success: [{ request_put: { key: keys.owner(id), value: '', lease } }],
+          failure: [{ request_range: { key: keys.owner(id) } }],
+        },
+      })),
+      failure: [],
+    },
+    { idempotent: true },
+  );
+  return ids.filter((_, i) => {
+    const claim = r.responses[i]?.response_txn;
+    return claim?.succeeded || claim?.responses[0]?.response_range?.kvs[0]?.lease === lease;
   });
-  return ids.filter((_, i) => r.responses[i]?.response_txn?.succeeded);
 }
 
 /** Deletes sagas finished before `before`, with their records, indexes, answer and key. */
@@ -170,7 +181,8 @@ export async function pruneSagas(
       }
       return { request_txn: { compare: [], success: deletes, failure: [] } };
     });
-    await client.txn({ compare: [], success: ops, failure: [] });
+    // Deletes, and a key's only while it is unchanged: sent twice, they leave what once does.
+    await client.txn({ compare: [], success: ops, failure: [] }, { idempotent: true });
     sagas += ids.length;
   }
 }

@@ -403,11 +403,15 @@ export class EtcdSagaLog implements SagaLog {
 
   async saveDefinition(d: StoredDefinition): Promise<void> {
     const key = this.keys.definition(d.version);
-    await this.client.txn({
-      compare: [{ key, target: 'CREATE', result: 'EQUAL', create_revision: 0 }],
-      success: [{ request_put: { key, value: JSON.stringify(d) } }],
-      failure: [],
-    });
+    // Sent again when its answer is lost: a definition already there is left as it is.
+    await this.client.txn(
+      {
+        compare: [{ key, target: 'CREATE', result: 'EQUAL', create_revision: 0 }],
+        success: [{ request_put: { key, value: JSON.stringify(d) } }],
+        failure: [],
+      },
+      { idempotent: true },
+    );
   }
 
   async loadDefinition(version: string): Promise<StoredDefinition | undefined> {
@@ -445,11 +449,14 @@ export class EtcdSagaLog implements SagaLog {
   async saveAnswer(sagaId: string, answer: StoredAnswer): Promise<void> {
     const v = await getSaga(this.client, this.keys, sagaId);
     if (!v?.idempotencyKey) return;
-    await this.client.txn({
-      compare: [],
-      success: [{ request_put: { key: this.keys.answer(sagaId), value: JSON.stringify(answer) } }],
-      failure: [],
-    });
+    await this.client.txn(
+      {
+        compare: [],
+        success: [{ request_put: { key: this.keys.answer(sagaId), value: JSON.stringify(answer) } }],
+        failure: [],
+      },
+      { idempotent: true },
+    );
   }
 
   async prune(cutoffs: PruneCutoffs): Promise<{ sagas: number; keys: number }> {

@@ -2,6 +2,8 @@ import { systemClock } from '../../src/clock';
 import { parseStoreUrl } from '../../src/config/store-url';
 import { EtcdSagaLog } from '../../src/saga-log/etcd';
 import { EtcdClient } from '../../src/saga-log/etcd-client';
+import { EtcdKeys } from '../../src/saga-log/etcd-keys';
+import { claimSagas } from '../../src/saga-log/etcd-queries';
 import type { SagaEvent, StartedEvent } from '../../src/runtime/journal';
 import type { TestEtcd } from '../helpers/etcd';
 import { startEtcd } from '../helpers/etcd';
@@ -285,6 +287,36 @@ it.each([
   } finally {
     await log.close();
     await reader.close();
+    await proxy.close();
+  }
+});
+
+it('claims a saga whose claim committed on a member that lost the answer (it is not left to a lease that lives on)', async () => {
+  const prefix = fresh();
+  const owner = await open(prefix, 'owner');
+  await owner.start('s1', started);
+  await owner.close(); // a graceful stop revokes its lease: s1 is nobody's
+  const [first, ...others] = etcd.members.filter((m) => m.running()).map((m) => m.endpoint);
+  if (!first) throw new Error('no member running');
+  const proxy = await tcpProxy(first);
+  const client = new EtcdClient({ endpoints: [proxy.endpoint, ...others], callTimeoutMs: 5000 });
+  const reader = new EtcdClient({ endpoints: others, callTimeoutMs: 5000 });
+  const keys = new EtcdKeys(prefix);
+  try {
+    const lease = await client.leaseGrant(10);
+    proxy.holdAnswers();
+    const claim = claimSagas(client, keys, lease.id, ['s1']);
+    await until(
+      'the claim committed',
+      () => reader.range({ key: keys.owner('s1') }),
+      (r) => r.kvs.length > 0,
+    );
+    proxy.cut();
+    // The owner key is on this lease: the saga is this instance's to run, not nobody's until it dies.
+    await expect(claim).resolves.toEqual(['s1']);
+  } finally {
+    client.close();
+    reader.close();
     await proxy.close();
   }
 });
