@@ -2,13 +2,15 @@ import { fork } from 'node:child_process';
 import path from 'node:path';
 import { Pool } from 'undici';
 import type { HttpCaller, StepHttpRequest } from '../src/engine/http-caller';
+import { CallCancellation } from '../src/engine/http-caller';
 import { createHttpCaller, parseBody } from '../src/participants/step-caller';
 
 /**
  * The HTTP/1.1 step caller alone (`npm run bench:caller`): µs of this process's CPU per call to a
  * participant in another process that answers at once, 64 calls at a time, against a baseline in
  * the same run — the caller as it was before it dispatched with its own handler: undici's own
- * `request()` on the same kind of pool, the body read with `text()`, headers and body handled alike.
+ * `request()` on the same kind of pool with an AbortSignal per call, the body read with `text()`,
+ * headers and body handled alike.
  */
 const CONCURRENCY = 64;
 
@@ -19,11 +21,11 @@ function request(): StepHttpRequest {
     path: '/bookings',
     headers: { 'idempotency-key': 's1:hotel:action', 'x-sagamesh-saga-id': 's1' },
     body: { guest: 'ada', nights: 2 },
-    signal: new AbortController().signal,
+    cancellation: new CallCancellation(),
   };
 }
 
-/** The caller as it was up to 2026-12-03: undici's request(), the body read with text(). */
+/** The caller as it was up to 2026-12-03: undici's request() with a signal, the body read with text(). */
 function baseline(egressUrl: string): HttpCaller {
   const pool = new Pool(egressUrl, { connections: CONCURRENCY, headersTimeout: 0, bodyTimeout: 0 });
   return {
@@ -33,7 +35,8 @@ function baseline(egressUrl: string): HttpCaller {
         path: r.path,
         headers: { ...r.headers, host: new URL(r.origin).host, 'content-type': 'application/json' },
         body: JSON.stringify(r.body),
-        signal: r.signal,
+        // The port gave each call an AbortSignal then, which undici listened to.
+        signal: new AbortController().signal,
       });
       const text = await res.body.text();
       const headers: Record<string, string> = {};

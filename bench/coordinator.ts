@@ -63,7 +63,54 @@ async function measure(name: string, sagas: number, concurrency: number): Promis
   );
 }
 
+/** Never answers: every call stays in flight until the saga is dropped. */
+class SilentHttp implements HttpCaller {
+  call(): Promise<StepResponse> {
+    return new Promise(() => undefined);
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/**
+ * Heap per waiting saga (`node --expose-gc dist/bench/coordinator.js waiting [sagas]`): this many
+ * 1to4 sagas started, every call in flight and never answered, the heap after two collections
+ * against the heap before, per saga. What 10,000 sagas in flight cost in the runner's own heap.
+ */
+async function waiting(sagas: number): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with node --expose-gc');
+  const file = path.join(REPO_ROOT, 'bench', 'sagas', 'flat-1to4.yaml');
+  const { definition } = loadDefinitionText(file, fs.readFileSync(file, 'utf8'));
+  if (!definition) throw new Error(`${file} does not load`);
+  const clock = systemClock;
+  const runner = new SagaRunner({
+    log: new MemorySagaLog(clock),
+    http: new SilentHttp(),
+    clock,
+    logger: pino({ level: 'silent' }),
+    resolveDefinition: () => Promise.resolve(definition),
+  });
+  const body = Object.fromEntries(definition.steps.map((s) => [s.name, { ms: 0 }]));
+  const request = { method: 'POST', path: '/bench', query: {}, headers: {}, body };
+  gc();
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const executions = [];
+  for (let i = 0; i < sagas; i++) executions.push(await runner.start(definition, request));
+  await new Promise((resolve) => setTimeout(resolve, 200)); // every call dispatched
+  gc();
+  gc();
+  const perSaga = (process.memoryUsage().heapUsed - before) / sagas;
+  console.log(
+    `flat-1to4 ${sagas} sagas waiting (${runner.inFlight} in flight): ${(perSaga / 1024).toFixed(1)} KB of heap per saga`,
+  );
+  process.exit(executions.length > 0 ? 0 : 1);
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === 'waiting') return waiting(Number(process.argv[3] ?? 10_000));
   const sagas = Number(process.argv[2] ?? 20000);
   const concurrency = Number(process.argv[3] ?? 64);
   for (const name of ['flat-1to4', 'flat-1to9', 'serial-1to9']) {

@@ -2,7 +2,7 @@ import type { Clock } from '../clock';
 import { toSagameshError } from '../errors';
 import type { Logger } from '../logger';
 import type { Observer } from './observer';
-import type { HttpCaller } from './http-caller';
+import type { CallCancellation, HttpCaller } from './http-caller';
 import { CallNetworkError } from './http-caller';
 import type { SagaLog } from '../runtime/journal';
 import type { SagaDefinition } from '../definition/definition';
@@ -34,7 +34,7 @@ export async function callStep(
   deps: CallStepDeps,
   definition: SagaDefinition,
   input: CallInput,
-  signal: AbortSignal,
+  cancellation: CallCancellation,
 ): Promise<CallOutput> {
   const { logger } = deps;
   const step = definition.steps.find((s) => s.name === input.step);
@@ -102,12 +102,12 @@ export async function callStep(
         ...(input.traceparent ? { traceparent: input.traceparent } : {}),
       },
       ...(request.body !== undefined ? { body: request.body } : {}),
-      signal,
+      cancellation,
     });
     const read = response.unreadable !== undefined && readsResponseOf(definition, input.step);
     output = classifyResponse(kind, call, response, input.step, read);
   } catch (err) {
-    if (signal.aborted) {
+    if (cancellation.cancelled) {
       // The call timed out (or the saga moved on) and the machine cancelled it; it records that itself.
       logger.debug({ step: input.step, kind, attempt }, 'call aborted');
       report('aborted');

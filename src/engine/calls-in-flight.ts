@@ -1,23 +1,24 @@
 import type { Clock } from '../clock';
 import type { CallingSaga, CallPort } from '../runtime/machine';
 import type { CallInput, CallOutput } from '../runtime/saga-state';
+import { CallCancellation } from './http-caller';
 
 /**
- * Sends one call and resolves with its outcome (the runner's `callStep`); `signal` aborts it.
+ * Sends one call and resolves with its outcome (the runner's `callStep`); `cancellation` stops it.
  * A rejection counts as a retryable, in-doubt outcome.
  */
-export type CallFn = (input: CallInput, signal: AbortSignal) => Promise<CallOutput>;
+export type CallFn = (input: CallInput, cancellation: CallCancellation) => Promise<CallOutput>;
 
-/** One call: its abort controller and its timer. */
+/** One call: its cancellation and its timer. */
 interface InFlight {
-  readonly controller: AbortController;
+  readonly cancellation: CallCancellation;
   timer: unknown;
 }
 
 /**
  * The calls a runner's sagas have in flight, by saga and call id: the machine's CallPort. The
  * machine says when a call starts (with its timeout) and when its state is left; this object owns
- * the abort controllers and the timers, so the machine itself keeps no state outside its context.
+ * the calls' cancellations and timers, so the machine itself keeps no state outside its context.
  * An answer that arrives after its call was cancelled is dropped, as XState drops the output of a
  * stopped child. Timers run on the saga's clock (the one its actor runs on).
  */
@@ -32,23 +33,23 @@ export class CallsInFlight implements CallPort {
   start(saga: CallingSaga, id: string, input: CallInput, timeoutMs: number): void {
     let calls = this.bySaga.get(saga);
     if (!calls) this.bySaga.set(saga, (calls = new Map<string, InFlight>()));
-    const call: InFlight = { controller: new AbortController(), timer: undefined };
+    const call: InFlight = { cancellation: new CallCancellation(), timer: undefined };
     calls.set(id, call);
     call.timer = this.clock.setTimeout(() => {
       call.timer = undefined;
       // The saga leaves the call's state on its timeout, which cancels (aborts) the call.
-      if (!call.controller.signal.aborted) saga.send({ type: `timeout.${id}` });
+      if (!call.cancellation.cancelled) saga.send({ type: `timeout.${id}` });
     }, timeoutMs);
     const settle = (result: { output: CallOutput } | { error: unknown }): void => {
       // Cancelled: the state was left (timeout, failure, deadline) or the saga was stopped.
-      if (call.controller.signal.aborted) return;
+      if (call.cancellation.cancelled) return;
       if (calls.get(id) === call) calls.delete(id);
       this.stopTimer(call);
       saga.send({ type: `call.${id}`, ...result });
     };
     let sent: Promise<CallOutput>;
     try {
-      sent = this.send(input, call.controller.signal);
+      sent = this.send(input, call.cancellation);
     } catch (err) {
       sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
@@ -79,7 +80,7 @@ export class CallsInFlight implements CallPort {
 
   private stop(call: InFlight): void {
     this.stopTimer(call);
-    call.controller.abort();
+    call.cancellation.cancel();
   }
 
   private stopTimer(call: InFlight): void {

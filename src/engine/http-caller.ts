@@ -13,7 +13,42 @@ export interface StepHttpRequest {
   readonly headers: Readonly<Record<string, string>>;
   /** A JSON value; undefined sends no body. */
   readonly body?: unknown;
-  readonly signal: AbortSignal;
+  /** Cancelled when the call is no longer wanted: the caller then stops it and rejects. */
+  readonly cancellation: CallCancellation;
+}
+
+/**
+ * How a call learns that it is no longer wanted (its state was left: a timeout, a failure
+ * elsewhere, the deadline, a stopped saga). Not an AbortSignal: an AbortController with its signal
+ * and one listener cost ~950 bytes of heap and ~6.6 µs of CPU per call (an EventTarget each), and
+ * every call of every waiting saga holds one (bench/notes.md §5). A call has one listener: the
+ * caller that sends it.
+ */
+export class CallCancellation {
+  private listener: (() => void) | undefined;
+  private done = false;
+
+  get cancelled(): boolean {
+    return this.done;
+  }
+
+  /** What cancelling does (replaces the one before; undefined clears it). Not run when already cancelled. */
+  onCancel(listener: (() => void) | undefined): void {
+    this.listener = listener;
+  }
+
+  cancel(): void {
+    if (this.done) return;
+    this.done = true;
+    const listener = this.listener;
+    this.listener = undefined;
+    listener?.();
+  }
+}
+
+/** What a cancelled call rejects with. */
+export function callCancelled(): CallNetworkError {
+  return new CallNetworkError('the call was cancelled', undefined);
 }
 
 /** A participant's answer as the caller read it. */

@@ -6,7 +6,7 @@ import { ERRORS, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
 import type { Observer } from './observer';
 import { NOOP_OBSERVER } from './observer';
-import type { HttpCaller } from './http-caller';
+import type { CallCancellation, HttpCaller } from './http-caller';
 import { rebuild } from '../runtime/recovery';
 import type {
   KeyHolder,
@@ -555,17 +555,20 @@ export class SagaRunner {
   private machineFor(definition: SagaDefinition): { machine: SagaMachine; calls: CallsInFlight } {
     let built = this.machines.get(definition);
     if (!built) {
-      const calls = new CallsInFlight((input: CallInput, signal: AbortSignal): Promise<CallOutput> => {
-        const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
-        const { log, http, clock } = this.deps;
-        const onStoreError = (err: unknown): void => this.onStoreError(input.sagaId, err, logger);
-        return callStep(
-          { log, http, clock, observer: this.observer, logger, onStoreError },
-          definition,
-          input,
-          signal,
-        );
-      }, this.deps.clock);
+      const calls = new CallsInFlight(
+        (input: CallInput, cancellation: CallCancellation): Promise<CallOutput> => {
+          const logger = this.sagas.get(input.sagaId)?.logger ?? this.deps.logger;
+          const { log, http, clock } = this.deps;
+          const onStoreError = (err: unknown): void => this.onStoreError(input.sagaId, err, logger);
+          return callStep(
+            { log, http, clock, observer: this.observer, logger, onStoreError },
+            definition,
+            input,
+            cancellation,
+          );
+        },
+        this.deps.clock,
+      );
       built = { machine: buildSagaMachine(definition, { calls }), calls };
       this.machines.set(definition, built);
     }

@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { DEFAULT_BODY_LIMITS } from '../json-limits';
 import type { CallResponse, HttpCaller, StepHttpRequest } from '../engine/http-caller';
-import { CallNetworkError, responseTooLarge } from '../engine/http-caller';
+import { callCancelled, CallNetworkError, responseTooLarge } from '../engine/http-caller';
 import { errnoOf, parseBody } from './step-caller';
 
 /**
@@ -13,7 +13,7 @@ import { errnoOf, parseBody } from './step-caller';
  * handful of sockets instead of 40,000 sockets.
  *
  * The definition's origin host becomes `:authority`, which the egress routes on exactly as it
- * routes HTTP/1.1 on Host. A step timeout aborts the signal, which resets the stream (CANCEL).
+ * routes HTTP/1.1 on Host. A step timeout cancels the call, which resets the stream (CANCEL).
  *
  * Whether a failed call may have been applied is what the saga's compensation depends on: a call
  * that HTTP/2 proves was never processed — refused stream, above a GOAWAY's last stream id, or
@@ -94,12 +94,6 @@ function headerRecord(headers: IncomingHttpHeaders): Record<string, string> {
   return out;
 }
 
-/** What an aborted call rejects with: the signal's reason, as undici's pool does. */
-function abortReason(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  return reason instanceof Error ? reason : new Error(`aborted: ${String(reason)}`);
-}
-
 export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
   const maxBytes = options.maxResponseBytes ?? 1024 * 1024;
   const maxDepth = options.maxBodyDepth ?? DEFAULT_BODY_LIMITS.maxDepth;
@@ -132,9 +126,9 @@ export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
 
   function call(request: StepHttpRequest): Promise<CallResponse> {
     return new Promise<CallResponse>((resolve, reject) => {
-      const { signal } = request;
-      if (signal.aborted) {
-        reject(abortReason(signal));
+      const { cancellation } = request;
+      if (cancellation.cancelled) {
+        reject(callCancelled());
         return;
       }
       const payload = request.body !== undefined ? Buffer.from(JSON.stringify(request.body)) : undefined;
@@ -174,7 +168,7 @@ export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
       const settle = (fn: () => void): void => {
         if (settled) return;
         settled = true;
-        signal.removeEventListener('abort', onAbort);
+        cancellation.onCancel(undefined);
         fn();
       };
       const fail = (message: string, errno: string | undefined, cause?: unknown): void =>
@@ -187,9 +181,9 @@ export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
       };
       function onAbort(): void {
         stream.close(http2.constants.NGHTTP2_CANCEL);
-        settle(() => reject(abortReason(signal)));
+        settle(() => reject(callCancelled()));
       }
-      signal.addEventListener('abort', onAbort, { once: true });
+      cancellation.onCancel(onAbort);
 
       stream.on('response', (h) => {
         status = Number(h[':status']);

@@ -1,8 +1,9 @@
-import { errors, Pool, util } from 'undici';
+import { Pool, util } from 'undici';
 import type { Dispatcher } from 'undici';
 import { DEFAULT_BODY_LIMITS, jsonShapeProblem } from '../json-limits';
 import type { CallResponse, HttpCaller } from '../engine/http-caller';
-import { CallNetworkError, responseTooLarge } from '../engine/http-caller';
+import type { CallCancellation } from '../engine/http-caller';
+import { callCancelled, CallNetworkError, responseTooLarge } from '../engine/http-caller';
 
 /**
  * The HTTP step caller: sends one step or compensation request to a participant through Envoy's
@@ -10,8 +11,8 @@ import { CallNetworkError, responseTooLarge } from '../engine/http-caller';
  * Host header, which is what the egress listener routes on; the connection itself always goes to
  * the egress address, so data can never steer a call elsewhere.
  *
- * It makes exactly one attempt: timeouts and retries belong to the saga machine, which aborts the
- * signal when a step times out.
+ * It makes exactly one attempt: timeouts and retries belong to the saga machine, which cancels the
+ * call when a step times out.
  */
 export interface HttpCallerOptions {
   /** Where step calls are sent, e.g. http://127.0.0.1:10001. */
@@ -76,21 +77,20 @@ class CallHandler implements Dispatcher.DispatchHandler {
   private received = 0;
   private abort: ((err?: Error) => void) | undefined;
   private settled = false;
-  private readonly onAbort = (): void => this.abort?.(abortReason(this.signal));
 
   constructor(
-    private readonly signal: AbortSignal,
+    private readonly cancellation: CallCancellation,
     private readonly maxBytes: number,
     private readonly maxDepth: number,
     private readonly resolve: (r: CallResponse) => void,
     private readonly reject: (err: CallNetworkError) => void,
   ) {
-    signal.addEventListener('abort', this.onAbort, { once: true });
+    cancellation.onCancel(() => this.abort?.(callCancelled()));
   }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
-    if (this.signal.aborted) abort(abortReason(this.signal));
+    if (this.cancellation.cancelled) abort(callCancelled());
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
@@ -132,15 +132,9 @@ class CallHandler implements Dispatcher.DispatchHandler {
   private settle(): boolean {
     if (this.settled) return true;
     this.settled = true;
-    this.signal.removeEventListener('abort', this.onAbort);
+    this.cancellation.onCancel(undefined);
     return false;
   }
-}
-
-/** Why a call was cut: the signal's reason, as undici's request() reported it. */
-function abortReason(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  return reason instanceof Error ? reason : new errors.RequestAbortedError();
 }
 
 export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
@@ -169,7 +163,7 @@ export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
       const headers: Record<string, string> = { ...request.headers, host: hostOf(request.origin) };
       if (hasBody) headers['content-type'] = 'application/json';
       return new Promise<CallResponse>((resolve, reject) => {
-        const handler = new CallHandler(request.signal, maxBytes, maxDepth, resolve, reject);
+        const handler = new CallHandler(request.cancellation, maxBytes, maxDepth, resolve, reject);
         try {
           pool.dispatch(
             {

@@ -2,6 +2,7 @@ import { SimulatedClock } from 'xstate';
 import { CallsInFlight } from '../../src/engine/calls-in-flight';
 import type { CallingSaga } from '../../src/runtime/machine';
 import type { CallInput, CallOutput, SagaMachineEvent } from '../../src/runtime/saga-state';
+import { CallCancellation } from '../../src/engine/http-caller';
 
 const input = (step: string): CallInput => ({
   sagaId: 's1',
@@ -27,11 +28,11 @@ const said = (e: SagaMachineEvent): string =>
 
 /** A port whose calls the test answers one by one, on a simulated clock, and what its sagas got. */
 function port() {
-  const sent: { signal: AbortSignal; answer: (o: CallOutput) => void }[] = [];
+  const sent: { cancellation: CallCancellation; answer: (o: CallOutput) => void }[] = [];
   const clock = new SimulatedClock();
   const calls = new CallsInFlight(
-    (_i: CallInput, signal: AbortSignal) =>
-      new Promise<CallOutput>((answer) => sent.push({ signal, answer })),
+    (_i: CallInput, cancellation: CallCancellation) =>
+      new Promise<CallOutput>((answer) => sent.push({ cancellation, answer })),
     clock,
   );
   const got: string[] = [];
@@ -49,7 +50,7 @@ describe('CallsInFlight (the machine’s call port)', () => {
     start(s, 'action.hotel');
     start(s, 'action.car');
     calls.cancel(s, 'action.car');
-    expect(sent.map((c) => c.signal.aborted)).toEqual([false, true]);
+    expect(sent.map((c) => c.cancellation.cancelled)).toEqual([false, true]);
     sent[1]?.answer(ok);
     sent[0]?.answer(ok);
     await settle();
@@ -91,7 +92,7 @@ describe('CallsInFlight (the machine’s call port)', () => {
     start(a, 'action.car');
     start(b, 'action.flight');
     calls.abortAll(a);
-    expect(sent.map((c) => c.signal.aborted)).toEqual([true, true, false]);
+    expect(sent.map((c) => c.cancellation.cancelled)).toEqual([true, true, false]);
     clock.increment(1000);
     for (const c of sent) c.answer(ok);
     await settle();
@@ -112,6 +113,25 @@ describe('CallsInFlight (the machine’s call port)', () => {
     clock.increment(600); // the first attempt's timer would have fired here
     expect(got).toEqual([]);
     calls.cancel(s, 'action.hotel'); // still the retry's entry: this aborts it
-    expect(sent[1]?.signal.aborted).toBe(true);
+    expect(sent[1]?.cancellation.cancelled).toBe(true);
+  });
+});
+
+describe('CallCancellation (how a call learns it is no longer wanted)', () => {
+  it('runs its one listener once, on the first cancel; a cleared listener does not run', () => {
+    const c = new CallCancellation();
+    const ran: string[] = [];
+    c.onCancel(() => ran.push('first'));
+    c.onCancel(() => ran.push('second')); // replaces the first: a call has one caller
+    expect(c.cancelled).toBe(false);
+    c.cancel();
+    c.cancel();
+    expect(ran).toEqual(['second']);
+    expect(c.cancelled).toBe(true);
+    const cleared = new CallCancellation();
+    cleared.onCancel(() => ran.push('cleared'));
+    cleared.onCancel(undefined);
+    cleared.cancel();
+    expect(ran).toEqual(['second']);
   });
 });

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { createH2cCaller, UNPROCESSED_STREAM } from '../../src/participants/h2c-caller';
 import type { HttpCaller, StepHttpRequest } from '../../src/engine/http-caller';
-import { CallNetworkError } from '../../src/engine/http-caller';
+import { CallCancellation, CallNetworkError } from '../../src/engine/http-caller';
 import { classifyNetworkError } from '../../src/engine/outcome';
 
 /**
@@ -55,7 +55,7 @@ function request(overrides: Partial<StepHttpRequest> = {}): StepHttpRequest {
     path: '/bookings?x=1',
     headers: { 'x-sagamesh-step': 'hotel', 'idempotency-key': 's1:hotel:action', host: 'evil' },
     body: { guest: 'ada' },
-    signal: new AbortController().signal,
+    cancellation: new CallCancellation(),
     ...overrides,
   };
 }
@@ -123,17 +123,17 @@ test('many calls at once share the sessions, spread over them', async () => {
   expect(used.size).toBe(2);
 });
 
-test('an abort (a step timeout) rejects with the signal reason and resets the stream with CANCEL', async () => {
+test('a cancelled call (a step timeout) rejects and resets the stream with CANCEL', async () => {
   handler = () => undefined; // never answers
-  const controller = new AbortController();
-  const pending = caller.call(request({ signal: controller.signal }));
+  const cancellation = new CallCancellation();
+  const pending = caller.call(request({ cancellation }));
   await new Promise((r) => setTimeout(r, 50));
   const serverStream = serverStreams[0];
   const closed = new Promise<number>((resolve) =>
     serverStream?.on('close', () => resolve(serverStream.rstCode)),
   );
-  controller.abort(new Error('step timed out'));
-  await expect(pending).rejects.toThrow('step timed out');
+  cancellation.cancel();
+  await expect(pending).rejects.toThrow('the call was cancelled');
   expect(await closed).toBe(http2.constants.NGHTTP2_CANCEL);
 });
 

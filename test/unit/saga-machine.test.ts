@@ -3,6 +3,7 @@ import type { StepResponse } from '../../src/definition/definition';
 import type { CallInput, CallOutput } from '../../src/runtime/saga-state';
 import { buildSagaMachine } from '../../src/runtime/machine';
 import { CallsInFlight } from '../../src/engine/calls-in-flight';
+import type { CallCancellation } from '../../src/engine/http-caller';
 import { definition, step } from '../helpers/fake-definition';
 
 type Script = (input: CallInput, n: number) => CallOutput | Promise<CallOutput>;
@@ -32,14 +33,14 @@ const flush = async (): Promise<void> => {
 /** Runs a machine with a simulated clock; the script answers each call. */
 function run(def: ReturnType<typeof definition>, script: Script, opts: { deadlineMs?: number } = {}) {
   const calls: CallInput[] = [];
-  const signals: AbortSignal[] = [];
+  const cancellations: CallCancellation[] = [];
   const counts = new Map<string, number>();
   const clock = new SimulatedClock();
   const machine = buildSagaMachine(def, {
     jitter: () => 0.5,
-    calls: new CallsInFlight((input, signal) => {
+    calls: new CallsInFlight((input, cancellation) => {
       calls.push(input);
-      signals.push(signal);
+      cancellations.push(cancellation);
       const key = `${input.kind}:${input.step}:${input.replay}`;
       const n = (counts.get(key) ?? 0) + 1;
       counts.set(key, n);
@@ -60,7 +61,7 @@ function run(def: ReturnType<typeof definition>, script: Script, opts: { deadlin
     clock.increment(ms);
     await flush();
   };
-  return { actor, calls, signals, clock, advance };
+  return { actor, calls, cancellations, clock, advance };
 }
 
 const order = (calls: CallInput[]) => calls.map((c) => `${c.kind}${c.replay ? '(replay)' : ''}:${c.step}`);
@@ -116,13 +117,13 @@ describe('saga machine', () => {
     // to learn what to undo cost up to three calls where one answer was coming.
     const def = definition([step('hotel'), step('flight')]);
     let answerHotel: (o: CallOutput) => void = () => undefined;
-    const { actor, calls, signals, advance } = run(def, (i) => {
+    const { actor, calls, cancellations, advance } = run(def, (i) => {
       if (i.kind === 'action' && i.step === 'hotel') return new Promise<CallOutput>((r) => (answerHotel = r));
       return i.kind === 'action' ? rejected : ok(`${i.step}-1`);
     });
     await advance(10);
     expect(actor.getSnapshot().value).toMatchObject({ compensating: { hotel: 'awaiting' } });
-    expect(signals[0]?.aborted).toBe(false);
+    expect(cancellations[0]?.cancelled).toBe(false);
     answerHotel(ok('hotel-7'));
     await advance(0);
     const snap = actor.getSnapshot();
@@ -286,12 +287,12 @@ describe('saga machine', () => {
   it('aborts a call that timed out and drops its late answer; the retry answers for the step', async () => {
     const def = definition([step('hotel')]);
     const answers: ((out: CallOutput) => void)[] = [];
-    const { actor, calls, signals, advance } = run(
+    const { actor, calls, cancellations, advance } = run(
       def,
       () => new Promise<CallOutput>((resolve) => answers.push(resolve)),
     );
     await advance(1000); // attempt 1 times out: its call is aborted
-    expect(signals[0]?.aborted).toBe(true);
+    expect(cancellations[0]?.cancelled).toBe(true);
     await advance(150); // backoff over: attempt 2 is in flight
     expect(calls.map((c) => c.attempt)).toEqual([1, 2]);
     answers[0]?.(ok('hotel-1')); // attempt 1's answer, too late: not attempt 2's
@@ -301,7 +302,7 @@ describe('saga machine', () => {
     await advance(0);
     const snap = actor.getSnapshot();
     expect(snap.value).toBe('succeeded');
-    expect(signals[1]?.aborted).toBe(false);
+    expect(cancellations[1]?.cancelled).toBe(false);
     expect(snap.context.steps.hotel).toMatchObject({ attempts: 2, response: { body: { id: 'hotel-2' } } });
   });
 
@@ -334,14 +335,14 @@ describe('saga machine', () => {
 
   it('compensates every step in flight when the saga deadline passes', async () => {
     const def = definition([step('hotel'), step('flight')], { deadlineMs: 500 });
-    const { actor, calls, signals, advance } = run(def, (i) =>
+    const { actor, calls, cancellations, advance } = run(def, (i) =>
       i.kind === 'action' && i.step === 'flight' && !i.replay ? never() : ok(`${i.step}-1`),
     );
     await advance(500);
     const snap = actor.getSnapshot();
     expect(snap.value).toBe('compensated');
     // flight's call, still in flight at the deadline, was aborted
-    expect(signals[calls.findIndex((c) => c.step === 'flight')]?.aborted).toBe(true);
+    expect(cancellations[calls.findIndex((c) => c.step === 'flight')]?.cancelled).toBe(true);
     expect(snap.context.error?.code).toBe('SAGAMESH_ERR_SAGA_DEADLINE');
     expect(snap.context.steps.flight?.compensation.status).toBe('done');
     expect(snap.context.steps.hotel?.compensation.status).toBe('done');

@@ -1,6 +1,7 @@
 import { SimulatedClock } from 'xstate';
 import pino from 'pino';
 import type { HttpCaller, StepHttpRequest } from '../../src/engine/http-caller';
+import type { CallCancellation } from '../../src/engine/http-caller';
 import type { StepResponse } from '../../src/definition/definition';
 import { SagaRunner } from '../../src/engine/runner';
 import { MemorySagaLog } from '../../src/saga-log/memory';
@@ -122,21 +123,21 @@ describe('SagaRunner', () => {
   });
 
   it('aborts the calls in flight of a saga it abandons, and records nothing more for it', async () => {
-    const signals: AbortSignal[] = [];
+    const cancellations: CallCancellation[] = [];
     const hanging: HttpCaller = {
       call: (r) =>
         new Promise((_, reject) => {
-          if (r.signal) signals.push(r.signal);
-          r.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+          cancellations.push(r.cancellation);
+          r.cancellation.onCancel(() => reject(new Error('aborted')));
         }),
       close: () => Promise.resolve(),
     };
     const { log, def, runner } = setup(() => ({ status: 500, headers: {}, body: {} }), hanging);
     const execution = await runner.start(def, request);
     await new Promise((r) => setTimeout(r, 20));
-    expect(signals).toHaveLength(1);
+    expect(cancellations).toHaveLength(1);
     runner.abandon(execution.sagaId, 'lease lost');
-    expect(signals[0]?.aborted).toBe(true);
+    expect(cancellations[0]?.cancelled).toBe(true);
     expect((await execution.settled).status).toBe('abandoned');
     await new Promise((r) => setTimeout(r, 20));
     expect(types(await log.history(execution.sagaId))).toEqual([
