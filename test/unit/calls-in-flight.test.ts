@@ -117,6 +117,61 @@ describe('CallsInFlight (the machine’s call port)', () => {
   });
 });
 
+describe('CallsInFlight timeouts: one timer per saga', () => {
+  /** A simulated clock that counts the timers set and not yet fired or cleared. */
+  function countingClock() {
+    const clock = new SimulatedClock();
+    const live = new Set<unknown>();
+    return {
+      clock,
+      live: () => live.size,
+      port: {
+        now: () => clock.now(),
+        setTimeout: (fn: () => void, ms: number) => {
+          const id: unknown = clock.setTimeout(() => {
+            live.delete(id);
+            fn();
+          }, ms);
+          live.add(id);
+          return id;
+        },
+        clearTimeout: (id: unknown) => {
+          live.delete(id);
+          clock.clearTimeout(id as number);
+        },
+      },
+    };
+  }
+
+  it('times each call out at its own timeout with one timer for the saga, and none once it has no call', async () => {
+    const { clock, live, port } = countingClock();
+    const answers: ((o: CallOutput) => void)[] = [];
+    const calls = new CallsInFlight(() => new Promise<CallOutput>((answer) => answers.push(answer)), port);
+    const got: string[] = [];
+    const saga: CallingSaga = { send: (e) => got.push(said(e)) };
+    calls.start(saga, 'action.hotel', input('hotel'), 3000);
+    calls.start(saga, 'action.flight', input('flight'), 1000);
+    clock.increment(500);
+    calls.start(saga, 'action.car', input('car'), 2000); // due at 2500
+    expect(live()).toBe(1);
+    clock.increment(500);
+    expect(got).toEqual(['timeout.action.flight']);
+    clock.increment(1499);
+    expect(got).toEqual(['timeout.action.flight']);
+    clock.increment(1);
+    expect(got).toEqual(['timeout.action.flight', 'timeout.action.car']);
+    expect(live()).toBe(1); // the hotel's, at 3000
+    answers[0]?.(ok); // the hotel answers first
+    await settle();
+    calls.cancel(saga, 'action.flight');
+    calls.cancel(saga, 'action.car');
+    expect(got).toEqual(['timeout.action.flight', 'timeout.action.car', 'call.action.hotel: success']);
+    expect(live()).toBe(0); // no call left: the timer does not keep the saga
+    clock.increment(10_000);
+    expect(got).toHaveLength(3);
+  });
+});
+
 describe('CallCancellation (how a call learns it is no longer wanted)', () => {
   it('runs its one listener once, on the first cancel; a cleared listener does not run', () => {
     const c = new CallCancellation();
