@@ -1,8 +1,7 @@
 import { Pool, util } from 'undici';
 import type { Dispatcher } from 'undici';
 import { DEFAULT_BODY_LIMITS, jsonShapeProblem } from '../json-limits';
-import type { CallResponse, HttpCaller } from '../engine/http-caller';
-import type { CallCancellation } from '../engine/http-caller';
+import type { CallCancellation, CallResponse, HttpCaller } from '../engine/http-caller';
 import { callCancelled, CallNetworkError, responseTooLarge } from '../engine/http-caller';
 
 /**
