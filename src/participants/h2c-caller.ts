@@ -4,7 +4,7 @@ import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 
 import { DEFAULT_BODY_LIMITS } from '../json-limits';
 import type { CallResponse, HttpCaller, StepHttpRequest } from '../engine/http-caller';
 import { callCancelled, CallNetworkError, responseTooLarge } from '../engine/http-caller';
-import { errnoOf, parseBody } from './step-caller';
+import { errnoOf, originHosts, parseBody } from './step-caller';
 
 /**
  * The HTTP/2 step caller (SAGAMESH_EGRESS_PROTOCOL=h2c): the same contract as the HTTP/1.1 one in
@@ -101,6 +101,7 @@ export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
     options.sessions ?? DEFAULT_H2C_SESSIONS,
   ).fill(undefined);
   const connect = connectionOf(options.egressUrl);
+  const hostOf = originHosts();
   const all = new Set<Session>();
 
   const usable = (s: Session | undefined): s is Session =>
@@ -136,7 +137,7 @@ export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
         ':method': request.method,
         ':path': request.path,
         ':scheme': 'http',
-        ':authority': new URL(request.origin).host,
+        ':authority': hostOf(request.origin),
       };
       for (const [k, v] of Object.entries(request.headers))
         if (!NOT_FORWARDED.has(k.toLowerCase())) headers[k] = v;

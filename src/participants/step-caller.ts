@@ -136,6 +136,21 @@ class CallHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+/**
+ * The host of each origin (`http://hotel` → `hotel`), the Host header or `:authority` of its
+ * calls, parsed once: the definitions name a handful of origins (the cache is bounded all the same).
+ */
+export function originHosts(): (origin: string) => string {
+  const hosts = new Map<string, string>();
+  return (origin) => {
+    let host = hosts.get(origin);
+    if (host !== undefined) return host;
+    if (hosts.size >= 1000) hosts.clear();
+    hosts.set(origin, (host = new URL(origin).host));
+    return host;
+  };
+}
+
 export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
   const maxBytes = options.maxResponseBytes ?? 1024 * 1024;
   const maxDepth = options.maxBodyDepth ?? DEFAULT_BODY_LIMITS.maxDepth;
@@ -146,15 +161,7 @@ export function createHttpCaller(options: HttpCallerOptions): HttpCaller {
     bodyTimeout: 0,
     keepAliveTimeout: 30_000,
   });
-  /** The Host header of each origin: the definitions name a handful (bounded all the same). */
-  const hosts = new Map<string, string>();
-  const hostOf = (origin: string): string => {
-    let host = hosts.get(origin);
-    if (host !== undefined) return host;
-    if (hosts.size >= 1000) hosts.clear();
-    hosts.set(origin, (host = new URL(origin).host));
-    return host;
-  };
+  const hostOf = originHosts();
 
   return {
     call(request) {
