@@ -26,21 +26,26 @@ class InstantHttp implements HttpCaller {
   }
 }
 
-async function measure(name: string, sagas: number, concurrency: number): Promise<void> {
+/** A runner on the in-memory log for the bench saga `name`, its definition and a request for it. */
+function benchRunner(name: string, http: HttpCaller) {
   const file = path.join(REPO_ROOT, 'bench', 'sagas', `${name}.yaml`);
   const { definition, problems } = loadDefinitionText(file, fs.readFileSync(file, 'utf8'));
   if (!definition) throw new Error(`${file}: ${JSON.stringify(problems)}`);
   const clock = systemClock;
-  const log = new MemorySagaLog(clock);
   const runner = new SagaRunner({
-    log,
-    http: new InstantHttp(),
+    log: new MemorySagaLog(clock),
+    http,
     clock,
     logger: pino({ level: 'silent' }),
     resolveDefinition: () => Promise.resolve(definition),
   });
   const body = Object.fromEntries(definition.steps.map((s) => [s.name, { ms: 0 }]));
   const request = { method: 'POST', path: '/bench', query: {}, headers: {}, body };
+  return { runner, definition, request };
+}
+
+async function measure(name: string, sagas: number, concurrency: number): Promise<void> {
+  const { runner, definition, request } = benchRunner(name, new InstantHttp());
   let started = 0;
   let failed = 0;
   const worker = async (): Promise<void> => {
@@ -81,19 +86,7 @@ class SilentHttp implements HttpCaller {
 async function waiting(sagas: number): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error('run with node --expose-gc');
-  const file = path.join(REPO_ROOT, 'bench', 'sagas', 'flat-1to4.yaml');
-  const { definition } = loadDefinitionText(file, fs.readFileSync(file, 'utf8'));
-  if (!definition) throw new Error(`${file} does not load`);
-  const clock = systemClock;
-  const runner = new SagaRunner({
-    log: new MemorySagaLog(clock),
-    http: new SilentHttp(),
-    clock,
-    logger: pino({ level: 'silent' }),
-    resolveDefinition: () => Promise.resolve(definition),
-  });
-  const body = Object.fromEntries(definition.steps.map((s) => [s.name, { ms: 0 }]));
-  const request = { method: 'POST', path: '/bench', query: {}, headers: {}, body };
+  const { runner, definition, request } = benchRunner('flat-1to4', new SilentHttp());
   gc();
   gc();
   const before = process.memoryUsage().heapUsed;
