@@ -106,7 +106,8 @@ async function main(): Promise<void> {
   if (process.argv[2] === 'waiting') return waiting(Number(process.argv[3] ?? 10_000));
   const sagas = Number(process.argv[2] ?? 20000);
   const concurrency = Number(process.argv[3] ?? 64);
-  for (const name of ['flat-1to4', 'flat-1to9', 'serial-1to9']) {
+  const names = process.argv[4]?.split(',') ?? ['flat-1to4', 'flat-1to9', 'serial-1to9'];
+  for (const name of names) {
     await measure(name, Math.ceil(sagas / 10), concurrency); // warm-up
     await measure(name, sagas, concurrency);
   }

@@ -1,7 +1,7 @@
 /**
  * Time, injected. Structurally compatible with XState's `Clock`, so the same object drives the
- * saga actors' timers (`createActor(machine, { clock })`) and the timestamps in the saga log.
- * Tests pass xstate's `SimulatedClock`-backed clock instead.
+ * sagas' timers (the runner's SagaDriver; `createActor(machine, { clock })` in tests) and the
+ * timestamps in the saga log. Tests pass xstate's `SimulatedClock`-backed clock instead.
  */
 export interface Clock {
   now(): number;

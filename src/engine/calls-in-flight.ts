@@ -33,7 +33,7 @@ interface SagaCalls {
  * machine says when a call starts (with its timeout) and when its state is left; this object owns
  * the calls' cancellations and timeouts, so the machine itself keeps no state outside its context.
  * An answer that arrives after its call was cancelled is dropped, as XState drops the output of a
- * stopped child. Timeouts run on the saga's clock (the one its actor runs on), one timer per saga
+ * stopped child. Timeouts run on the saga's clock (the one its machine runs on), one timer per saga
  * for the earliest of its calls' timeouts: a timer per call cost each call a Timeout and a closure
  * (bench/notes.md §5).
  */
@@ -77,7 +77,7 @@ export class CallsInFlight implements CallPort {
   }
 
   /**
-   * Cancels every call of a saga. Stopping an actor runs no exit actions, so the runner calls this
+   * Cancels every call of a saga. Stopping a saga runs no exit actions, so the runner calls this
    * when it stops a saga before its end (an abandoned saga).
    */
   abortAll(saga: CallingSaga): void {

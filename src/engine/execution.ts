@@ -1,14 +1,16 @@
-import type { Actor } from 'xstate';
 import type { StoredAnswer } from '../runtime/journal';
 import type { SagaDefinition, TemplateScope } from '../definition/definition';
-import type { SagaMachine } from '../runtime/machine';
-import type { ErrorInfo, FinalState, SagaContext, StepRun } from '../runtime/saga-state';
+import type { ErrorInfo, FinalState, SagaContext, SagaMachineEvent, StepRun } from '../runtime/saga-state';
 
 /**
  * A saga as its caller sees it while it runs (SagaExecution) and once it settled (SagaResult):
  * what the ext_proc processor answers from. The runner creates these; nothing else does.
  */
-export type SagaActor = Actor<SagaMachine>;
+/** A running saga's machine as its execution reads and feeds it (the runner's SagaDriver). */
+export interface RunningSaga {
+  getSnapshot(): { readonly context: SagaContext };
+  send(event: SagaMachineEvent): void;
+}
 
 export interface StepSummary {
   readonly name: string;
@@ -62,7 +64,7 @@ export class SagaExecution {
   constructor(
     readonly sagaId: string,
     readonly definition: SagaDefinition,
-    private readonly actor: SagaActor,
+    private readonly actor: RunningSaga,
     settled: Promise<SagaResult>,
     stepsDone: Promise<'pivot' | 'final'>,
   ) {

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { SnapshotFrom } from 'xstate';
-import { createActor } from 'xstate';
 import type { Clock } from '../clock';
 import { ERRORS, toSagameshError } from '../errors';
 import type { Logger } from '../logger';
@@ -18,7 +17,7 @@ import type {
   StoredAnswer,
 } from '../runtime/journal';
 import type { SagaDefinition, TemplateScope } from '../definition/definition';
-import type { SagaActor, SagaResult } from './execution';
+import type { SagaResult } from './execution';
 import { SagaExecution, scopeOf, stuckSteps, summarize } from './execution';
 import type { SagaMachine } from '../runtime/machine';
 import type {
@@ -31,17 +30,18 @@ import type {
 } from '../runtime/saga-state';
 import { buildSagaMachine } from '../runtime/machine';
 import { CallsInFlight } from './calls-in-flight';
+import { MachineHost, SagaDriver } from './saga-driver';
 import { callStep } from './call-step';
 import { Redrives } from './redrive';
 import { answerFromLog } from './answer-from-log';
 
 /**
- * Runs sagas: one XState actor per saga, built from the definition's machine (built once per
- * definition) with its call port, CallsInFlight over the one I/O function, `callStep`, passed in
- * here (the port holds the calls in flight and their timers). `callStep` records the
- * dispatch in the saga log before it sends anything, and the outcome before the machine may act on
- * it. A saga whose record cannot be written stops there: with its lease lost, another instance
- * owns it; otherwise it is resumed from the log after a backoff (redrive.ts).
+ * Runs sagas: each a SagaDriver stepping its definition's machine (built once per definition, with
+ * one actor scope its sagas share: saga-driver.ts) and its call port, CallsInFlight over the one
+ * I/O function, `callStep`, passed in here (the port holds the calls in flight and their timers).
+ * `callStep` records the dispatch in the saga log before it sends anything, and the outcome before
+ * the machine may act on it. A saga whose record cannot be written stops there: with its lease
+ * lost, another instance owns it; otherwise it is resumed from the log after a backoff (redrive.ts).
  */
 
 export type { SagaExecution, SagaResult, StepSummary } from './execution';
@@ -72,7 +72,7 @@ export interface RunnerDeps {
 }
 
 interface Running {
-  readonly actor: SagaActor;
+  readonly driver: SagaDriver;
   readonly logger: Logger;
   readonly execution: SagaExecution;
   readonly abandon: (reason: string, error?: ErrorInfo) => void;
@@ -116,7 +116,7 @@ export function traceIdOf(traceparent: string | undefined): string | undefined {
 }
 
 export class SagaRunner {
-  private readonly machines = new WeakMap<SagaDefinition, { machine: SagaMachine; calls: CallsInFlight }>();
+  private readonly machines = new WeakMap<SagaDefinition, { host: MachineHost; calls: CallsInFlight }>();
   private readonly sagas = new Map<string, Running>();
   private readonly savedVersions = new Set<string>();
   private readonly newId: () => string;
@@ -148,7 +148,7 @@ export class SagaRunner {
 
   /**
    * Records the saga's start (and its definition's source, once per version), then starts its
-   * actor. The start record is written before any step can be dispatched; if it cannot be
+   * machine. The start record is written before any step can be dispatched; if it cannot be
    * written, nothing runs and the error propagates. With `key`, the client's Idempotency-Key is
    * reserved in the same write; if another saga holds it, nothing starts and the holder comes back.
    */
@@ -355,7 +355,7 @@ export class SagaRunner {
   abort(sagaId: string, reason: string): boolean {
     const saga = this.sagas.get(sagaId);
     if (!saga) return false;
-    saga.actor.send({ type: 'saga.abort', reason });
+    saga.driver.send({ type: 'saga.abort', reason });
     return true;
   }
 
@@ -370,7 +370,7 @@ export class SagaRunner {
     saga.abandon(reason);
   }
 
-  /** Stops every actor without recording anything: what was in flight is left for recovery. */
+  /** Stops every saga without recording anything: what was in flight is left for recovery. */
   stopAll(): void {
     this.redrives.cancelAll();
     for (const saga of [...this.sagas.values()]) saga.abandon('sagamesh stopped');
@@ -394,8 +394,7 @@ export class SagaRunner {
     if (opts.undo) logger.info({ definition_version: definition.version }, 'saga undo started');
     this.observer.sagaStarted(definition.name);
     const startedAt = this.deps.clock.now();
-    const { machine, calls } = this.machineFor(definition);
-    const actor = createActor(machine, { input, clock: this.deps.clock });
+    const { host, calls } = this.machineFor(definition);
 
     let resolveSteps: (value: 'pivot' | 'final') => void = () => undefined;
     const stepsDone = new Promise<'pivot' | 'final'>((resolve) => (resolveSteps = resolve));
@@ -416,7 +415,6 @@ export class SagaRunner {
     const finish = (snapshot: SagaSnapshot, status: FinalState, error?: ErrorInfo): void => {
       if (done) return;
       done = true;
-      subscription.unsubscribe();
       const outcome = result(snapshot.context, status, error);
       // Record the end before anyone answers the client with it; only then is the saga done here.
       // The answer for its Idempotency-Keys is written with it: there is no moment between the two.
@@ -459,7 +457,7 @@ export class SagaRunner {
           },
         );
     };
-    const subscription = actor.subscribe({
+    const driver = new SagaDriver(host, input, this.deps.clock, {
       next: (snapshot) => {
         const state =
           typeof snapshot.value === 'string' ? snapshot.value : (Object.keys(snapshot.value)[0] ?? '');
@@ -471,30 +469,29 @@ export class SagaRunner {
       },
       error: (err) => {
         // A bug in an action, not a participant's failure: stop here; recovery resumes it.
-        logger.error({ err }, 'saga actor failed');
+        logger.error({ err }, 'saga machine failed');
         const e = toSagameshError(err);
-        abandon(`actor failed: ${e.code}`, { code: e.code, message: e.message });
+        abandon(`machine failed: ${e.code}`, { code: e.code, message: e.message });
       },
     });
     const abandon = (reason: string, error?: ErrorInfo): void => {
       if (done) return;
       done = true;
-      subscription.unsubscribe();
-      actor.stop();
-      calls.abortAll(actor);
+      driver.stop();
+      calls.abortAll(driver);
       this.sagas.delete(sagaId);
       resolveSteps('final');
       resolveSettled(
         result(
-          actor.getSnapshot().context,
+          driver.getSnapshot().context,
           'abandoned',
           error ?? { code: ERRORS.LEASE_LOST.code, message: reason },
         ),
       );
     };
-    const execution = new SagaExecution(sagaId, definition, actor, settled, stepsDone);
-    this.sagas.set(sagaId, { actor, logger, execution, abandon, undo: opts.undo === true });
-    actor.start();
+    const execution = new SagaExecution(sagaId, definition, driver, settled, stepsDone);
+    this.sagas.set(sagaId, { driver, logger, execution, abandon, undo: opts.undo === true });
+    driver.start();
     return execution;
   }
 
@@ -552,7 +549,7 @@ export class SagaRunner {
   }
 
   /** A definition's machine, built once, and the port that sends its sagas' calls. */
-  private machineFor(definition: SagaDefinition): { machine: SagaMachine; calls: CallsInFlight } {
+  private machineFor(definition: SagaDefinition): { host: MachineHost; calls: CallsInFlight } {
     let built = this.machines.get(definition);
     if (!built) {
       const calls = new CallsInFlight(
@@ -569,7 +566,7 @@ export class SagaRunner {
         },
         this.deps.clock,
       );
-      built = { machine: buildSagaMachine(definition, { calls }), calls };
+      built = { host: new MachineHost(buildSagaMachine(definition, { calls })), calls };
       this.machines.set(definition, built);
     }
     return built;

@@ -29,7 +29,7 @@ import {
  * runner passes in (CallPort, the runner's CallsInFlight): a calling state's entry action `dispatch`
  * starts the call, the answer comes back to the saga as the event `call.<kind>.<step>`, and the
  * state's exit action `cancel` aborts a call still in flight (a timeout, a failure elsewhere, the
- * deadline). Time goes through the actor's clock. The same
+ * deadline). Time goes through the clock it runs on. The same
  * builder feeds the server and the state-chart rendering, so what operators see is what runs.
  *
  * Why actions and not an invoked `fromPromise` actor per call: a child actor per call cost a fifth

@@ -1,8 +1,11 @@
+import type { SnapshotFrom } from 'xstate';
 import { createActor, SimulatedClock } from 'xstate';
 import type { StepResponse } from '../../src/definition/definition';
-import type { CallInput, CallOutput } from '../../src/runtime/saga-state';
+import type { CallInput, CallOutput, SagaInput, SagaMachineEvent } from '../../src/runtime/saga-state';
+import type { SagaMachine } from '../../src/runtime/machine';
 import { buildSagaMachine } from '../../src/runtime/machine';
 import { CallsInFlight } from '../../src/engine/calls-in-flight';
+import { MachineHost, SagaDriver } from '../../src/engine/saga-driver';
 import type { CallCancellation } from '../../src/engine/http-caller';
 import { definition, step } from '../helpers/fake-definition';
 
@@ -30,8 +33,39 @@ const flush = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 };
 
+/** A started saga, as the tests read and feed it. */
+interface Started {
+  getSnapshot(): SnapshotFrom<SagaMachine>;
+  send(event: SagaMachineEvent): void;
+}
+type Start = (machine: SagaMachine, input: SagaInput, clock: SimulatedClock) => Started;
+
+/** The machine as XState's own actor runs it. */
+const onActor: Start = (machine, input, clock) => {
+  const actor = createActor(machine, { input, clock });
+  actor.start();
+  return actor;
+};
+
+/** The machine as the runner runs it: a SagaDriver on a shared scope (engine/saga-driver.ts). */
+const onDriver: Start = (machine, input, clock) => {
+  const driver = new SagaDriver(new MachineHost(machine), input, clock, {
+    next: () => undefined,
+    error: (err) => {
+      throw err;
+    },
+  });
+  driver.start();
+  return driver;
+};
+
 /** Runs a machine with a simulated clock; the script answers each call. */
-function run(def: ReturnType<typeof definition>, script: Script, opts: { deadlineMs?: number } = {}) {
+function runOn(
+  start: Start,
+  def: ReturnType<typeof definition>,
+  script: Script,
+  opts: { deadlineMs?: number } = {},
+) {
   const calls: CallInput[] = [];
   const cancellations: CallCancellation[] = [];
   const counts = new Map<string, number>();
@@ -47,15 +81,15 @@ function run(def: ReturnType<typeof definition>, script: Script, opts: { deadlin
       return Promise.resolve(script(input, n));
     }, clock),
   });
-  const actor = createActor(machine, {
-    input: {
+  const actor = start(
+    machine,
+    {
       sagaId: 's1',
       request: { method: 'POST', path: '/t', query: {}, headers: {}, body: {} },
       ...(opts.deadlineMs !== undefined ? { deadlineMs: opts.deadlineMs } : {}),
     },
     clock,
-  });
-  actor.start();
+  );
   const advance = async (ms: number): Promise<void> => {
     await flush();
     clock.increment(ms);
@@ -66,7 +100,13 @@ function run(def: ReturnType<typeof definition>, script: Script, opts: { deadlin
 
 const order = (calls: CallInput[]) => calls.map((c) => `${c.kind}${c.replay ? '(replay)' : ''}:${c.step}`);
 
-describe('saga machine', () => {
+// Every behaviour of the machine holds both under XState's actor and under the runner's driver.
+describe.each([
+  ['an XState actor', onActor],
+  ["the runner's SagaDriver", onDriver],
+])('saga machine on %s', (_host, start) => {
+  const run = (def: ReturnType<typeof definition>, script: Script, opts: { deadlineMs?: number } = {}) =>
+    runOn(start, def, script, opts);
   it('runs independent steps at once and a dependent step after its dependency', async () => {
     const def = definition([step('hotel'), step('flight'), step('car', ['flight'])]);
     const { actor, calls } = run(def, (i) => ok(`${i.step}-1`));
@@ -235,8 +275,9 @@ describe('saga machine', () => {
       }, clock),
     });
     const succeeded = { status: 'succeeded' as const, attempts: 1, inFlight: false, applied: 'yes' as const };
-    const actor = createActor(machine, {
-      input: {
+    const actor = start(
+      machine,
+      {
         sagaId: 's1',
         request: { method: 'POST', path: '/t', query: {}, headers: {}, body: {} },
         recovered: {
@@ -258,8 +299,7 @@ describe('saga machine', () => {
         },
       },
       clock,
-    });
-    actor.start();
+    );
     await flush();
     expect(actor.getSnapshot().value).toBe('compensated');
     expect(order(calls)).toEqual(['compensation:hotel']);
@@ -400,12 +440,18 @@ describe('saga machine', () => {
     expect(actor.getSnapshot().context.error?.code).toBe('SAGAMESH_ERR_UPSTREAM_FAILED');
     expect(order(calls)).toEqual(['action:hotel', 'compensation:hotel']);
   });
+});
 
+describe('saga machine snapshots', () => {
   it('round-trips a persisted snapshot through JSON', async () => {
     const def = definition([step('hotel')]);
-    const { actor } = run(def, () => never());
+    const { actor } = runOn(onActor, def, () => never());
     await flush();
-    const persisted: unknown = JSON.parse(JSON.stringify(actor.getPersistedSnapshot()));
+    const persisted: unknown = JSON.parse(
+      JSON.stringify(
+        (actor as ReturnType<typeof onActor> & { getPersistedSnapshot(): unknown }).getPersistedSnapshot(),
+      ),
+    );
     const restored = createActor(buildSagaMachine(def), {
       snapshot: persisted as never,
       input: { sagaId: 's1', request: { method: 'POST', path: '/t', query: {}, headers: {}, body: {} } },
