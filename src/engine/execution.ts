@@ -2,10 +2,9 @@ import type { StoredAnswer } from '../runtime/journal';
 import type { SagaDefinition, TemplateScope } from '../definition/definition';
 import type { ErrorInfo, FinalState, SagaContext, SagaMachineEvent, StepRun } from '../runtime/saga-state';
 
-/**
- * A saga as its caller sees it while it runs (SagaExecution) and once it settled (SagaResult):
- * what the ext_proc processor answers from. The runner creates these; nothing else does.
- */
+// A saga as its caller sees it while it runs (SagaExecution) and once it settled (SagaResult):
+// what the ext_proc processor answers from. The runner creates these; nothing else does.
+
 /** A running saga's machine as its execution reads and feeds it (the runner's SagaDriver). */
 export interface RunningSaga {
   getSnapshot(): { readonly context: SagaContext };
@@ -64,7 +63,7 @@ export class SagaExecution {
   constructor(
     readonly sagaId: string,
     readonly definition: SagaDefinition,
-    private readonly actor: RunningSaga,
+    private readonly saga: RunningSaga,
     settled: Promise<SagaResult>,
     stepsDone: Promise<'pivot' | 'final'>,
   ) {
@@ -74,26 +73,26 @@ export class SagaExecution {
 
   /** The scope as it is now: the success answer and upstream mutations render from it. */
   scope(): TemplateScope {
-    return scopeOf(this.definition, this.actor.getSnapshot().context);
+    return scopeOf(this.definition, this.saga.getSnapshot().context);
   }
 
   /** The steps as they are now. */
   steps(): StepSummary[] {
-    return summarize(this.actor.getSnapshot().context);
+    return summarize(this.saga.getSnapshot().context);
   }
 
   /** Why the saga failed, and the step that failed it, once it has (it then compensates). */
   failure(): { readonly failedStep?: string; readonly error?: ErrorInfo } {
-    const { failedStep, error } = this.actor.getSnapshot().context;
+    const { failedStep, error } = this.saga.getSnapshot().context;
     return { ...(failedStep ? { failedStep } : {}), ...(error ? { error } : {}) };
   }
 
   upstreamResponded(status: number): void {
-    this.actor.send({ type: 'saga.upstream.response', status });
+    this.saga.send({ type: 'saga.upstream.response', status });
   }
 
   upstreamFailed(message: string): void {
-    this.actor.send({ type: 'saga.upstream.failed', message });
+    this.saga.send({ type: 'saga.upstream.failed', message });
   }
 }
 

@@ -162,7 +162,11 @@ export class SagaDriver implements CallingSaga {
   /** Runs a step's actions, then tells the observer; a finished saga stops. */
   private settle(actions: ExecutableActionObject[]): void {
     try {
-      for (const action of actions) this.run(action);
+      for (const action of actions) {
+        // An action may have stopped the saga (its owner abandoned it): the rest do not run.
+        if (this.state !== 'running') return;
+        this.run(action);
+      }
     } catch (err) {
       this.fail(err);
       return;

@@ -109,6 +109,22 @@ describe('SagaDriver', () => {
     expect(driver.getSnapshot().value).toEqual({ running: { hotel: 'calling', flight: 'waiting' } });
   });
 
+  it("runs none of a step's remaining actions once an action stopped the saga", () => {
+    const sent: string[] = [];
+    const port: CallPort = {
+      start: (saga, id) => {
+        sent.push(id);
+        (saga as SagaDriver).stop(); // its owner abandons it, as the runner does on a lost lease
+      },
+      cancel: () => undefined,
+    };
+    const started = drive(port, definition([step('hotel'), step('flight')]));
+    started.driver.start();
+    expect(sent).toEqual(['action.hotel']);
+    expect(started.seen).toEqual([]);
+    expect(started.clock.live.size).toBe(0);
+  });
+
   it('fails the saga when an action throws: the observer hears it and its timers stop', () => {
     const port: CallPort = {
       start: () => {
