@@ -76,9 +76,8 @@ export class MachineHost {
 /** One saga on its machine: the snapshot, a mailbox, the delayed events it scheduled. */
 export class SagaDriver implements CallingSaga {
   private snapshot: SagaSnapshot;
-  private pending: ExecutableActionObject[] = [];
-  /** The first snapshot could not be built: the saga fails when started. */
-  private failure: { readonly err: unknown } | undefined;
+  /** The first snapshot's entry actions, run by `start`. */
+  private pending: ExecutableActionObject[];
   private state: 'created' | 'running' | 'stopped' = 'created';
   /** Events sent while a step runs (by its actions), taken in order after it. */
   private mailbox: SagaMachineEvent[] = [];
@@ -92,12 +91,9 @@ export class SagaDriver implements CallingSaga {
     private readonly clock: Pick<Clock, 'setTimeout' | 'clearTimeout'>,
     private readonly observer: SagaObserver,
   ) {
-    try {
-      [this.snapshot, this.pending] = host.initial(input);
-    } catch (err) {
-      this.snapshot = { status: 'error', error: err } as unknown as SagaSnapshot;
-      this.failure = { err };
-    }
+    // A first snapshot that cannot be built (a bug in the context factory) throws here, to the
+    // runner's start or resume: there is no saga to run.
+    [this.snapshot, this.pending] = host.initial(input);
   }
 
   getSnapshot(): SagaSnapshot {
@@ -108,10 +104,6 @@ export class SagaDriver implements CallingSaga {
   start(): void {
     if (this.state !== 'created') return;
     this.state = 'running';
-    if (this.failure) {
-      this.fail(this.failure.err);
-      return;
-    }
     const actions = this.pending;
     this.pending = [];
     this.processing = true;
@@ -147,7 +139,6 @@ export class SagaDriver implements CallingSaga {
   private drain(): void {
     let event: SagaMachineEvent | undefined;
     while (this.state === 'running' && (event = this.mailbox.shift()) !== undefined) {
-      if (this.snapshot.status !== 'active') return;
       let actions: ExecutableActionObject[];
       try {
         [this.snapshot, actions] = this.host.step(this.snapshot, event);

@@ -180,11 +180,11 @@ export function createH2cCaller(options: H2cCallerOptions): HttpCaller {
         stream.close(http2.constants.NGHTTP2_CANCEL);
         settle(() => reject(responseTooLarge(bytes, maxBytes)));
       };
-      function onAbort(): void {
+      function onCancelled(): void {
         stream.close(http2.constants.NGHTTP2_CANCEL);
         settle(() => reject(callCancelled()));
       }
-      cancellation.onCancel(onAbort);
+      cancellation.onCancel(onCancelled);
 
       stream.on('response', (h) => {
         status = Number(h[':status']);
